@@ -1,0 +1,189 @@
+//! A batch on the device: each modality's values plus its per-sample presence mask.
+//!
+//! This is where host data meets the model: values are checked against each modality's
+//! likelihood, missing samples are zero-filled (so a NaN placeholder can never leak through a
+//! `0 * NaN`), and masks become `0/1` vectors.
+
+use crate::backend::{Backend, Ids, Matrix, Vector};
+use crate::modality::{EncoderInput, Modality, ModalitySpec};
+use crate::{Error, Result};
+
+/// A modality's values as the networks read them.
+#[derive(Clone, Debug)]
+pub enum Input<D: Backend> {
+    /// Dense values, `(batch, dim)`.
+    Dense(Matrix<D>),
+    /// Class indices, `(batch,)`.
+    Classes(Ids<D>),
+}
+
+/// One modality within a batch.
+#[derive(Clone, Debug)]
+pub struct Column<D: Backend> {
+    /// The values (zero where absent).
+    pub input: Input<D>,
+    /// `1.0` where the sample has this modality, `0.0` where it is missing, `(batch,)`.
+    pub present: Vector<D>,
+    /// The same mask on the host.
+    pub present_host: Vec<bool>,
+}
+
+impl<D: Backend> Column<D> {
+    /// How many samples have this modality.
+    pub fn count(&self) -> usize {
+        self.present_host.iter().filter(|&&p| p).count()
+    }
+}
+
+/// Host values of one modality for [`Batch::from_host`].
+#[derive(Clone, Copy, Debug)]
+pub struct HostValues<'a> {
+    /// Modality name.
+    pub name: &'a str,
+    /// `batch * dim` values, row-major; ignored where absent.
+    pub values: &'a [f32],
+    /// Presence per sample; `None` = every sample has it.
+    pub present: Option<&'a [bool]>,
+}
+
+/// A batch of samples on the device, one optional [`Column`] per model modality (in the
+/// model's order; `None` = no sample of the batch has that modality).
+#[derive(Clone, Debug)]
+pub struct Batch<D: Backend> {
+    size: usize,
+    columns: Vec<Option<Column<D>>>,
+}
+
+impl<D: Backend> Batch<D> {
+    /// Uploads host values for the model's modalities; modalities not given are missing.
+    ///
+    /// # Errors
+    /// A name the model does not know, a length that is not `batch * dim`, values outside the
+    /// likelihood's domain (checked where present), or a sample with no modality at all.
+    pub fn from_host(specs: &[ModalitySpec], dev: &D, given: &[HostValues<'_>]) -> Result<Self> {
+        let size = batch_size(specs, given)?;
+        let mut columns: Vec<Option<Column<D>>> = vec![None; specs.len()];
+        let mut any = vec![false; size];
+        for g in given {
+            let idx = specs
+                .iter()
+                .position(|s| s.name() == g.name)
+                .ok_or_else(|| unknown(specs, g.name))?;
+            let spec = &specs[idx];
+            let dim = spec.kind.dim();
+            let present: Vec<bool> = match g.present {
+                Some(p) if p.len() != size => {
+                    return Err(Error::shape(
+                        format!("presence mask of {}", g.name),
+                        format!("{size} samples"),
+                        p.len(),
+                    ))
+                }
+                Some(p) => p.to_vec(),
+                None => vec![true; size],
+            };
+            let mut values = Vec::with_capacity(size * dim);
+            for (i, row) in g.values.chunks_exact(dim).enumerate() {
+                if present[i] {
+                    spec.kind.check(row).map_err(|e| at_sample(e, i))?;
+                    values.extend_from_slice(row);
+                    any[i] = true;
+                } else {
+                    values.extend(std::iter::repeat_n(0.0, dim));
+                }
+            }
+            let input = match spec.kind.encoder_input() {
+                EncoderInput::Dense { .. } => {
+                    Input::Dense(dev.tensor_from_vec(values, (size, dim)))
+                }
+                EncoderInput::Embedding { .. } => {
+                    let ids = values.iter().map(|&v| v as usize).collect();
+                    Input::Classes(dev.tensor_from_vec(ids, (size,)))
+                }
+            };
+            let mask = present.iter().map(|&p| if p { 1.0 } else { 0.0 }).collect();
+            columns[idx] = Some(Column {
+                input,
+                present: dev.tensor_from_vec(mask, (size,)),
+                present_host: present,
+            });
+        }
+        if let Some(i) = any.iter().position(|&a| !a) {
+            return Err(Error::InvalidData {
+                what: format!("sample {i} of the batch"),
+                reason: "has no modality present".into(),
+            });
+        }
+        Ok(Self { size, columns })
+    }
+
+    /// Number of samples.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The column of modality `m` (model order), if any sample has it.
+    pub fn column(&self, m: usize) -> Option<&Column<D>> {
+        self.columns.get(m).and_then(Option::as_ref)
+    }
+
+    /// All columns in model order.
+    pub fn columns(&self) -> &[Option<Column<D>>] {
+        &self.columns
+    }
+}
+
+fn batch_size(specs: &[ModalitySpec], given: &[HostValues<'_>]) -> Result<usize> {
+    let mut size = None;
+    for g in given {
+        let spec = specs
+            .iter()
+            .find(|s| s.name() == g.name)
+            .ok_or_else(|| unknown(specs, g.name))?;
+        let dim = spec.kind.dim();
+        if g.values.len() % dim != 0 {
+            return Err(Error::shape(
+                format!("modality {}", g.name),
+                format!("a multiple of {dim} values"),
+                g.values.len(),
+            ));
+        }
+        let n = g.values.len() / dim;
+        match size {
+            None => size = Some(n),
+            Some(s) if s != n => {
+                return Err(Error::shape(
+                    format!("modality {}", g.name),
+                    format!("{s} samples like the others"),
+                    n,
+                ))
+            }
+            _ => {}
+        }
+    }
+    match size {
+        Some(0) | None => Err(Error::InvalidData {
+            what: "batch".into(),
+            reason: "is empty".into(),
+        }),
+        Some(n) => Ok(n),
+    }
+}
+
+fn unknown(specs: &[ModalitySpec], name: &str) -> Error {
+    let known: Vec<&str> = specs.iter().map(|s| s.name()).collect();
+    Error::InvalidData {
+        what: format!("modality {name}"),
+        reason: format!("is not in the model (it has {})", known.join(", ")),
+    }
+}
+
+fn at_sample(e: Error, i: usize) -> Error {
+    match e {
+        Error::InvalidData { what, reason } => Error::InvalidData {
+            what: format!("{what}, sample {i}"),
+            reason,
+        },
+        other => other,
+    }
+}

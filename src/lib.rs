@@ -1,0 +1,58 @@
+//! # mvae: multimodal variational autoencoders
+//!
+//! One shared latent space for several kinds of data. Each modality's encoder emits a
+//! Gaussian expert `q(z | x_m)`; the experts of the modalities a sample has are multiplied
+//! with the N(0, I) prior (product of experts) into the posterior, and per-modality decoders
+//! reconstruct any modality from a latent. Training maximises the sub-sampled ELBO of
+//! Wu & Goodman (2018), "Multimodal Generative Models for Scalable Weakly-Supervised
+//! Learning". Everything runs on any dfdx device (`Cpu`, `Cuda` with the `cuda` feature).
+//!
+//! Start at [`model::Mvae`], [`train::Trainer`] and the `examples/` folder.
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod batch;
+pub mod data;
+pub mod eval;
+pub mod likelihood;
+pub mod modality;
+pub mod model;
+pub mod nn;
+pub mod objective;
+pub mod optim;
+pub mod posterior;
+pub mod subset;
+pub mod train;
+
+mod error;
+
+pub use backend::Backend;
+pub use batch::{Batch, HostValues};
+pub use data::MultimodalDataset;
+pub use error::{Error, Result};
+pub use modality::{Continuous, Image, Label, Modality, ModalitySpec};
+pub use model::{ModelConfig, Mvae};
+pub use nn::Activation;
+pub use objective::ObjectiveConfig;
+pub use optim::AdamSettings;
+pub use posterior::{product_of_experts, Gaussian};
+pub use subset::Subset;
+pub use train::{TrainConfig, Trainer};
+
+/// Sets flush-to-zero and denormals-are-zero on this thread and on every rayon worker.
+///
+/// Subnormal floats make x86 arithmetic many times slower; a VAE never needs them.
+pub fn flush_denormals() {
+    fn set() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: reading and writing MXCSR only changes this thread's float rounding of
+        // subnormals (FTZ = bit 15, DAZ = bit 6); no memory is touched.
+        #[allow(deprecated)]
+        unsafe {
+            use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
+            _mm_setcsr(_mm_getcsr() | 0x8040);
+        }
+    }
+    set();
+    rayon::broadcast(|_| set());
+}

@@ -1,0 +1,313 @@
+//! Layers with runtime sizes on dfdx tensors: [`Linear`], [`Mlp`] and [`Activation`]
+//! (including Swish/SiLU, which dfdx 0.13 lacks).
+//!
+//! dfdx 0.13's own layers fix their sizes at compile time and its `TensorCollection` cannot
+//! hold runtime-shaped tensors, so `mvae` keeps its own small layer set. Parameters are walked
+//! by [`ParamVisitor`], which the optimizer and the checkpoint code share.
+
+use dfdx::prelude::*;
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal, Uniform};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, Ids, Matrix, Vector};
+
+/// The non-linearity between hidden layers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// Swish / SiLU, `x * sigmoid(x)`: the MVAE paper's choice.
+    #[default]
+    Swish,
+    /// `max(0, x)`.
+    Relu,
+    /// `tanh(x)`.
+    Tanh,
+    /// GELU, tanh approximation.
+    Gelu,
+}
+
+impl Activation {
+    /// Applies the activation elementwise, keeping the tape.
+    pub fn apply<S: Shape, D: Backend, T: Tape<f32, D>>(
+        self,
+        x: Tensor<S, f32, D, T>,
+    ) -> Tensor<S, f32, D, T> {
+        match self {
+            Activation::Swish => {
+                // x * sigmoid(x): the untaped copy of x shares its id, so both paths of the
+                // product rule accumulate into x's gradient.
+                let (x, tape) = x.split_tape();
+                let sig = x.clone().put_tape(tape).sigmoid();
+                sig * x
+            }
+            Activation::Relu => x.relu(),
+            Activation::Tanh => x.tanh(),
+            Activation::Gelu => x.fast_gelu(),
+        }
+    }
+}
+
+impl std::str::FromStr for Activation {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "swish" | "silu" => Ok(Activation::Swish),
+            "relu" => Ok(Activation::Relu),
+            "tanh" => Ok(Activation::Tanh),
+            "gelu" => Ok(Activation::Gelu),
+            _ => Err(crate::Error::config(
+                "activation",
+                s,
+                "one of swish, relu, tanh, gelu",
+            )),
+        }
+    }
+}
+
+/// A mutable view of one parameter tensor, as handed to a [`ParamVisitor`].
+pub enum ParamMut<'a, D: Backend> {
+    /// A weight matrix, `(inputs, outputs)`.
+    Matrix(&'a mut Matrix<D>),
+    /// A bias or other vector.
+    Vector(&'a mut Vector<D>),
+}
+
+/// Walks every parameter with its dotted path name (`encoders.image.0.weight`).
+///
+/// The path buffer is reused, so walking allocates nothing after the first time.
+pub struct ParamVisitor<'f, D: Backend> {
+    path: String,
+    f: &'f mut dyn FnMut(&str, ParamMut<'_, D>),
+}
+
+impl<'f, D: Backend> ParamVisitor<'f, D> {
+    /// A visitor that calls `f` on each parameter.
+    pub fn new(f: &'f mut dyn FnMut(&str, ParamMut<'_, D>)) -> Self {
+        Self {
+            path: String::with_capacity(64),
+            f,
+        }
+    }
+
+    /// Runs `body` with `name` appended to the path.
+    pub fn scope(&mut self, name: impl std::fmt::Display, body: impl FnOnce(&mut Self)) {
+        use std::fmt::Write;
+        let len = self.path.len();
+        if len > 0 {
+            self.path.push('.');
+        }
+        let _ = write!(self.path, "{name}");
+        body(self);
+        self.path.truncate(len);
+    }
+
+    /// Visits one parameter named `name` under the current path.
+    pub fn visit(&mut self, name: &str, p: ParamMut<'_, D>) {
+        let len = self.path.len();
+        if len > 0 {
+            self.path.push('.');
+        }
+        self.path.push_str(name);
+        (self.f)(&self.path, p);
+        self.path.truncate(len);
+    }
+}
+
+/// Something that owns parameters.
+pub trait Parameters<D: Backend> {
+    /// Calls the visitor on every parameter, in a fixed order.
+    fn visit_params(&mut self, v: &mut ParamVisitor<'_, D>);
+
+    /// The number of scalar parameters.
+    fn num_params(&mut self) -> usize {
+        let mut n = 0;
+        let mut f = |_: &str, p: ParamMut<'_, D>| {
+            n += match p {
+                ParamMut::Matrix(t) => t.shape().num_elements(),
+                ParamMut::Vector(t) => t.shape().num_elements(),
+            }
+        };
+        self.visit_params(&mut ParamVisitor::new(&mut f));
+        n
+    }
+}
+
+/// A fully connected layer `y = x W + b`, `W: (inputs, outputs)`.
+///
+/// Initialised like PyTorch's `nn.Linear`: `W` and `b` uniform in `±1/sqrt(inputs)`.
+#[derive(Clone, Debug)]
+pub struct Linear<D: Backend> {
+    /// `(inputs, outputs)`.
+    pub weight: Matrix<D>,
+    /// `(outputs,)`, absent for a bias-free layer.
+    pub bias: Option<Vector<D>>,
+}
+
+impl<D: Backend> Linear<D> {
+    /// A new layer with weights drawn from `rng`.
+    pub fn new(inputs: usize, outputs: usize, bias: bool, rng: &mut impl Rng, dev: &D) -> Self {
+        let bound = 1.0 / (inputs as f32).sqrt();
+        let u = Uniform::new_inclusive(-bound, bound);
+        let w: Vec<f32> = (0..inputs * outputs).map(|_| u.sample(rng)).collect();
+        let weight = dev.tensor_from_vec(w, (inputs, outputs));
+        let bias = bias.then(|| {
+            let b: Vec<f32> = (0..outputs).map(|_| u.sample(rng)).collect();
+            dev.tensor_from_vec(b, (outputs,))
+        });
+        Self { weight, bias }
+    }
+
+    /// An embedding table `(classes, outputs)` with N(0, 1) entries (as PyTorch's
+    /// `nn.Embedding`) and no bias; use it with [`Linear::lookup`].
+    pub fn embedding(classes: usize, outputs: usize, rng: &mut impl Rng, dev: &D) -> Self {
+        let w: Vec<f32> = (0..classes * outputs)
+            .map(|_| StandardNormal.sample(rng))
+            .collect();
+        Self {
+            weight: dev.tensor_from_vec(w, (classes, outputs)),
+            bias: None,
+        }
+    }
+
+    /// Number of inputs.
+    pub fn inputs(&self) -> usize {
+        self.weight.shape().0
+    }
+
+    /// Number of outputs.
+    pub fn outputs(&self) -> usize {
+        self.weight.shape().1
+    }
+
+    /// `x W + b` for a batch `x: (batch, inputs)`.
+    pub fn forward<T: Tape<f32, D>>(&self, x: Matrix<D, T>) -> Matrix<D, T> {
+        let y = x.matmul(self.weight.clone());
+        self.add_bias(y)
+    }
+
+    /// Row lookup `W[ids] + b`: an embedding, equal to one-hot(ids) `W` but without the matmul.
+    pub fn lookup<T: Tape<f32, D>>(&self, ids: Ids<D, T>) -> Matrix<D, T> {
+        let (ids, tape) = ids.split_tape();
+        let y = self.weight.clone().put_tape(tape).gather(ids);
+        self.add_bias(y)
+    }
+
+    fn add_bias<T: Tape<f32, D>>(&self, y: Matrix<D, T>) -> Matrix<D, T> {
+        match &self.bias {
+            Some(b) => {
+                let shape = *y.shape();
+                y + b.clone().broadcast_like::<_, Axis<0>>(&shape)
+            }
+            None => y,
+        }
+    }
+}
+
+impl<D: Backend> Parameters<D> for Linear<D> {
+    fn visit_params(&mut self, v: &mut ParamVisitor<'_, D>) {
+        v.visit("weight", ParamMut::Matrix(&mut self.weight));
+        if let Some(b) = &mut self.bias {
+            v.visit("bias", ParamMut::Vector(b));
+        }
+    }
+}
+
+/// A stack of [`Linear`] layers with an activation after each one.
+#[derive(Clone, Debug)]
+pub struct Mlp<D: Backend> {
+    /// The layers, first to last.
+    pub layers: Vec<Linear<D>>,
+    /// Applied after every layer.
+    pub activation: Activation,
+}
+
+impl<D: Backend> Mlp<D> {
+    /// `inputs -> sizes[0] -> ... -> sizes[last]`, each followed by `activation`.
+    pub fn new(
+        inputs: usize,
+        sizes: &[usize],
+        activation: Activation,
+        rng: &mut impl Rng,
+        dev: &D,
+    ) -> Self {
+        let mut layers = Vec::with_capacity(sizes.len());
+        let mut prev = inputs;
+        for &s in sizes {
+            layers.push(Linear::new(prev, s, true, rng, dev));
+            prev = s;
+        }
+        Self { layers, activation }
+    }
+
+    /// Width of the output (the input width when there are no layers).
+    pub fn outputs(&self, inputs: usize) -> usize {
+        self.layers.last().map_or(inputs, Linear::outputs)
+    }
+
+    /// Runs the stack.
+    pub fn forward<T: Tape<f32, D>>(&self, mut x: Matrix<D, T>) -> Matrix<D, T> {
+        for l in &self.layers {
+            x = self.activation.apply(l.forward(x));
+        }
+        x
+    }
+}
+
+impl<D: Backend> Parameters<D> for Mlp<D> {
+    fn visit_params(&mut self, v: &mut ParamVisitor<'_, D>) {
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            v.scope(i, |v| l.visit_params(v));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn linear_matches_hand_computation() {
+        let dev = Cpu::default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let mut l = Linear::<Cpu>::new(2, 3, true, &mut rng, &dev);
+        l.weight = dev.tensor_from_vec(vec![1., 2., 3., 4., 5., 6.], (2, 3));
+        l.bias = Some(dev.tensor_from_vec(vec![0.5, -0.5, 1.0], (3,)));
+        let x = dev.tensor_from_vec(vec![1., -1.], (1, 2));
+        // [1,-1] @ [[1,2,3],[4,5,6]] = [-3,-3,-3]; + bias
+        assert_eq!(l.forward(x).as_vec(), vec![-2.5, -3.5, -2.0]);
+    }
+
+    #[test]
+    fn swish_value_and_gradient() {
+        let dev = Cpu::default();
+        let x: Vector<Cpu> = dev.tensor_from_vec(vec![0.0, 1.0, -2.0], (3,));
+        let y = Activation::Swish.apply(x.leaky_trace());
+        let v = y.as_vec();
+        let s = |x: f32| 1.0 / (1.0 + (-x).exp());
+        for (i, &xi) in [0.0f32, 1.0, -2.0].iter().enumerate() {
+            assert!((v[i] - xi * s(xi)).abs() < 1e-6);
+        }
+        let g = y.sum().backward().get(&x).as_vec();
+        // d/dx x s(x) = s(x) (1 + x (1 - s(x))); at 0 it is 0.5
+        for (i, &xi) in [0.0f32, 1.0, -2.0].iter().enumerate() {
+            let want = s(xi) * (1.0 + xi * (1.0 - s(xi)));
+            assert!((g[i] - want).abs() < 1e-5, "{} vs {}", g[i], want);
+        }
+    }
+
+    #[test]
+    fn lookup_equals_one_hot_product_and_has_gradient() {
+        let dev = Cpu::default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let e = Linear::<Cpu>::embedding(4, 3, &mut rng, &dev);
+        let ids: Ids<Cpu> = dev.tensor_from_vec(vec![2, 0, 2], (3,));
+        let y = e.lookup(ids.leaky_trace());
+        let w = e.weight.as_vec();
+        assert_eq!(&y.as_vec()[..3], &w[6..9]);
+        let g = y.sum().backward().get(&e.weight).as_vec();
+        // row 2 used twice, row 0 once, rows 1 and 3 never
+        assert_eq!(g, vec![1., 1., 1., 0., 0., 0., 2., 2., 2., 0., 0., 0.]);
+    }
+}

@@ -1,0 +1,427 @@
+//! The MVAE sub-sampled ELBO (Wu & Goodman 2018, sec. 3.2).
+//!
+//! `loss = sum over terms S of (1/n) sum_i w_S,i [ sum_{m in S} lambda_m p_m,i (-log p(x_m,i | z_S,i))
+//! + beta KL(q(z | x_S,i) || N(0, I)) ]`, where the terms are the joint subset (every modality a
+//! sample has), each single modality, and `k` random subsets of size 2 to M-1 drawn anew each
+//! step; `z_S ~ q(z | x_S)` by reparameterisation. A sample takes part in a term only when it
+//! has every modality of the subset (`w`); in the joint term it uses whatever it has. Encoders
+//! run once per step; their experts are shared by every term.
+
+use dfdx::prelude::*;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, Vector};
+use crate::batch::Batch;
+use crate::model::Mvae;
+use crate::posterior::{self, WeightedExpert};
+use crate::subset::Subset;
+use crate::{Error, Result};
+
+/// Settings of the training objective.
+///
+/// | Name | Default | Purpose | Range |
+/// |---|---|---|---|
+/// | `random_subsets` | 0 | `k` extra random subsets per step | >= 0 |
+/// | `unimodal` | true | score each single modality | |
+/// | `beta` | 1.0 | KL weight after annealing | > 0 |
+/// | `anneal_steps` | 0 | steps over which the KL weight rises linearly to `beta` | >= 0 |
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObjectiveConfig {
+    /// Number `k` of random subsets (size 2 to M-1) scored per step.
+    pub random_subsets: usize,
+    /// Whether each single-modality ELBO is part of the loss.
+    pub unimodal: bool,
+    /// Final KL weight.
+    pub beta: f32,
+    /// Optimisation steps over which the KL weight rises linearly from 0 to `beta` (0 = none).
+    pub anneal_steps: usize,
+}
+
+impl Default for ObjectiveConfig {
+    fn default() -> Self {
+        Self {
+            random_subsets: 0,
+            unimodal: true,
+            beta: 1.0,
+            anneal_steps: 0,
+        }
+    }
+}
+
+impl ObjectiveConfig {
+    /// The KL weight at optimisation step `step` (0-based): `beta min(1, (step + 1) / anneal_steps)`,
+    /// as in the paper's code.
+    pub fn beta_at(&self, step: usize) -> f32 {
+        if self.anneal_steps == 0 {
+            self.beta
+        } else {
+            self.beta * ((step + 1) as f32 / self.anneal_steps as f32).min(1.0)
+        }
+    }
+
+    /// Checks the values.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a non-finite or non-positive `beta`.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.beta.is_finite() && self.beta > 0.0) {
+            return Err(Error::config("beta", self.beta, "a finite number > 0"));
+        }
+        Ok(())
+    }
+}
+
+/// Which terms to score for a model of `m` modalities: joint, singles, then `k` random subsets.
+pub fn terms(m: usize, cfg: &ObjectiveConfig, rng: &mut impl Rng) -> Vec<Term> {
+    let mut out = vec![Term::Joint];
+    if cfg.unimodal && m > 1 {
+        out.extend((0..m).map(|i| Term::Subset(Subset::single(i))));
+    }
+    if m > 2 {
+        let mut idx: Vec<usize> = (0..m).collect();
+        for _ in 0..cfg.random_subsets {
+            let size = rng.gen_range(2..m);
+            idx.shuffle(rng);
+            out.push(Term::Subset(Subset::of(&idx[..size])));
+        }
+    }
+    out
+}
+
+/// One ELBO term of the objective.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Term {
+    /// Every modality each sample has.
+    Joint,
+    /// Exactly these modalities (samples lacking one of them sit this term out).
+    Subset(Subset),
+}
+
+/// Statistics of one ELBO term on one batch (means over the samples that took part).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TermStats {
+    /// Samples that took part.
+    pub samples: usize,
+    /// Mean weighted negative ELBO (`lambda`-weighted reconstruction + `beta` KL).
+    pub loss: f64,
+    /// Mean unweighted negative log-likelihood per modality (model order; 0 if not scored).
+    pub nll: Vec<f64>,
+    /// Mean KL to the prior.
+    pub kl: f64,
+}
+
+/// The loss of one batch, on the tape, with per-term statistics.
+pub struct Loss<D: Backend> {
+    /// Scalar loss to minimise (sum of terms, each divided by the batch size).
+    pub value: Tensor<Rank0, f32, D, OwnedTape<f32, D>>,
+    /// Statistics per term, in the order of [`terms`].
+    pub terms: Vec<(Term, TermStats)>,
+}
+
+/// Computes the sub-sampled ELBO loss of `batch` for the given terms with KL weight `beta`.
+pub fn loss<const L: usize, D: Backend>(
+    model: &Mvae<L, D>,
+    batch: &Batch<D>,
+    terms: &[Term],
+    beta: f32,
+    rng: &mut impl Rng,
+) -> Loss<D> {
+    let n = batch.size();
+    let dev = model.device().clone();
+    let mods = model.modalities().len();
+    // Encoders run once; each expert's own tape is merged into the loss at the end, every
+    // use works on a copy with an empty tape.
+    let mut experts: Vec<Option<WeightedExpert<L, D, OwnedTape<f32, D>>>> = (0..mods)
+        .map(|m| {
+            batch.column(m).map(|c| {
+                model
+                    .expert(m, &c.input, OwnedTape::default())
+                    .weighted(Some(&c.present))
+            })
+        })
+        .collect();
+    let mut total: Option<Tensor<Rank0, f32, D, OwnedTape<f32, D>>> = None;
+    let mut stats = Vec::with_capacity(terms.len());
+    for &term in terms {
+        let subset = match term {
+            Term::Joint => Subset::all(mods),
+            Term::Subset(s) => s,
+        };
+        let used: Vec<usize> = subset.iter().filter(|&m| experts[m].is_some()).collect();
+        // Per-sample participation w.
+        let w: Vec<bool> = (0..n)
+            .map(|i| match term {
+                Term::Joint => true,
+                Term::Subset(s) => s
+                    .iter()
+                    .all(|m| batch.column(m).is_some_and(|c| c.present_host[i])),
+            })
+            .collect();
+        let count = w.iter().filter(|&&x| x).count();
+        let mut ts = TermStats {
+            samples: count,
+            nll: vec![0.0; mods],
+            ..Default::default()
+        };
+        if count == 0 || used.is_empty() {
+            stats.push((term, ts));
+            continue;
+        }
+        let w_dev: Vector<D> =
+            dev.tensor_from_vec(w.iter().map(|&x| f32::from(u8::from(x))).collect(), (n,));
+        let q = posterior::combine(
+            used.iter()
+                .map(|&m| experts[m].as_ref().expect("filtered").reuse()),
+        )
+        .expect("used is not empty");
+        let kl_q = posterior::Gaussian {
+            mean: q.mean.with_empty_tape(),
+            logvar: q.logvar.with_empty_tape(),
+        };
+        let z = q.rsample(rng);
+        let kl = kl_q.kl_to_standard_normal();
+        let kl_host = kl.as_vec();
+        let mut per_sample = kl * beta;
+        // Every decoder gets a copy of z except the last, which takes z itself and with it the
+        // tape of the product and the reparameterisation.
+        let mut z = Some(z);
+        for (j, &m) in used.iter().enumerate() {
+            let col = batch.column(m).expect("used modalities have a column");
+            let zm = if j + 1 == used.len() {
+                z.take().expect("taken once, by the last decoder")
+            } else {
+                z.as_ref().expect("still here").with_empty_tape()
+            };
+            let out = model.decode(m, zm);
+            let nll = model.log_likelihood(m, out, &col.input) * -1.0;
+            let nll = nll * col.present.clone();
+            let nll_host = nll.as_vec();
+            ts.nll[m] = mean_where(&nll_host, &w);
+            let lambda = model.modalities()[m].weight;
+            per_sample = per_sample + nll * lambda;
+        }
+        let per_sample = per_sample * w_dev;
+        let loss_host = per_sample.as_vec();
+        ts.loss = loss_host.iter().map(|&x| f64::from(x)).sum::<f64>() / count as f64;
+        ts.kl = mean_where(&kl_host, &w);
+        let term_total = per_sample.sum::<Rank0, _>() * (1.0 / n as f32);
+        total = Some(match total {
+            None => term_total,
+            Some(t) => t + term_total,
+        });
+        stats.push((term, ts));
+    }
+    let mut value = total.unwrap_or_else(|| dev.zeros::<Rank0>().put_tape(OwnedTape::default()));
+    // Hand the encoders' tapes to the loss so their backward ops run.
+    for e in experts.iter_mut().filter_map(Option::take) {
+        let (v, tape) = value.split_tape();
+        let (p, t1) = e.precision.split_tape();
+        let (_, t2) = e.weighted_mean.split_tape();
+        drop(p);
+        value = v.put_tape(tape.merge(t1).merge(t2));
+    }
+    Loss {
+        value,
+        terms: stats,
+    }
+}
+
+fn mean_where(v: &[f32], w: &[bool]) -> f64 {
+    let (s, c) = v
+        .iter()
+        .zip(w)
+        .filter(|(_, &w)| w)
+        .fold((0.0f64, 0usize), |(s, c), (&x, _)| {
+            (s + f64::from(x), c + 1)
+        });
+    if c == 0 {
+        0.0
+    } else {
+        s / c as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::HostValues;
+    use crate::likelihood::Variance;
+    use crate::modality::{Continuous, Image, Label, ModalitySpec};
+    use crate::model::ModelConfig;
+    use crate::nn::{ParamMut, ParamVisitor, Parameters};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn small_model() -> Mvae<3, Cpu> {
+        let cfg = ModelConfig::new(vec![
+            ModalitySpec::new(Image::new("image", 2, 2))
+                .encoder_hidden(&[5])
+                .decoder_hidden(&[4, 3]),
+            ModalitySpec::new(Label::new("label", 3))
+                .encoder_hidden(&[4, 3])
+                .decoder_hidden(&[5])
+                .weight(2.0),
+            ModalitySpec::new(Continuous::new("vec", 2, Variance::Learned))
+                .encoder_hidden(&[3])
+                .decoder_hidden(&[3])
+                .weight(0.5),
+        ]);
+        Mvae::new(&cfg, &Cpu::default(), 3).unwrap()
+    }
+
+    fn batch(model: &Mvae<3, Cpu>) -> Batch<Cpu> {
+        let img = [0.0, 1.0, 0.3, 0.8, 1.0, 0.0, 0.5, 0.2, 0.9, 0.9, 0.1, 0.0];
+        let lab = [2.0, 0.0, 1.0];
+        let vec = [0.5, -1.0, 2.0, 0.1, -0.3, 0.7];
+        let lab_present = [true, false, true];
+        let vec_present = [true, true, false];
+        Batch::from_host(
+            model.modalities(),
+            model.device(),
+            &[
+                HostValues {
+                    name: "image",
+                    values: &img,
+                    present: None,
+                },
+                HostValues {
+                    name: "label",
+                    values: &lab,
+                    present: Some(&lab_present),
+                },
+                HostValues {
+                    name: "vec",
+                    values: &vec,
+                    present: Some(&vec_present),
+                },
+            ],
+        )
+        .unwrap()
+    }
+
+    fn terms_all() -> Vec<Term> {
+        vec![
+            Term::Joint,
+            Term::Subset(Subset::single(0)),
+            Term::Subset(Subset::single(1)),
+            Term::Subset(Subset::single(2)),
+            Term::Subset(Subset::of(&[0, 2])),
+        ]
+    }
+
+    fn loss_value(model: &Mvae<3, Cpu>, b: &Batch<Cpu>) -> f64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        f64::from(loss(model, b, &terms_all(), 0.7, &mut rng).value.as_vec()[0])
+    }
+
+    /// Every parameter's gradient (a few entries of each) against central differences of
+    /// the whole loss with the noise held fixed: catches any branch whose tape is dropped.
+    #[test]
+    fn gradients_match_finite_differences() {
+        let mut model = small_model();
+        let b = batch(&model);
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let grads = loss(&model, &b, &terms_all(), 0.7, &mut rng)
+            .value
+            .backward();
+        // Collect (name, analytic grad, values) for each parameter.
+        let mut params: Vec<(String, Vec<f32>, Vec<f32>)> = Vec::new();
+        let mut f = |name: &str, p: ParamMut<'_, Cpu>| {
+            let (g, v) = match p {
+                ParamMut::Matrix(t) => (grads.get(&*t).as_vec(), t.as_vec()),
+                ParamMut::Vector(t) => (grads.get(&*t).as_vec(), t.as_vec()),
+            };
+            params.push((name.to_string(), g, v));
+        };
+        model.visit_params(&mut ParamVisitor::new(&mut f));
+        assert!(params.len() >= 20, "{}", params.len());
+        let mut worst = 0.0f64;
+        for (pi, (name, g, v)) in params.iter().enumerate() {
+            let mut nonzero = false;
+            for k in [0, v.len() / 2, v.len() - 1] {
+                let eps = 1e-2f32;
+                let set = |model: &mut Mvae<3, Cpu>, x: f32| {
+                    let mut i = 0;
+                    let mut f = |_: &str, p: ParamMut<'_, Cpu>| {
+                        if i == pi {
+                            let mut w = v.clone();
+                            w[k] = x;
+                            match p {
+                                ParamMut::Matrix(t) => t.copy_from(&w),
+                                ParamMut::Vector(t) => t.copy_from(&w),
+                            }
+                        }
+                        i += 1;
+                    };
+                    model.visit_params(&mut ParamVisitor::new(&mut f));
+                };
+                set(&mut model, v[k] + eps);
+                let up = loss_value(&model, &b);
+                set(&mut model, v[k] - eps);
+                let down = loss_value(&model, &b);
+                set(&mut model, v[k]);
+                let fd = (up - down) / (2.0 * f64::from(eps));
+                let err = (fd - f64::from(g[k])).abs() / (1.0 + fd.abs());
+                worst = worst.max(err);
+                assert!(
+                    err < 2e-2,
+                    "{name}[{k}]: backward {} vs finite difference {fd}",
+                    g[k]
+                );
+                nonzero |= g[k] != 0.0;
+            }
+            // every parameter influences the loss through some entry
+            assert!(
+                nonzero || g.iter().any(|&x| x != 0.0),
+                "{name} has no gradient"
+            );
+        }
+        eprintln!("worst relative error {worst:.2e}");
+    }
+
+    #[test]
+    fn missing_samples_contribute_nothing_to_their_terms() {
+        let model = small_model();
+        let b = batch(&model);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let l = loss(&model, &b, &terms_all(), 1.0, &mut rng);
+        let by = |t: Term| l.terms.iter().find(|x| x.0 == t).unwrap().1.clone();
+        assert_eq!(by(Term::Joint).samples, 3);
+        assert_eq!(by(Term::Subset(Subset::single(1))).samples, 2);
+        assert_eq!(by(Term::Subset(Subset::single(2))).samples, 2);
+        assert_eq!(by(Term::Subset(Subset::of(&[0, 2]))).samples, 2);
+        // the label term scores no other modality
+        let lab = by(Term::Subset(Subset::single(1)));
+        assert!(lab.nll[0] == 0.0 && lab.nll[2] == 0.0 && lab.nll[1] > 0.0);
+    }
+
+    #[test]
+    fn annealing_is_linear_per_step() {
+        let cfg = ObjectiveConfig {
+            anneal_steps: 4,
+            beta: 2.0,
+            ..Default::default()
+        };
+        let b: Vec<f32> = (0..6).map(|s| cfg.beta_at(s)).collect();
+        assert_eq!(b, vec![0.5, 1.0, 1.5, 2.0, 2.0, 2.0]);
+    }
+
+    #[test]
+    fn random_subsets_are_proper_and_seeded() {
+        let cfg = ObjectiveConfig {
+            random_subsets: 5,
+            ..Default::default()
+        };
+        let t1 = terms(4, &cfg, &mut ChaCha8Rng::seed_from_u64(2));
+        assert_eq!(t1, terms(4, &cfg, &mut ChaCha8Rng::seed_from_u64(2)));
+        assert_eq!(t1.len(), 1 + 4 + 5);
+        for t in &t1[5..] {
+            let Term::Subset(s) = t else { panic!() };
+            assert!((2..4).contains(&s.len()), "{s:?}");
+        }
+        // two modalities: no proper subsets of size >= 2 exist
+        assert_eq!(terms(2, &cfg, &mut ChaCha8Rng::seed_from_u64(2)).len(), 3);
+    }
+}

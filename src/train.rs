@@ -1,0 +1,366 @@
+//! Training: Adam on the sub-sampled ELBO over shuffled, seeded batches.
+//!
+//! Same seed, same data, same config: same weights and the same numbers, run after run.
+
+use std::time::Instant;
+
+use dfdx::prelude::*;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::Backend;
+use crate::batch::{Batch, HostValues};
+use crate::data::MultimodalDataset;
+use crate::model::Mvae;
+use crate::objective::{self, ObjectiveConfig, Term, TermStats};
+use crate::optim::{Adam, AdamSettings};
+use crate::subset::Subset;
+use crate::{Error, Result};
+
+/// Settings of a training run.
+///
+/// | Name | Default | Purpose | Range |
+/// |---|---|---|---|
+/// | `epochs` | 10 | passes over the training set | >= 1 |
+/// | `batch_size` | 100 | samples per step (the paper: 100) | >= 1 |
+/// | `adam` | lr 1e-3 | optimizer | |
+/// | `objective` | joint + unimodal | loss terms, beta and its annealing | |
+/// | `seed` | 0 | weights, shuffling, noise | any |
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Samples per optimisation step.
+    pub batch_size: usize,
+    /// Optimizer settings.
+    pub adam: AdamSettings,
+    /// Loss terms, KL weight and annealing.
+    pub objective: ObjectiveConfig,
+    /// Seed of the shuffling and reparameterisation noise.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 100,
+            adam: AdamSettings::default(),
+            objective: ObjectiveConfig::default(),
+            seed: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Sets `objective.anneal_steps` to `epochs` epochs of `samples` training samples, as the
+    /// paper's `--annealing-epochs`.
+    pub fn anneal_over_epochs(&mut self, epochs: f64, samples: usize) {
+        let steps_per_epoch = samples.div_ceil(self.batch_size.max(1));
+        self.objective.anneal_steps = (epochs * steps_per_epoch as f64).round() as usize;
+    }
+
+    /// Checks every value.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the bad field.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(Error::config("epochs", 0, "at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::config("batch_size", 0, "at least 1"));
+        }
+        self.adam.validate()?;
+        self.objective.validate()
+    }
+}
+
+/// Means of one term's statistics over an epoch.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TermMetrics {
+    /// `joint`, a modality name, or names joined by `+`.
+    pub name: String,
+    /// Samples scored.
+    pub samples: usize,
+    /// Mean weighted negative ELBO per sample.
+    pub loss: f64,
+    /// Mean negative log-likelihood per scored modality, by name.
+    pub nll: Vec<(String, f64)>,
+    /// Mean KL to the prior.
+    pub kl: f64,
+}
+
+/// What one epoch did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Optimisation steps taken so far, over all epochs.
+    pub step: usize,
+    /// Mean loss per sample (sum of the terms).
+    pub loss: f64,
+    /// The KL weight at the end of the epoch.
+    pub beta: f32,
+    /// Per-term means (joint and unimodal terms; random subsets are pooled as `subsets`).
+    pub terms: Vec<TermMetrics>,
+    /// Wall time of the epoch.
+    pub seconds: f64,
+    /// Training samples per second.
+    pub samples_per_second: f64,
+}
+
+/// Progress of one step, for progress bars.
+#[derive(Clone, Debug)]
+pub struct StepProgress {
+    /// Step within the epoch, 1-based.
+    pub step: usize,
+    /// Steps in the epoch.
+    pub steps: usize,
+    /// Loss per sample of this step.
+    pub loss: f64,
+}
+
+/// Trains a model; owns it, its optimizer state and the random state.
+pub struct Trainer<const L: usize, D: Backend> {
+    /// The model being trained.
+    pub model: Mvae<L, D>,
+    cfg: TrainConfig,
+    adam: Adam<D>,
+    rng: ChaCha8Rng,
+    step: usize,
+    epoch: usize,
+}
+
+impl<const L: usize, D: Backend> Trainer<L, D> {
+    /// A trainer for `model`.
+    ///
+    /// Sets flush-to-zero for denormal floats on this thread and on rayon's workers (which run
+    /// the matrix products): subnormal arithmetic is many times slower on x86 and changes
+    /// nothing a VAE can see.
+    ///
+    /// # Errors
+    /// If `cfg` does not validate.
+    pub fn new(model: Mvae<L, D>, cfg: TrainConfig) -> Result<Self> {
+        cfg.validate()?;
+        crate::flush_denormals();
+        Ok(Self {
+            adam: Adam::new(&cfg.adam)?,
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x6d76_6165),
+            model,
+            cfg,
+            step: 0,
+            epoch: 0,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+
+    /// Optimisation steps taken.
+    pub fn steps(&self) -> usize {
+        self.step
+    }
+
+    /// One optimisation step on `batch`; returns the per-term statistics.
+    ///
+    /// # Errors
+    /// [`Error::Diverged`] if the loss is not finite (the weights are then left unchanged).
+    pub fn step(&mut self, batch: &Batch<D>) -> Result<Vec<(Term, TermStats)>> {
+        let beta = self.cfg.objective.beta_at(self.step);
+        let terms = objective::terms(
+            self.model.modalities().len(),
+            &self.cfg.objective,
+            &mut self.rng,
+        );
+        let loss = objective::loss(&self.model, batch, &terms, beta, &mut self.rng);
+        let value = loss.value.as_vec()[0];
+        if !value.is_finite() {
+            return Err(Error::Diverged {
+                step: self.step,
+                what: "loss".into(),
+                value,
+            });
+        }
+        let mut grads = loss.value.backward();
+        self.adam.update(&mut self.model, &mut grads);
+        self.step += 1;
+        Ok(loss.terms)
+    }
+
+    /// One pass over `data` in a fresh seeded order; `progress` is called after every step.
+    ///
+    /// # Errors
+    /// Data that does not fit the model, or a diverged loss.
+    pub fn fit_epoch(
+        &mut self,
+        data: &MultimodalDataset,
+        mut progress: impl FnMut(&StepProgress),
+    ) -> Result<EpochMetrics> {
+        let start = Instant::now();
+        let mut order: Vec<usize> = (0..data.len()).collect();
+        order.shuffle(&mut self.rng);
+        let bs = self.cfg.batch_size;
+        let steps = order.len().div_ceil(bs);
+        let mut acc = TermAccumulator::new(self.model.modalities().len());
+        let mut buffers = HostBuffers::default();
+        for (s, idx) in order.chunks(bs).enumerate() {
+            let batch = buffers.batch(&self.model, data, idx)?;
+            let stats = self.step(&batch)?;
+            let loss = acc.add(&stats);
+            progress(&StepProgress {
+                step: s + 1,
+                steps,
+                loss,
+            });
+        }
+        self.epoch += 1;
+        let seconds = start.elapsed().as_secs_f64();
+        let names: Vec<&str> = self.model.modalities().iter().map(|m| m.name()).collect();
+        let (loss, terms) = acc.finish(&names);
+        Ok(EpochMetrics {
+            epoch: self.epoch,
+            step: self.step,
+            loss,
+            beta: self.cfg.objective.beta_at(self.step.saturating_sub(1)),
+            terms,
+            seconds,
+            samples_per_second: data.len() as f64 / seconds,
+        })
+    }
+}
+
+/// Reusable host buffers that gather a batch's rows before upload.
+#[derive(Default)]
+pub(crate) struct HostBuffers {
+    values: Vec<Vec<f32>>,
+    present: Vec<Vec<bool>>,
+}
+
+impl HostBuffers {
+    /// Gathers rows `idx` of `data` and uploads them as a batch for `model`.
+    pub(crate) fn batch<const L: usize, D: Backend>(
+        &mut self,
+        model: &Mvae<L, D>,
+        data: &MultimodalDataset,
+        idx: &[usize],
+    ) -> Result<Batch<D>> {
+        let cols = data.columns();
+        self.values.resize_with(cols.len(), Vec::new);
+        self.present.resize_with(cols.len(), Vec::new);
+        for (c, (v, p)) in cols
+            .iter()
+            .zip(self.values.iter_mut().zip(&mut self.present))
+        {
+            v.clear();
+            p.clear();
+            for &i in idx {
+                v.extend_from_slice(&c.values[i * c.dim..(i + 1) * c.dim]);
+                p.push(c.present[i]);
+            }
+        }
+        let given: Vec<HostValues<'_>> = cols
+            .iter()
+            .zip(self.values.iter().zip(&self.present))
+            .map(|(c, (v, p))| HostValues {
+                name: &c.name,
+                values: v,
+                present: Some(p),
+            })
+            .collect();
+        Batch::from_host(model.modalities(), model.device(), &given)
+    }
+}
+
+/// Sums term statistics over steps, weighted by participating samples.
+struct TermAccumulator {
+    mods: usize,
+    /// (subset or None for joint / pooled random subsets) -> sums
+    slots: Vec<(Option<Subset>, bool, f64, usize, Vec<f64>, f64)>,
+    loss_sum: f64,
+    samples: usize,
+}
+
+impl TermAccumulator {
+    fn new(mods: usize) -> Self {
+        Self {
+            mods,
+            slots: Vec::new(),
+            loss_sum: 0.0,
+            samples: 0,
+        }
+    }
+
+    /// Adds one step; returns that step's loss per sample.
+    fn add(&mut self, stats: &[(Term, TermStats)]) -> f64 {
+        let batch = stats.first().map_or(0, |(_, s)| s.samples);
+        let mut step_loss = 0.0;
+        for (term, s) in stats {
+            // joint -> (None, joint), single -> (Some(s), _), random subsets pooled.
+            let key = match term {
+                Term::Joint => (None, true),
+                Term::Subset(sub) if sub.len() == 1 => (Some(*sub), false),
+                Term::Subset(_) => (None, false),
+            };
+            let slot = match self.slots.iter().position(|x| (x.0, x.1) == key) {
+                Some(p) => p,
+                None => {
+                    self.slots
+                        .push((key.0, key.1, 0.0, 0, vec![0.0; self.mods], 0.0));
+                    self.slots.len() - 1
+                }
+            };
+            let w = s.samples as f64;
+            let slot = &mut self.slots[slot];
+            slot.2 += s.loss * w;
+            slot.3 += s.samples;
+            for (a, b) in slot.4.iter_mut().zip(&s.nll) {
+                *a += b * w;
+            }
+            slot.5 += s.kl * w;
+            step_loss += s.loss * w;
+        }
+        let per_sample = if batch == 0 {
+            0.0
+        } else {
+            step_loss / batch as f64
+        };
+        self.loss_sum += step_loss;
+        self.samples += batch;
+        per_sample
+    }
+
+    fn finish(self, names: &[&str]) -> (f64, Vec<TermMetrics>) {
+        let loss = self.loss_sum / self.samples.max(1) as f64;
+        let terms = self
+            .slots
+            .into_iter()
+            .map(|(sub, joint, l, n, nll, kl)| {
+                let d = n.max(1) as f64;
+                let name = match (sub, joint) {
+                    (_, true) => "joint".to_string(),
+                    (Some(s), _) => s.iter().map(|i| names[i]).collect::<Vec<_>>().join("+"),
+                    (None, false) => "subsets".to_string(),
+                };
+                let scored: Vec<(String, f64)> = nll
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| sub.is_none_or(|s| s.contains(*i)))
+                    .map(|(i, v)| (names[i].to_string(), v / d))
+                    .collect();
+                TermMetrics {
+                    name,
+                    samples: n,
+                    loss: l / d,
+                    nll: scored,
+                    kl: kl / d,
+                }
+            })
+            .collect();
+        (loss, terms)
+    }
+}
