@@ -1,0 +1,5 @@
+//! Integration tests, built as one binary (each test crate would monomorphise dfdx again).
+
+mod batch;
+mod common;
+mod train;

@@ -1,0 +1,96 @@
+//! Training learns on real data, is deterministic from a seed, and handles missing modalities.
+
+use dfdx::prelude::Cpu;
+use mvae::data::idx::Split;
+use mvae::data::MultimodalDataset;
+use mvae::nn::{ParamMut, ParamVisitor, Parameters};
+use mvae::{eval, ModelConfig, Mvae, Subset, TrainConfig, Trainer};
+
+use crate::common;
+
+fn weights(model: &mut Mvae<16, Cpu>) -> Vec<f32> {
+    let mut all = Vec::new();
+    let mut f = |_: &str, p: ParamMut<'_, Cpu>| match p {
+        ParamMut::Matrix(t) => all.extend(t.as_vec()),
+        ParamMut::Vector(t) => all.extend(t.as_vec()),
+    };
+    model.visit_params(&mut ParamVisitor::new(&mut f));
+    all
+}
+
+fn small_config() -> ModelConfig {
+    let mut cfg = ModelConfig::mnist();
+    for m in &mut cfg.modalities {
+        m.encoder_hidden = vec![64];
+        m.decoder_hidden = vec![64];
+    }
+    cfg
+}
+
+#[test]
+fn same_seed_same_numbers() {
+    let data = common::mnist(&common::bundled(), Split::Train, Some(300));
+    let run = || {
+        let model = Mvae::<16, Cpu>::new(&small_config(), &Cpu::default(), 5).unwrap();
+        let cfg = TrainConfig {
+            epochs: 1,
+            batch_size: 50,
+            seed: 9,
+            ..Default::default()
+        };
+        let mut t = Trainer::new(model, cfg).unwrap();
+        let m = t.fit_epoch(&data, |_| {}).unwrap();
+        (m.loss, weights(&mut t.model))
+    };
+    let (a, b) = (run(), run());
+    assert_eq!(a.0, b.0);
+    assert!(a.1 == b.1, "weights differ between identical runs");
+}
+
+/// Drops `label` from every fourth sample.
+fn half_labelled(data: &MultimodalDataset) -> MultimodalDataset {
+    let mut cols = data.columns().to_vec();
+    for (i, p) in cols[1].present.iter_mut().enumerate() {
+        *p = i % 4 != 0;
+    }
+    MultimodalDataset::new(cols).unwrap()
+}
+
+const EPOCHS: usize = 8;
+
+/// The paper's model on the bundled 3,000 real MNIST images: after 8 epochs (240 steps) the test ELBOs
+/// beat the untrained model by a wide margin and the image alone predicts the label well above
+/// chance (10%); a quarter of the labels are missing, so this also trains through the masks.
+#[test]
+fn learns_on_real_mnist_with_missing_labels() {
+    let dir = common::bundled();
+    let train = half_labelled(&common::mnist(&dir, Split::Train, None));
+    let test = common::mnist(&dir, Split::Test, Some(500));
+    let model = Mvae::<64, Cpu>::new(&ModelConfig::mnist(), &Cpu::default(), 0).unwrap();
+    let before = eval::elbo(&model, &test, Subset::all(2), 1).unwrap();
+    let mut cfg = TrainConfig {
+        epochs: EPOCHS,
+        ..Default::default()
+    };
+    cfg.anneal_over_epochs(1.0, train.len());
+    let mut t = Trainer::new(model, cfg).unwrap();
+    let mut losses = Vec::new();
+    for _ in 0..EPOCHS {
+        let m = t.fit_epoch(&train, |_| {}).unwrap();
+        let joint = &m.terms.iter().find(|x| x.name == "joint").unwrap();
+        assert_eq!(joint.samples, 3000);
+        let label = &m.terms.iter().find(|x| x.name == "label").unwrap();
+        assert_eq!(label.samples, 2250);
+        losses.push(m.loss);
+    }
+    assert!(losses[EPOCHS - 1] < losses[0], "{losses:?}");
+    let after = eval::elbo(&t.model, &test, Subset::all(2), 1).unwrap();
+    let img = eval::elbo(&t.model, &test, Subset::single(0), 1).unwrap();
+    let acc = eval::accuracy(&t.model, &test, Subset::single(0), 1).unwrap();
+    eprintln!("joint ELBO {before:.1} -> {after:.1}, image ELBO {img:.1}, accuracy {acc:.3}");
+    // Measured here: -560 -> -181, image -180, accuracy 0.31 (seed 0). The bounds leave room
+    // for other seeds but fail for a model that does not learn (chance accuracy is 0.1).
+    assert!(after > before + 300.0, "{before} -> {after}");
+    assert!(img > -200.0, "{img}");
+    assert!(acc > 0.2, "{acc}");
+}
