@@ -9,7 +9,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dfdx::prelude::*;
-use mvae::data::idx::{Mnist, Split};
+use mvae::data::{Mnist, Split};
 use mvae::{Batch, HostValues, ModelConfig, Mvae, TrainConfig, Trainer};
 
 const BATCH: usize = 100;
@@ -126,6 +126,7 @@ mod bare {
     }
 
     type Lat = Tensor<(usize, Const<64>), f32, Cpu, OwnedTape<f32, Cpu>>;
+    type PerSample = Tensor<(usize,), f32, Cpu, OwnedTape<f32, Cpu>>;
 
     pub struct Bare {
         opt: Adam<Model<f32, Cpu>, f32, Cpu>,
@@ -162,11 +163,7 @@ mod bare {
             }
         }
 
-        fn elbo_terms(
-            &self,
-            mean: Lat,
-            logvar: Lat,
-        ) -> (Lat, Tensor<(usize,), f32, Cpu, OwnedTape<f32, Cpu>>) {
+        fn elbo_terms(&self, mean: Lat, logvar: Lat) -> (Lat, PerSample) {
             let n = mean.shape().0;
             let eps = self.dev.sample_normal_like(&(n, Const::<64>));
             let var = logvar.with_empty_tape().exp();
@@ -215,12 +212,7 @@ mod bare {
                 let (z, kl) = self.elbo_terms(mean, logvar);
                 let mut per = kl;
                 if k != 2 {
-                    let zi = if k == 0 {
-                        z.with_empty_tape()
-                    } else {
-                        z.with_empty_tape()
-                    };
-                    let logits = self.m.id.forward(zi);
+                    let logits = self.m.id.forward(z.with_empty_tape());
                     per = per + logits.bce_with_logits(x.clone()).sum::<(usize,), Axis<1>>();
                 }
                 if k != 1 {

@@ -8,14 +8,15 @@
 //! (a folder with `mnist/`), else the sample bundled in `examples/data`.
 //!
 //! Flags: `--epochs N` (1), `--anneal-epochs E` (200, as the paper's code: the KL weight rises
-//! linearly per step over E epochs), `--limit N` training images, `--seed S`, `--json`.
+//! linearly per step over E epochs), `--limit N` training images, `--seed S`, `--json`,
+//! `--cuda` (build with `--features cuda`).
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use dfdx::prelude::Cpu;
-use mvae::data::idx::{Mnist, Split};
-use mvae::data::{Column, MultimodalDataset};
+use mvae::data::{DatasetBuilder, Mnist, MultimodalDataset, Split};
+use mvae::Backend;
 use mvae::{eval, ModelConfig, Mvae, Subset, TrainConfig, Trainer};
 
 struct Args {
@@ -25,6 +26,7 @@ struct Args {
     limit: Option<usize>,
     seed: u64,
     json: bool,
+    cuda: bool,
 }
 
 fn parse() -> Result<Args> {
@@ -35,6 +37,7 @@ fn parse() -> Result<Args> {
         limit: None,
         seed: 0,
         json: false,
+        cuda: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -46,6 +49,7 @@ fn parse() -> Result<Args> {
             "--limit" => a.limit = Some(val()?.parse()?),
             "--seed" => a.seed = val()?.parse()?,
             "--json" => a.json = true,
+            "--cuda" => a.cuda = true,
             other => bail!("unknown flag {other} (see the top of examples/mnist.rs)"),
         }
     }
@@ -54,21 +58,10 @@ fn parse() -> Result<Args> {
 
 /// MNIST as a two-modality data set: `image` (784 intensities) and `label`.
 fn dataset(m: &Mnist) -> Result<MultimodalDataset> {
-    let n = m.len();
-    Ok(MultimodalDataset::new(vec![
-        Column {
-            name: "image".into(),
-            dim: 784,
-            values: m.images.clone(),
-            present: vec![true; n],
-        },
-        Column {
-            name: "label".into(),
-            dim: 1,
-            values: m.labels.iter().map(|&l| f32::from(l)).collect(),
-            present: vec![true; n],
-        },
-    ])?)
+    Ok(DatasetBuilder::new()
+        .column("image", 784, m.images.clone())
+        .labels("label", &m.labels)
+        .build()?)
 }
 
 fn main() -> Result<()> {
@@ -79,9 +72,23 @@ fn main() -> Result<()> {
     };
     let train = dataset(&Mnist::load(&dir, Split::Train, args.limit)?)?;
     let test = dataset(&Mnist::load(&dir, Split::Test, None)?)?;
+    if args.cuda {
+        #[cfg(feature = "cuda")]
+        return run(&args, dfdx::prelude::Cuda::default(), &train, &test);
+        #[cfg(not(feature = "cuda"))]
+        bail!("--cuda needs a build with `--features cuda`");
+    }
+    run(&args, Cpu::default(), &train, &test)
+}
 
-    let dev = Cpu::default();
-    let model = Mvae::<64, Cpu>::new(&ModelConfig::mnist(), &dev, args.seed)?;
+/// Trains and evaluates on any device.
+fn run<D: Backend>(
+    args: &Args,
+    dev: D,
+    train: &MultimodalDataset,
+    test: &MultimodalDataset,
+) -> Result<()> {
+    let model = Mvae::<64, D>::new(&ModelConfig::mnist(), &dev, args.seed)?;
     let mut cfg = TrainConfig {
         epochs: args.epochs,
         seed: args.seed,
@@ -92,7 +99,7 @@ fn main() -> Result<()> {
 
     let mut train_seconds = 0.0;
     for _ in 0..args.epochs {
-        let m = trainer.fit_epoch(&train, |_| {})?;
+        let m = trainer.fit_epoch(train, |_| {})?;
         train_seconds += m.seconds;
         if !args.json {
             eprintln!(
@@ -111,10 +118,10 @@ fn main() -> Result<()> {
         "train_samples": train.len(),
         "train_seconds": train_seconds,
         "samples_per_second": (train.len() * args.epochs) as f64 / train_seconds,
-        "test_elbo_joint": eval::elbo(model, &test, Subset::all(2), 1)?,
-        "test_elbo_image": eval::elbo(model, &test, Subset::single(img), 2)?,
-        "test_elbo_label": eval::elbo(model, &test, Subset::single(lab), 3)?,
-        "image_to_label_accuracy": eval::accuracy(model, &test, Subset::single(img), lab)?,
+        "test_elbo_joint": eval::elbo(model, test, Subset::all(2), 1)?,
+        "test_elbo_image": eval::elbo(model, test, Subset::single(img), 2)?,
+        "test_elbo_label": eval::elbo(model, test, Subset::single(lab), 3)?,
+        "image_to_label_accuracy": eval::accuracy(model, test, Subset::single(img), lab)?,
     });
     println!("{report}");
     Ok(())

@@ -5,6 +5,7 @@
 //! `0 * NaN`), and masks become `0/1` vectors.
 
 use crate::backend::{Backend, Ids, Matrix, Vector};
+use crate::data::HostBatch;
 use crate::modality::{EncoderInput, Modality, ModalitySpec};
 use crate::{Error, Result};
 
@@ -32,6 +33,11 @@ impl<D: Backend> Column<D> {
     /// How many samples have this modality.
     pub fn count(&self) -> usize {
         self.present_host.iter().filter(|&&p| p).count()
+    }
+
+    /// The presence mask, or `None` when every sample has the modality (nothing to mask).
+    pub fn mask(&self) -> Option<&Vector<D>> {
+        (self.count() < self.present_host.len()).then_some(&self.present)
     }
 }
 
@@ -115,6 +121,23 @@ impl<D: Backend> Batch<D> {
             });
         }
         Ok(Self { size, columns })
+    }
+
+    /// Uploads a [`HostBatch`] from the data layer (columns matched by name).
+    ///
+    /// # Errors
+    /// As [`Batch::from_host`].
+    pub fn from_host_batch(specs: &[ModalitySpec], dev: &D, host: &HostBatch) -> Result<Self> {
+        let given: Vec<HostValues<'_>> = host
+            .columns
+            .iter()
+            .map(|c| HostValues {
+                name: &c.name,
+                values: &c.values,
+                present: Some(&c.present),
+            })
+            .collect();
+        Self::from_host(specs, dev, &given)
     }
 
     /// Number of samples.

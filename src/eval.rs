@@ -5,16 +5,25 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::backend::Backend;
+use crate::batch::Batch;
 use crate::data::MultimodalDataset;
+use crate::data::{BatchOptions, HostBatch};
 use crate::likelihood::Likelihood;
 use crate::modality::Modality;
 use crate::model::Mvae;
 use crate::subset::Subset;
-use crate::train::HostBuffers;
 use crate::{Error, Result};
 
 /// Evaluation batch size: large enough for efficient matrix products, small enough for memory.
 const EVAL_BATCH: usize = 500;
+
+/// Batches in data order, [`EVAL_BATCH`] at a time.
+fn in_order() -> BatchOptions {
+    BatchOptions {
+        shuffle: false,
+        ..BatchOptions::new(EVAL_BATCH, 0)
+    }
+}
 
 /// Mean ELBO per sample (nats, `lambda = beta = 1`) of the modalities in `subset`, encoding and
 /// reconstructing exactly those, over the samples of `data` that have all of them; one
@@ -29,11 +38,11 @@ pub fn elbo<const L: usize, D: Backend>(
     seed: u64,
 ) -> Result<f64> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut buffers = HostBuffers::default();
     let (mut sum, mut count) = (0.0f64, 0usize);
-    let idx: Vec<usize> = (0..data.len()).collect();
-    for chunk in idx.chunks(EVAL_BATCH) {
-        let batch = buffers.batch(model, data, chunk)?;
+    let mut batches = data.batches(&in_order())?;
+    let mut host = HostBatch::default();
+    while batches.next_into(&mut host) {
+        let batch = Batch::from_host_batch(model.modalities(), model.device(), &host)?;
         let q = model.encode(&batch, subset);
         let kl = q.clone().kl_to_standard_normal().as_vec();
         let z = q.rsample(&mut rng);
@@ -87,29 +96,24 @@ pub fn accuracy<const L: usize, D: Backend>(
             reason: "is not categorical, so it has no accuracy".into(),
         });
     }
-    let col = data
-        .columns()
-        .iter()
-        .find(|c| c.name == spec.name())
-        .ok_or_else(|| Error::InvalidData {
-            what: format!("modality {}", spec.name()),
-            reason: "is not in the evaluation data".into(),
-        })?;
+    let col = data.column(spec.name()).ok_or_else(|| Error::InvalidData {
+        what: format!("modality {}", spec.name()),
+        reason: "is not in the evaluation data".into(),
+    })?;
     let classes = spec.kind.likelihood().params();
-    let mut buffers = HostBuffers::default();
-    // Encode without the target, unless it is itself a source.
-    let names: Vec<&str> = model.modalities().iter().map(|m| m.name()).collect();
     let (mut right, mut count) = (0usize, 0usize);
-    let idx: Vec<usize> = (0..data.len()).collect();
-    for chunk in idx.chunks(EVAL_BATCH) {
-        let batch = buffers.batch(model, data, chunk)?;
+    let mut batches = data.batches(&in_order())?;
+    let mut host = HostBatch::default();
+    while batches.next_into(&mut host) {
+        let batch = Batch::from_host_batch(model.modalities(), model.device(), &host)?;
+        let chunk = &host.indices;
         let q = model.encode(&batch, from);
         let probs = model.decode_mean(target, q.mean).as_vec();
         for (j, &i) in chunk.iter().enumerate() {
             let has_source = from
                 .iter()
                 .any(|m| batch.column(m).is_some_and(|c| c.present_host[j]));
-            if !col.present[i] || !has_source {
+            if !col.present()[i] || !has_source {
                 continue;
             }
             let row = &probs[j * classes..(j + 1) * classes];
@@ -119,11 +123,10 @@ pub fn accuracy<const L: usize, D: Backend>(
                 .max_by(|a, b| a.1.total_cmp(b.1))
                 .map(|(k, _)| k)
                 .unwrap_or(0);
-            right += usize::from(pred == col.values[i] as usize);
+            right += usize::from(pred == col.values()[i] as usize);
             count += 1;
         }
     }
-    let _ = names;
     if count == 0 {
         return Err(Error::InvalidData {
             what: "evaluation data".into(),

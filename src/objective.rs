@@ -1,11 +1,13 @@
 //! The MVAE sub-sampled ELBO (Wu & Goodman 2018, sec. 3.2).
 //!
-//! `loss = sum over terms S of (1/n) sum_i w_S,i [ sum_{m in S} lambda_m p_m,i (-log p(x_m,i | z_S,i))
-//! + beta KL(q(z | x_S,i) || N(0, I)) ]`, where the terms are the joint subset (every modality a
-//! sample has), each single modality, and `k` random subsets of size 2 to M-1 drawn anew each
-//! step; `z_S ~ q(z | x_S)` by reparameterisation. A sample takes part in a term only when it
-//! has every modality of the subset (`w`); in the joint term it uses whatever it has. Encoders
-//! run once per step; their experts are shared by every term.
+//! For each term `S` (the joint subset, each single modality, and `k` random subsets of size
+//! 2 to M-1 drawn anew each step), with `z_S ~ q(z | x_S)` by reparameterisation:
+//!
+//! `loss_S = (1/n) sum_i w_S,i [ sum_{m in S} lambda_m p_m,i (-log p(x_m,i | z_S,i)) + beta KL_i ]`
+//!
+//! and the loss is the sum over terms. A sample takes part in a subset term (`w = 1`) only
+//! when it has every modality of the subset; in the joint term it uses whatever it has (`p` is
+//! its presence mask). Encoders run once per step and their experts are shared by every term.
 
 use dfdx::prelude::*;
 use rand::seq::SliceRandom;
@@ -138,7 +140,7 @@ pub fn loss<const L: usize, D: Backend>(
             batch.column(m).map(|c| {
                 model
                     .expert(m, &c.input, OwnedTape::default())
-                    .weighted(Some(&c.present))
+                    .weighted(c.mask())
             })
         })
         .collect();
@@ -169,8 +171,6 @@ pub fn loss<const L: usize, D: Backend>(
             stats.push((term, ts));
             continue;
         }
-        let w_dev: Vector<D> =
-            dev.tensor_from_vec(w.iter().map(|&x| f32::from(u8::from(x))).collect(), (n,));
         let q = posterior::combine(
             used.iter()
                 .map(|&m| experts[m].as_ref().expect("filtered").reuse()),
@@ -196,13 +196,22 @@ pub fn loss<const L: usize, D: Backend>(
             };
             let out = model.decode(m, zm);
             let nll = model.log_likelihood(m, out, &col.input) * -1.0;
-            let nll = nll * col.present.clone();
+            let nll = match col.mask() {
+                Some(p) => nll * p.clone(),
+                None => nll,
+            };
             let nll_host = nll.as_vec();
             ts.nll[m] = mean_where(&nll_host, &w);
             let lambda = model.modalities()[m].weight;
             per_sample = per_sample + nll * lambda;
         }
-        let per_sample = per_sample * w_dev;
+        let per_sample = if count < n {
+            let w_dev: Vector<D> =
+                dev.tensor_from_vec(w.iter().map(|&x| f32::from(u8::from(x))).collect(), (n,));
+            per_sample * w_dev
+        } else {
+            per_sample
+        };
         let loss_host = per_sample.as_vec();
         ts.loss = loss_host.iter().map(|&x| f64::from(x)).sum::<f64>() / count as f64;
         ts.kl = mean_where(&kl_host, &w);

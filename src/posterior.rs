@@ -114,13 +114,16 @@ pub fn combine<const L: usize, D: Backend, T: Tape<f32, D>>(
     Some(Gaussian { mean, logvar })
 }
 
+/// An expert with its presence mask (`None` = present in every sample).
+pub type MaskedExpert<'a, const L: usize, D, T> = (Gaussian<L, D, T>, Option<&'a Vector<D>>);
+
 /// The posterior `N(0, I) x prod_m q_m` of a subset of experts, each masked per sample by its
 /// presence vector (`None` = present in every sample).
 ///
 /// # Shapes
 /// Every expert is `(batch, L)`, every mask `(batch,)`; returns `(batch, L)`.
 pub fn product_of_experts<const L: usize, D: Backend, T: Tape<f32, D>>(
-    experts: Vec<(Gaussian<L, D, T>, Option<&Vector<D>>)>,
+    experts: Vec<MaskedExpert<'_, L, D, T>>,
 ) -> Option<Gaussian<L, D, T>> {
     combine(experts.into_iter().map(|(g, p)| g.weighted(p)))
 }

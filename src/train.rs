@@ -5,14 +5,13 @@
 use std::time::Instant;
 
 use dfdx::prelude::*;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
-use crate::batch::{Batch, HostValues};
-use crate::data::MultimodalDataset;
+use crate::batch::Batch;
+use crate::data::{BatchOptions, HostBatch, MultimodalDataset};
 use crate::model::Mvae;
 use crate::objective::{self, ObjectiveConfig, Term, TermStats};
 use crate::optim::{Adam, AdamSettings};
@@ -202,18 +201,19 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
         mut progress: impl FnMut(&StepProgress),
     ) -> Result<EpochMetrics> {
         let start = Instant::now();
-        let mut order: Vec<usize> = (0..data.len()).collect();
-        order.shuffle(&mut self.rng);
-        let bs = self.cfg.batch_size;
-        let steps = order.len().div_ceil(bs);
+        let mut batches = data.batches(&BatchOptions::new(self.cfg.batch_size, self.rng.gen()))?;
+        let steps = batches.len();
         let mut acc = TermAccumulator::new(self.model.modalities().len());
-        let mut buffers = HostBuffers::default();
-        for (s, idx) in order.chunks(bs).enumerate() {
-            let batch = buffers.batch(&self.model, data, idx)?;
+        let mut host = HostBatch::default();
+        let mut s = 0;
+        while batches.next_into(&mut host) {
+            let batch =
+                Batch::from_host_batch(self.model.modalities(), self.model.device(), &host)?;
             let stats = self.step(&batch)?;
+            s += 1;
             let loss = acc.add(&stats);
             progress(&StepProgress {
-                step: s + 1,
+                step: s,
                 steps,
                 loss,
             });
@@ -234,53 +234,21 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
     }
 }
 
-/// Reusable host buffers that gather a batch's rows before upload.
-#[derive(Default)]
-pub(crate) struct HostBuffers {
-    values: Vec<Vec<f32>>,
-    present: Vec<Vec<bool>>,
+/// Running sums of one term's statistics, weighted by participating samples.
+struct TermSum {
+    /// `None` for the joint term and for the pooled random subsets.
+    subset: Option<Subset>,
+    joint: bool,
+    loss: f64,
+    samples: usize,
+    nll: Vec<f64>,
+    kl: f64,
 }
 
-impl HostBuffers {
-    /// Gathers rows `idx` of `data` and uploads them as a batch for `model`.
-    pub(crate) fn batch<const L: usize, D: Backend>(
-        &mut self,
-        model: &Mvae<L, D>,
-        data: &MultimodalDataset,
-        idx: &[usize],
-    ) -> Result<Batch<D>> {
-        let cols = data.columns();
-        self.values.resize_with(cols.len(), Vec::new);
-        self.present.resize_with(cols.len(), Vec::new);
-        for (c, (v, p)) in cols
-            .iter()
-            .zip(self.values.iter_mut().zip(&mut self.present))
-        {
-            v.clear();
-            p.clear();
-            for &i in idx {
-                v.extend_from_slice(&c.values[i * c.dim..(i + 1) * c.dim]);
-                p.push(c.present[i]);
-            }
-        }
-        let given: Vec<HostValues<'_>> = cols
-            .iter()
-            .zip(self.values.iter().zip(&self.present))
-            .map(|(c, (v, p))| HostValues {
-                name: &c.name,
-                values: v,
-                present: Some(p),
-            })
-            .collect();
-        Batch::from_host(model.modalities(), model.device(), &given)
-    }
-}
-
-/// Sums term statistics over steps, weighted by participating samples.
+/// Sums term statistics over the steps of an epoch.
 struct TermAccumulator {
     mods: usize,
-    /// (subset or None for joint / pooled random subsets) -> sums
-    slots: Vec<(Option<Subset>, bool, f64, usize, Vec<f64>, f64)>,
+    sums: Vec<TermSum>,
     loss_sum: f64,
     samples: usize,
 }
@@ -289,7 +257,7 @@ impl TermAccumulator {
     fn new(mods: usize) -> Self {
         Self {
             mods,
-            slots: Vec::new(),
+            sums: Vec::new(),
             loss_sum: 0.0,
             samples: 0,
         }
@@ -297,67 +265,77 @@ impl TermAccumulator {
 
     /// Adds one step; returns that step's loss per sample.
     fn add(&mut self, stats: &[(Term, TermStats)]) -> f64 {
+        // The joint term comes first and every sample takes part in it.
         let batch = stats.first().map_or(0, |(_, s)| s.samples);
         let mut step_loss = 0.0;
         for (term, s) in stats {
-            // joint -> (None, joint), single -> (Some(s), _), random subsets pooled.
-            let key = match term {
+            let (subset, joint) = match term {
                 Term::Joint => (None, true),
                 Term::Subset(sub) if sub.len() == 1 => (Some(*sub), false),
                 Term::Subset(_) => (None, false),
             };
-            let slot = match self.slots.iter().position(|x| (x.0, x.1) == key) {
+            let idx = match self
+                .sums
+                .iter()
+                .position(|x| x.subset == subset && x.joint == joint)
+            {
                 Some(p) => p,
                 None => {
-                    self.slots
-                        .push((key.0, key.1, 0.0, 0, vec![0.0; self.mods], 0.0));
-                    self.slots.len() - 1
+                    self.sums.push(TermSum {
+                        subset,
+                        joint,
+                        loss: 0.0,
+                        samples: 0,
+                        nll: vec![0.0; self.mods],
+                        kl: 0.0,
+                    });
+                    self.sums.len() - 1
                 }
             };
             let w = s.samples as f64;
-            let slot = &mut self.slots[slot];
-            slot.2 += s.loss * w;
-            slot.3 += s.samples;
-            for (a, b) in slot.4.iter_mut().zip(&s.nll) {
+            let sum = &mut self.sums[idx];
+            sum.loss += s.loss * w;
+            sum.samples += s.samples;
+            for (a, b) in sum.nll.iter_mut().zip(&s.nll) {
                 *a += b * w;
             }
-            slot.5 += s.kl * w;
+            sum.kl += s.kl * w;
             step_loss += s.loss * w;
         }
-        let per_sample = if batch == 0 {
+        self.loss_sum += step_loss;
+        self.samples += batch;
+        if batch == 0 {
             0.0
         } else {
             step_loss / batch as f64
-        };
-        self.loss_sum += step_loss;
-        self.samples += batch;
-        per_sample
+        }
     }
 
     fn finish(self, names: &[&str]) -> (f64, Vec<TermMetrics>) {
         let loss = self.loss_sum / self.samples.max(1) as f64;
         let terms = self
-            .slots
+            .sums
             .into_iter()
-            .map(|(sub, joint, l, n, nll, kl)| {
-                let d = n.max(1) as f64;
-                let name = match (sub, joint) {
+            .map(|t| {
+                let d = t.samples.max(1) as f64;
+                let name = match (t.subset, t.joint) {
                     (_, true) => "joint".to_string(),
                     (Some(s), _) => s.iter().map(|i| names[i]).collect::<Vec<_>>().join("+"),
                     (None, false) => "subsets".to_string(),
                 };
-                let scored: Vec<(String, f64)> = nll
+                let nll = t
+                    .nll
                     .iter()
                     .enumerate()
-                    .filter(|(i, _)| sub.is_none_or(|s| s.contains(*i)))
+                    .filter(|(i, _)| t.subset.is_none_or(|s| s.contains(*i)))
                     .map(|(i, v)| (names[i].to_string(), v / d))
                     .collect();
                 TermMetrics {
                     name,
-                    samples: n,
-                    loss: l / d,
-                    nll: scored,
-                    kl: kl / d,
+                    samples: t.samples,
+                    loss: t.loss / d,
+                    nll,
+                    kl: t.kl / d,
                 }
             })
             .collect();

@@ -2,8 +2,7 @@
 
 use std::path::PathBuf;
 
-use mvae::data::idx::{Mnist, Split};
-use mvae::data::{Column, MultimodalDataset};
+use mvae::data::{DatasetBuilder, Mnist, MultimodalDataset, Split};
 
 /// The full data sets (`MVAE_DATA`), if configured.
 #[allow(dead_code)]
@@ -19,20 +18,9 @@ pub fn bundled() -> PathBuf {
 /// MNIST images and labels from `dir/mnist`, as columns `image` and `label`.
 pub fn mnist(dir: &std::path::Path, split: Split, limit: Option<usize>) -> MultimodalDataset {
     let m = Mnist::load(&dir.join("mnist"), split, limit).expect("MNIST loads");
-    let n = m.len();
-    MultimodalDataset::new(vec![
-        Column {
-            name: "image".into(),
-            dim: 784,
-            values: m.images,
-            present: vec![true; n],
-        },
-        Column {
-            name: "label".into(),
-            dim: 1,
-            values: m.labels.iter().map(|&l| f32::from(l)).collect(),
-            present: vec![true; n],
-        },
-    ])
-    .expect("a valid data set")
+    DatasetBuilder::new()
+        .column("image", 784, m.images)
+        .labels("label", &m.labels)
+        .build()
+        .expect("a valid data set")
 }

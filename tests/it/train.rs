@@ -1,8 +1,7 @@
 //! Training learns on real data, is deterministic from a seed, and handles missing modalities.
 
 use dfdx::prelude::Cpu;
-use mvae::data::idx::Split;
-use mvae::data::MultimodalDataset;
+use mvae::data::{DatasetBuilder, MultimodalDataset, Split};
 use mvae::nn::{ParamMut, ParamVisitor, Parameters};
 use mvae::{eval, ModelConfig, Mvae, Subset, TrainConfig, Trainer};
 
@@ -49,11 +48,13 @@ fn same_seed_same_numbers() {
 
 /// Drops `label` from every fourth sample.
 fn half_labelled(data: &MultimodalDataset) -> MultimodalDataset {
-    let mut cols = data.columns().to_vec();
-    for (i, p) in cols[1].present.iter_mut().enumerate() {
-        *p = i % 4 != 0;
-    }
-    MultimodalDataset::new(cols).unwrap()
+    let (img, lab) = (data.column("image").unwrap(), data.column("label").unwrap());
+    let present = (0..data.len()).map(|i| i % 4 != 0).collect();
+    DatasetBuilder::new()
+        .column("image", 784, img.values().to_vec())
+        .column_with_mask("label", 1, lab.values().to_vec(), present)
+        .build()
+        .unwrap()
 }
 
 const EPOCHS: usize = 8;
