@@ -93,9 +93,11 @@ def main():
     steps_per_epoch = (n + bs - 1) // bs
     anneal = a.anneal_epochs * steps_per_epoch
     step, train_seconds = 0, 0.0
+    import sys
     for _ in range(a.epochs):
         t0 = time.time()
         perm = torch.randperm(n)
+        epoch_loss = 0.0
         for s in range(steps_per_epoch):
             idx_ = perm[s * bs:(s + 1) * bs]
             x, y = xtr[idx_], ytr[idx_]
@@ -111,11 +113,15 @@ def main():
                 if score_lab:
                     per = per + 50.0 * F.cross_entropy(ldec(z), y, reduction="none")
                 loss = loss + per.mean()
+            epoch_loss += loss.item() * len(idx_)
+            if step in (0, 9, 99, 299, 599):
+                print(f'step {step + 1} loss {loss.item():.2f}', file=sys.stderr)
             opt.zero_grad()
             loss.backward()
             opt.step()
             step += 1
         train_seconds += time.time() - t0
+        print(f'epoch loss {epoch_loss / n:.2f}', file=sys.stderr)
 
     with torch.no_grad():
         def elbo(use_img, use_lab):
