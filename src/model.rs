@@ -14,7 +14,7 @@ use crate::backend::{Backend, Latent, Matrix, Vector};
 use crate::batch::{Batch, Input};
 use crate::likelihood::{self, Likelihood, Variance};
 use crate::modality::{EncoderInput, Modality, ModalitySpec};
-use crate::nn::{Activation, Linear, Mlp, ParamMut, ParamVisitor, Parameters};
+use crate::nn::{Activation, Embedding, Linear, Mlp, ParamMut, ParamVisitor, Parameters};
 use crate::posterior::{self, Gaussian};
 use crate::subset::Subset;
 use crate::{Error, Result};
@@ -77,13 +77,31 @@ impl ModelConfig {
 #[derive(Clone, Debug)]
 pub struct Encoder<const L: usize, D: Backend> {
     /// First layer: a linear map of dense input or an embedding of class indices.
-    pub input: Linear<D>,
+    pub input: InputLayer<D>,
     /// The remaining hidden layers.
     pub hidden: Mlp<D>,
     /// Head for the mean.
     pub mean: Linear<D>,
     /// Head for the log-variance.
     pub logvar: Linear<D>,
+}
+
+/// The first layer of an encoder, by [`EncoderInput`].
+#[derive(Clone, Debug)]
+pub enum InputLayer<D: Backend> {
+    /// Dense values through a linear layer.
+    Dense(Linear<D>),
+    /// Class indices through an embedding table.
+    Embedding(Embedding<D>),
+}
+
+impl<D: Backend> Parameters<D> for InputLayer<D> {
+    fn visit_params(&mut self, v: &mut ParamVisitor<'_, D>) {
+        match self {
+            InputLayer::Dense(l) => l.visit_params(v),
+            InputLayer::Embedding(e) => e.visit_params(v),
+        }
+    }
 }
 
 /// Maps a latent to one modality's likelihood parameters.
@@ -135,9 +153,11 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
         for spec in &config.modalities {
             let h = &spec.encoder_hidden;
             let input = match spec.kind.encoder_input() {
-                EncoderInput::Dense { dim } => Linear::new(dim, h[0], true, &mut rng, dev),
+                EncoderInput::Dense { dim } => {
+                    InputLayer::Dense(Linear::new(dim, h[0], true, &mut rng, dev))
+                }
                 EncoderInput::Embedding { classes } => {
-                    Linear::embedding(classes, h[0], &mut rng, dev)
+                    InputLayer::Embedding(Embedding::new(classes, h[0], &mut rng, dev))
                 }
             };
             let hidden = Mlp::new(h[0], &h[1..], act, &mut rng, dev);
@@ -218,9 +238,10 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
     ) -> Gaussian<L, D, T> {
         let enc = &self.encoders[m];
         let act = self.config.activation;
-        let h = match input {
-            Input::Dense(x) => enc.input.forward(x.clone().put_tape(tape)),
-            Input::Classes(ids) => enc.input.lookup(ids.clone().put_tape(tape)),
+        let h = match (&enc.input, input) {
+            (InputLayer::Dense(l), Input::Dense(x)) => l.forward(x.clone().put_tape(tape)),
+            (InputLayer::Embedding(e), Input::Classes(ids)) => e.lookup(ids.clone().put_tape(tape)),
+            _ => panic!("input of modality {m} does not match its encoder"),
         };
         let h = enc.hidden.forward(act.apply(h));
         let mean = enc.mean.forward(h.with_empty_tape());

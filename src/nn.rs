@@ -133,12 +133,14 @@ pub trait Parameters<D: Backend> {
     }
 }
 
-/// A fully connected layer `y = x W + b`, `W: (inputs, outputs)`.
+/// A fully connected layer `y = x W^T + b`, `W: (outputs, inputs)`.
 ///
-/// Initialised like PyTorch's `nn.Linear`: `W` and `b` uniform in `±1/sqrt(inputs)`.
+/// Initialised like PyTorch's `nn.Linear`: `W` and `b` uniform in `±1/sqrt(inputs)`. The
+/// `(outputs, inputs)` layout (PyTorch's and dfdx's) takes about 12% fewer instructions per
+/// MNIST training step than `(inputs, outputs)` with gemm 0.15 (callgrind, 6 steps).
 #[derive(Clone, Debug)]
 pub struct Linear<D: Backend> {
-    /// `(inputs, outputs)`.
+    /// `(outputs, inputs)`.
     pub weight: Matrix<D>,
     /// `(outputs,)`, absent for a bias-free layer.
     pub bias: Option<Vector<D>>,
@@ -150,7 +152,7 @@ impl<D: Backend> Linear<D> {
         let bound = 1.0 / (inputs as f32).sqrt();
         let u = Uniform::new_inclusive(-bound, bound);
         let w: Vec<f32> = (0..inputs * outputs).map(|_| u.sample(rng)).collect();
-        let weight = dev.tensor_from_vec(w, (inputs, outputs));
+        let weight = dev.tensor_from_vec(w, (outputs, inputs));
         let bias = bias.then(|| {
             let b: Vec<f32> = (0..outputs).map(|_| u.sample(rng)).collect();
             dev.tensor_from_vec(b, (outputs,))
@@ -158,42 +160,19 @@ impl<D: Backend> Linear<D> {
         Self { weight, bias }
     }
 
-    /// An embedding table `(classes, outputs)` with N(0, 1) entries (as PyTorch's
-    /// `nn.Embedding`) and no bias; use it with [`Linear::lookup`].
-    pub fn embedding(classes: usize, outputs: usize, rng: &mut impl Rng, dev: &D) -> Self {
-        let w: Vec<f32> = (0..classes * outputs)
-            .map(|_| StandardNormal.sample(rng))
-            .collect();
-        Self {
-            weight: dev.tensor_from_vec(w, (classes, outputs)),
-            bias: None,
-        }
-    }
-
     /// Number of inputs.
     pub fn inputs(&self) -> usize {
-        self.weight.shape().0
+        self.weight.shape().1
     }
 
     /// Number of outputs.
     pub fn outputs(&self) -> usize {
-        self.weight.shape().1
+        self.weight.shape().0
     }
 
-    /// `x W + b` for a batch `x: (batch, inputs)`.
+    /// `x W^T + b` for a batch `x: (batch, inputs)`.
     pub fn forward<T: Tape<f32, D>>(&self, x: Matrix<D, T>) -> Matrix<D, T> {
-        let y = x.matmul(self.weight.clone());
-        self.add_bias(y)
-    }
-
-    /// Row lookup `W[ids] + b`: an embedding, equal to one-hot(ids) `W` but without the matmul.
-    pub fn lookup<T: Tape<f32, D>>(&self, ids: Ids<D, T>) -> Matrix<D, T> {
-        let (ids, tape) = ids.split_tape();
-        let y = self.weight.clone().put_tape(tape).gather(ids);
-        self.add_bias(y)
-    }
-
-    fn add_bias<T: Tape<f32, D>>(&self, y: Matrix<D, T>) -> Matrix<D, T> {
+        let y = x.matmul(self.weight.clone().permute::<_, Axes2<1, 0>>());
         match &self.bias {
             Some(b) => {
                 let shape = *y.shape();
@@ -201,6 +180,38 @@ impl<D: Backend> Linear<D> {
             }
             None => y,
         }
+    }
+}
+
+/// An embedding table: row `i` is the vector of class `i` (equal to one-hot(ids) `W`, without
+/// the matrix product). Initialised N(0, 1) like PyTorch's `nn.Embedding`.
+#[derive(Clone, Debug)]
+pub struct Embedding<D: Backend> {
+    /// `(classes, outputs)`.
+    pub weight: Matrix<D>,
+}
+
+impl<D: Backend> Embedding<D> {
+    /// A new table with entries drawn from `rng`.
+    pub fn new(classes: usize, outputs: usize, rng: &mut impl Rng, dev: &D) -> Self {
+        let w: Vec<f32> = (0..classes * outputs)
+            .map(|_| StandardNormal.sample(rng))
+            .collect();
+        Self {
+            weight: dev.tensor_from_vec(w, (classes, outputs)),
+        }
+    }
+
+    /// The rows of `ids`, `(batch, outputs)`; the tape travels on the ids.
+    pub fn lookup<T: Tape<f32, D>>(&self, ids: Ids<D, T>) -> Matrix<D, T> {
+        let (ids, tape) = ids.split_tape();
+        self.weight.clone().put_tape(tape).gather(ids)
+    }
+}
+
+impl<D: Backend> Parameters<D> for Embedding<D> {
+    fn visit_params(&mut self, v: &mut ParamVisitor<'_, D>) {
+        v.visit("weight", ParamMut::Matrix(&mut self.weight));
     }
 }
 
@@ -272,7 +283,8 @@ mod tests {
         let dev = Cpu::default();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         let mut l = Linear::<Cpu>::new(2, 3, true, &mut rng, &dev);
-        l.weight = dev.tensor_from_vec(vec![1., 2., 3., 4., 5., 6.], (2, 3));
+        // W^T = [[1,2,3],[4,5,6]], stored as (outputs, inputs)
+        l.weight = dev.tensor_from_vec(vec![1., 4., 2., 5., 3., 6.], (3, 2));
         l.bias = Some(dev.tensor_from_vec(vec![0.5, -0.5, 1.0], (3,)));
         let x = dev.tensor_from_vec(vec![1., -1.], (1, 2));
         // [1,-1] @ [[1,2,3],[4,5,6]] = [-3,-3,-3]; + bias
@@ -301,7 +313,7 @@ mod tests {
     fn lookup_equals_one_hot_product_and_has_gradient() {
         let dev = Cpu::default();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        let e = Linear::<Cpu>::embedding(4, 3, &mut rng, &dev);
+        let e = Embedding::<Cpu>::new(4, 3, &mut rng, &dev);
         let ids: Ids<Cpu> = dev.tensor_from_vec(vec![2, 0, 2], (3,));
         let y = e.lookup(ids.leaky_trace());
         let w = e.weight.as_vec();
