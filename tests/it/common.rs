@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use mvae::data::{DatasetBuilder, Mnist, MultimodalDataset, Split};
 
 /// The full data sets (`MVAE_DATA`), if configured.
-#[allow(dead_code)]
 pub fn full_data() -> Option<PathBuf> {
     std::env::var_os("MVAE_DATA").map(PathBuf::from)
 }

@@ -95,3 +95,34 @@ fn learns_on_real_mnist_with_missing_labels() {
     assert!(img > -200.0, "{img}");
     assert!(acc > 0.2, "{acc}");
 }
+
+/// One epoch of the paper's recipe on the 60,000 training images (as `examples/mnist.rs` with
+/// `--epochs 1 --anneal-epochs 1`), judged against the PyTorch figures of the issue for the
+/// same model and training: test ELBOs -132 (joint), -127 (image), -8.5 (label) and
+/// image-to-label accuracy 0.60. Seed-to-seed spread of one epoch is about +-1.5 nats and
+/// +-0.05 accuracy (docs/performance.md), so each bound allows that much.
+#[test]
+#[ignore = "needs MVAE_DATA"]
+fn one_epoch_on_full_mnist_is_as_good_as_pytorch() {
+    let dir = common::full_data().expect("MVAE_DATA");
+    let train = common::mnist(&dir, Split::Train, None);
+    let test = common::mnist(&dir, Split::Test, None);
+    let model = Mvae::<64, Cpu>::new(&ModelConfig::mnist(), &Cpu::default(), 0).unwrap();
+    let mut cfg = TrainConfig {
+        epochs: 1,
+        ..Default::default()
+    };
+    cfg.anneal_over_epochs(1.0, train.len());
+    let mut t = Trainer::new(model, cfg).unwrap();
+    t.fit_epoch(&train, |_| {}).unwrap();
+    let m = &t.model;
+    let joint = eval::elbo(m, &test, Subset::all(2), 1).unwrap();
+    let image = eval::elbo(m, &test, Subset::single(0), 2).unwrap();
+    let label = eval::elbo(m, &test, Subset::single(1), 3).unwrap();
+    let acc = eval::accuracy(m, &test, Subset::single(0), 1).unwrap();
+    eprintln!("joint {joint:.2} image {image:.2} label {label:.3} accuracy {acc:.4}");
+    assert!(joint > -132.0 - 1.5, "{joint}");
+    assert!(image > -127.0 - 1.5, "{image}");
+    assert!(label > -8.5 - 0.5, "{label}");
+    assert!(acc > 0.60 - 0.05, "{acc}");
+}
