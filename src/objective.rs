@@ -276,6 +276,9 @@ mod tests {
                 .encoder_hidden(&[3])
                 .decoder_hidden(&[3])
                 .weight(0.5),
+            ModalitySpec::new(Continuous::new("fixed", 1, Variance::Fixed(0.3)))
+                .encoder_hidden(&[2])
+                .decoder_hidden(&[2]),
         ]);
         Mvae::new(&cfg, &Cpu::default(), 3).unwrap()
     }
@@ -286,6 +289,7 @@ mod tests {
         let vec = [0.5, -1.0, 2.0, 0.1, -0.3, 0.7];
         let lab_present = [true, false, true];
         let vec_present = [true, true, false];
+        let fixed = [0.2, -0.4, 1.5];
         Batch::from_host(
             model.modalities(),
             model.device(),
@@ -305,6 +309,11 @@ mod tests {
                     values: &vec,
                     present: Some(&vec_present),
                 },
+                HostValues {
+                    name: "fixed",
+                    values: &fixed,
+                    present: None,
+                },
             ],
         )
         .unwrap()
@@ -316,7 +325,9 @@ mod tests {
             Term::Subset(Subset::single(0)),
             Term::Subset(Subset::single(1)),
             Term::Subset(Subset::single(2)),
+            Term::Subset(Subset::single(3)),
             Term::Subset(Subset::of(&[0, 2])),
+            Term::Subset(Subset::of(&[1, 2, 3])),
         ]
     }
 
