@@ -117,7 +117,7 @@ pub struct RngState {
 
 impl RngState {
     /// The state of `rng`.
-    pub fn of(rng: &ChaCha8Rng) -> Self {
+    pub(crate) fn of(rng: &ChaCha8Rng) -> Self {
         Self {
             seed: rng.get_seed().iter().map(|b| format!("{b:02x}")).collect(),
             stream: rng.get_stream(),
@@ -129,7 +129,7 @@ impl RngState {
     ///
     /// # Errors
     /// A message if the seed is not 64 hex digits or the position not a 128-bit number.
-    pub fn to_rng(&self) -> std::result::Result<ChaCha8Rng, String> {
+    pub(crate) fn to_rng(&self) -> std::result::Result<ChaCha8Rng, String> {
         let bad_seed = || format!("rng seed {:?} is not 64 hex digits", self.seed);
         let s = self.seed.as_bytes();
         if s.len() != 64 {
