@@ -12,6 +12,7 @@
 
 pub mod backend;
 pub mod batch;
+pub mod checkpoint;
 pub mod data;
 pub mod eval;
 pub mod likelihood;

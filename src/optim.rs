@@ -109,6 +109,138 @@ impl<D: Backend> Adam<D> {
     }
 }
 
+/// Both Adam moments of one parameter, as host values in the parameter's element order.
+pub(crate) struct Moments {
+    /// First moment (running mean of the gradient).
+    pub(crate) first: Vec<f32>,
+    /// Second moment (running mean of the squared gradient).
+    pub(crate) second: Vec<f32>,
+}
+
+impl<D: Backend> Adam<D> {
+    /// The moments of every parameter of `model`, by dotted path, in visiting order; empty
+    /// before the first update (no moments exist yet).
+    pub(crate) fn moments<P: Parameters<D>>(&mut self, model: &mut P) -> Vec<(String, Moments)> {
+        if self.step == 0 {
+            return Vec::new();
+        }
+        let (m1, m2) = (&mut self.moment1, &mut self.moment2);
+        let mut out = Vec::new();
+        let mut f = |name: &str, p: ParamMut<'_, D>| {
+            let moments = match p {
+                ParamMut::Matrix(p) => read_moments(p, m1, m2),
+                ParamMut::Vector(p) => read_moments(p, m1, m2),
+            };
+            out.push((name.to_string(), moments));
+        };
+        model.visit_params(&mut ParamVisitor::new(&mut f));
+        out
+    }
+
+    /// Sets the step count and, when it is above 0, the moments of every parameter of `model`
+    /// from `moments(name)` (keyed by the parameters' current tensor ids, so this must be called
+    /// with the model the optimizer will update).
+    ///
+    /// # Errors
+    /// A message if the step count does not fit, `moments` fails for a parameter, or the length
+    /// of its moments differs from the parameter's.
+    pub(crate) fn restore<P: Parameters<D>>(
+        &mut self,
+        steps: usize,
+        model: &mut P,
+        mut moments: impl FnMut(&str) -> std::result::Result<Moments, String>,
+    ) -> std::result::Result<(), String> {
+        self.step = i32::try_from(steps)
+            .map_err(|_| format!("adam step count {steps} exceeds {}", i32::MAX))?;
+        self.moment1 = Gradients::leaky();
+        self.moment2 = Gradients::leaky();
+        if steps == 0 {
+            return Ok(());
+        }
+        let (m1, m2) = (&mut self.moment1, &mut self.moment2);
+        let mut err = None;
+        let mut f = |name: &str, p: ParamMut<'_, D>| {
+            if err.is_some() {
+                return;
+            }
+            let r = moments(name).and_then(|m| match p {
+                ParamMut::Matrix(p) => write_moments(name, p, m1, m2, &m),
+                ParamMut::Vector(p) => write_moments(name, p, m1, m2, &m),
+            });
+            err = r.err();
+        };
+        model.visit_params(&mut ParamVisitor::new(&mut f));
+        err.map_or(Ok(()), Err)
+    }
+}
+
+fn read_moments<S: Shape, D: Backend>(
+    p: &Tensor<S, f32, D>,
+    m1: &mut Gradients<f32, D>,
+    m2: &mut Gradients<f32, D>,
+) -> Moments {
+    // A parameter the optimizer has not seen yet has zero moments.
+    m1.try_alloc_for(p).expect("device allocation for Adam");
+    m2.try_alloc_for(p).expect("device allocation for Adam");
+    Moments {
+        first: m1.get(p).as_vec(),
+        second: m2.get(p).as_vec(),
+    }
+}
+
+fn write_moments<S: Shape, D: Backend>(
+    name: &str,
+    p: &Tensor<S, f32, D>,
+    m1: &mut Gradients<f32, D>,
+    m2: &mut Gradients<f32, D>,
+    m: &Moments,
+) -> std::result::Result<(), String> {
+    let n = p.shape().num_elements();
+    for (which, v) in [("first", &m.first), ("second", &m.second)] {
+        if v.len() != n {
+            return Err(format!(
+                "adam {which} moment of {name} has {} values, the parameter {n}",
+                v.len()
+            ));
+        }
+    }
+    write_slot(m1, p, &m.first).map_err(|e| format!("adam moments of {name}: {e}"))?;
+    write_slot(m2, p, &m.second).map_err(|e| format!("adam moments of {name}: {e}"))
+}
+
+/// Sets the slot of `p` in `slots` to `values`.
+///
+/// dfdx 0.13 gives no public way to write host values into a gradient slot, so on `Cpu` the
+/// slot (a `Vec<f32>` underneath) is filled directly, bit for bit. On other devices the values
+/// arrive as the gradient of `sum(p * values)`, which is `0 + 1 * values`: exact except that
+/// a moment of `-0.0` becomes `+0.0`.
+fn write_slot<S: Shape, D: Backend>(
+    slots: &mut Gradients<f32, D>,
+    p: &Tensor<S, f32, D>,
+    values: &[f32],
+) -> std::result::Result<(), String> {
+    let slot = slots.get_or_alloc_mut(p).map_err(|e| e.to_string())?;
+    let any: &mut dyn std::any::Any = slot;
+    if let Some(v) = any.downcast_mut::<<Cpu as Storage<f32>>::Vec>() {
+        v.copy_from_slice(values);
+        return Ok(());
+    }
+    write_slot_by_gradient(slots, p, values)
+}
+
+/// [`write_slot`] for any device: the gradient of `sum(p * values)` with respect to `p`.
+fn write_slot_by_gradient<S: Shape, D: Backend>(
+    slots: &mut Gradients<f32, D>,
+    p: &Tensor<S, f32, D>,
+    values: &[f32],
+) -> std::result::Result<(), String> {
+    let c = p.device().tensor_from_vec(values.to_vec(), *p.shape());
+    let mut g = (p.clone().leaky_trace() * c).sum().backward();
+    let src = g.get_or_alloc_mut(p).map_err(|e| e.to_string())?;
+    std::mem::swap(slots.get_or_alloc_mut(p).map_err(|e| e.to_string())?, src);
+    Ok(())
+}
+
 fn step_one<S: Shape, D: Backend>(
     cfg: &AdamConfig,
     t: i32,
@@ -123,4 +255,28 @@ fn step_one<S: Shape, D: Backend>(
     let a = m1.get_or_alloc_mut(p).expect("device allocation for Adam");
     let b = m2.get_or_alloc_mut(p).expect("device allocation for Adam");
     cfg.try_update(t, p, a, b, g).expect("Adam kernel");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_written_exactly() {
+        let dev = Cpu::default();
+        let p: crate::backend::Matrix<Cpu> = dev.tensor_from_vec(vec![1.0; 6], (2, 3));
+        let values = [0.5, -0.0, 1e-30, f32::MAX, -3.25, 0.0];
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+
+        let mut slots = Gradients::leaky();
+        write_slot(&mut slots, &p, &values).unwrap();
+        assert_eq!(bits(&slots.get(&p).as_vec()), bits(&values));
+
+        // The any-device path: exact but for the sign of zero.
+        let mut slots = Gradients::leaky();
+        write_slot_by_gradient(&mut slots, &p, &values).unwrap();
+        let mut want = values;
+        want[1] = 0.0;
+        assert_eq!(bits(&slots.get(&p).as_vec()), bits(&want));
+    }
 }

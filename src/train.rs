@@ -126,11 +126,11 @@ pub struct StepProgress {
 pub struct Trainer<const L: usize, D: Backend> {
     /// The model being trained.
     pub model: Mvae<L, D>,
-    cfg: TrainConfig,
-    adam: Adam<D>,
-    rng: ChaCha8Rng,
-    step: usize,
-    epoch: usize,
+    pub(crate) cfg: TrainConfig,
+    pub(crate) adam: Adam<D>,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) step: usize,
+    pub(crate) epoch: usize,
 }
 
 impl<const L: usize, D: Backend> Trainer<L, D> {
@@ -163,6 +163,11 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
     /// Optimisation steps taken.
     pub fn steps(&self) -> usize {
         self.step
+    }
+
+    /// Epochs completed (by [`Trainer::fit_epoch`]).
+    pub fn epochs_done(&self) -> usize {
+        self.epoch
     }
 
     /// One optimisation step on `batch`; returns the per-term statistics.
