@@ -1,137 +1,166 @@
-//! Evaluation on held-out data: single-sample ELBOs of any subset and cross-modal
-//! classification accuracy.
+//! Evaluation on held-out data, one file per metric:
+//!
+//! - [`elbo`]: single-sample ELBO of any subset;
+//! - [`accuracy`]: cross-modal classification accuracy from a posterior mean;
+//! - [`likelihood`]: importance-weighted bounds on `log p(x_S)` and `log p(x_A | x_B)`;
+//! - [`coherence`]: do generated samples show the conditioning class, judged by classifiers
+//!   trained here ([`classifier`]);
+//! - [`probe`]: linear (softmax-regression) probes on posterior means.
+//!
+//! [`evaluate`] runs them all into one serialisable [`EvalReport`].
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+mod accuracy;
+pub mod classifier;
+pub mod coherence;
+mod elbo;
+pub mod likelihood;
+pub mod probe;
+mod report;
 
-use crate::backend::Backend;
-use crate::batch::Batch;
-use crate::data::MultimodalDataset;
-use crate::data::{BatchOptions, HostBatch};
-use crate::likelihood::Likelihood;
-use crate::modality::Modality;
+pub use accuracy::accuracy;
+pub use elbo::elbo;
+pub use report::{evaluate, EvalConfig, EvalReport};
+
+use crate::data::{BatchOptions, HostBatch, HostColumn};
 use crate::model::Mvae;
 use crate::subset::Subset;
-use crate::{Error, Result};
+use crate::{Backend, Error, Result};
 
 /// Evaluation batch size: large enough for efficient matrix products, small enough for memory.
 const EVAL_BATCH: usize = 500;
 
 /// Batches in data order, [`EVAL_BATCH`] at a time.
 fn in_order() -> BatchOptions {
+    in_order_by(EVAL_BATCH)
+}
+
+/// Batches in data order, `size` at a time.
+fn in_order_by(size: usize) -> BatchOptions {
     BatchOptions {
         shuffle: false,
-        ..BatchOptions::new(EVAL_BATCH, 0)
+        ..BatchOptions::new(size.max(1), 0)
     }
 }
 
-/// Mean ELBO per sample (nats, `lambda = beta = 1`) of the modalities in `subset`, encoding and
-/// reconstructing exactly those, over the samples of `data` that have all of them; one
-/// reparameterised sample per data point, seeded.
+/// Names of the modalities in `subset`, in model order.
 ///
 /// # Errors
-/// Data that does not fit the model, or no sample with every modality of `subset`.
-pub fn elbo<const L: usize, D: Backend>(
+/// [`Error::InvalidConfig`] for an empty subset or one naming a modality the model lacks.
+pub fn subset_names<const L: usize, D: Backend>(
     model: &Mvae<L, D>,
-    data: &MultimodalDataset,
     subset: Subset,
-    seed: u64,
-) -> Result<f64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (mut sum, mut count) = (0.0f64, 0usize);
-    let mut batches = data.batches(&in_order())?;
-    let mut host = HostBatch::default();
-    while batches.next_into(&mut host) {
-        let batch = Batch::from_host_batch(model.modalities(), model.device(), &host)?;
-        let q = model.encode(&batch, subset);
-        let kl = q.clone().kl_to_standard_normal().as_vec();
-        let z = q.rsample(&mut rng);
-        let mut elbo: Vec<f64> = kl.iter().map(|&k| -f64::from(k)).collect();
-        let mut have = vec![true; batch.size()];
-        for m in subset.iter() {
-            let Some(col) = batch.column(m) else {
-                have.fill(false);
-                continue;
-            };
-            let ll = model
-                .log_likelihood(m, model.decode(m, z.clone()), &col.input)
-                .as_vec();
-            for i in 0..batch.size() {
-                elbo[i] += f64::from(ll[i]);
-                have[i] &= col.present_host[i];
-            }
-        }
-        for (e, h) in elbo.iter().zip(&have) {
-            if *h {
-                sum += e;
-                count += 1;
-            }
-        }
+) -> Result<Vec<String>> {
+    let m = model.modalities().len();
+    if subset.is_empty() || subset.iter().any(|i| i >= m) {
+        return Err(Error::config(
+            "subset",
+            format!("{:#b}", subset.0),
+            &format!("a non-empty set of the model's {m} modalities"),
+        ));
     }
-    if count == 0 {
-        return Err(Error::InvalidData {
-            what: "evaluation data".into(),
-            reason: "no sample has every modality of the subset".into(),
-        });
-    }
-    Ok(sum / count as f64)
+    Ok(subset
+        .iter()
+        .map(|i| model.modalities()[i].name().to_string())
+        .collect())
 }
 
-/// Accuracy of predicting categorical modality `target` from the posterior mean of `from`:
-/// decode the class probabilities and take the most likely class. Counts the samples that
-/// have `target` and at least one modality of `from`.
-///
-/// # Errors
-/// `target` is not categorical or not in `data`, or data that does not fit the model.
-pub fn accuracy<const L: usize, D: Backend>(
+/// The rows of `host` that have every modality of `needed` and pass `extra` (called with the
+/// row's data-set index), keeping only the model's columns: a batch the model can upload.
+fn select_rows<const L: usize, D: Backend>(
     model: &Mvae<L, D>,
-    data: &MultimodalDataset,
-    from: Subset,
-    target: usize,
-) -> Result<f64> {
-    let spec = &model.modalities()[target];
-    if !matches!(spec.kind.likelihood(), Likelihood::Categorical { .. }) {
-        return Err(Error::InvalidData {
-            what: format!("modality {}", spec.name()),
-            reason: "is not categorical, so it has no accuracy".into(),
-        });
-    }
-    let col = data.column(spec.name()).ok_or_else(|| Error::InvalidData {
-        what: format!("modality {}", spec.name()),
-        reason: "is not in the evaluation data".into(),
-    })?;
-    let classes = spec.kind.likelihood().params();
-    let (mut right, mut count) = (0usize, 0usize);
-    let mut batches = data.batches(&in_order())?;
-    let mut host = HostBatch::default();
-    while batches.next_into(&mut host) {
-        let batch = Batch::from_host_batch(model.modalities(), model.device(), &host)?;
-        let chunk = &host.indices;
-        let q = model.encode(&batch, from);
-        let probs = model.decode_mean(target, q.mean).as_vec();
-        for (j, &i) in chunk.iter().enumerate() {
-            let has_source = from
+    host: &HostBatch,
+    needed: Subset,
+    extra: impl Fn(usize) -> bool,
+) -> HostBatch {
+    let specs = model.modalities();
+    let keep: Vec<usize> = (0..host.len())
+        .filter(|&j| {
+            needed
                 .iter()
-                .any(|m| batch.column(m).is_some_and(|c| c.present_host[j]));
-            if !col.present()[i] || !has_source {
-                continue;
-            }
-            let row = &probs[j * classes..(j + 1) * classes];
-            let pred = row
+                .all(|m| host.column(specs[m].name()).is_some_and(|c| c.present[j]))
+                && extra(host.indices[j])
+        })
+        .collect();
+    let columns = host
+        .columns
+        .iter()
+        .filter(|c| specs.iter().any(|s| s.name() == c.name))
+        .map(|c| HostColumn {
+            name: c.name.clone(),
+            dim: c.dim,
+            values: keep
                 .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(k, _)| k)
-                .unwrap_or(0);
-            right += usize::from(pred == col.values()[i] as usize);
-            count += 1;
-        }
+                .flat_map(|&j| c.values[j * c.dim..(j + 1) * c.dim].iter().copied())
+                .collect(),
+            present: keep.iter().map(|&j| c.present[j]).collect(),
+        })
+        .collect();
+    HostBatch {
+        indices: keep.iter().map(|&j| host.indices[j]).collect(),
+        columns,
     }
-    if count == 0 {
-        return Err(Error::InvalidData {
-            what: "evaluation data".into(),
-            reason: "no sample has the target and a source modality".into(),
-        });
+}
+
+/// Each row of `host` repeated `times` times in a row (row `i` becomes rows
+/// `i * times .. (i + 1) * times`).
+fn replicate(host: &HostBatch, times: usize) -> HostBatch {
+    HostBatch {
+        indices: host
+            .indices
+            .iter()
+            .flat_map(|&i| std::iter::repeat_n(i, times))
+            .collect(),
+        columns: host
+            .columns
+            .iter()
+            .map(|c| HostColumn {
+                name: c.name.clone(),
+                dim: c.dim,
+                values: c
+                    .values
+                    .chunks_exact(c.dim)
+                    .flat_map(|row| std::iter::repeat_n(row, times).flatten().copied())
+                    .collect(),
+                present: c
+                    .present
+                    .iter()
+                    .flat_map(|&p| std::iter::repeat_n(p, times))
+                    .collect(),
+            })
+            .collect(),
     }
-    Ok(right as f64 / count as f64)
+}
+
+/// Index of the largest value of `row` (0 for an empty row; NaN never wins).
+fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(k, _)| k)
+}
+
+/// Mean and standard error of the mean.
+fn mean_and_se(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    if xs.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = xs.iter().sum::<f64>() / n;
+    if xs.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, (var / n).sqrt())
+}
+
+/// Every non-empty subset of `m` modalities when there are at most 4, otherwise the joint set
+/// and each single modality: the subsets a report covers.
+fn report_subsets(m: usize) -> Vec<Subset> {
+    if m <= 4 {
+        (1..(1u64 << m)).map(Subset).collect()
+    } else {
+        let mut v: Vec<Subset> = (0..m).map(Subset::single).collect();
+        v.push(Subset::all(m));
+        v
+    }
 }
