@@ -307,9 +307,9 @@ mod tests {
         let mut y = Vec::new();
         for i in 0..n {
             let c = i % 3;
-            for d in 0..2 {
+            for &centre in &centres[c] {
                 let e: f32 = StandardNormal.sample(&mut rng);
-                x.push(centres[c][d] + 0.5 * e);
+                x.push(centre + 0.5 * e);
             }
             y.push(c as f32);
         }

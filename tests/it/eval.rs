@@ -1,0 +1,97 @@
+//! The evaluation suite on a model trained on the bundled real MNIST sample: coherence and
+//! probes far above chance, and the likelihood bounds in the right order.
+
+use dfdx::prelude::Cpu;
+use mvae::data::Split;
+use mvae::eval::{self, EvalConfig};
+use mvae::{ModelConfig, Mvae, TrainConfig, Trainer};
+
+use crate::common;
+
+const EPOCHS: usize = 10;
+
+fn small_config() -> ModelConfig {
+    let mut cfg = ModelConfig::mnist();
+    for m in &mut cfg.modalities {
+        m.encoder_hidden = vec![256, 256];
+        m.decoder_hidden = vec![256, 256];
+    }
+    cfg
+}
+
+/// A small MVAE trained 10 epochs on the 3,000 bundled images (about 30 s with the dev
+/// profile), then the whole suite with K = 100 on 100 test images.
+#[test]
+fn trained_model_is_coherent_and_its_latents_are_linearly_separable() {
+    let dir = common::bundled();
+    let train = common::mnist(&dir, Split::Train, None);
+    let test = common::mnist(&dir, Split::Test, Some(500));
+    let t0 = std::time::Instant::now();
+    let model = Mvae::<16, Cpu>::new(&small_config(), &Cpu::default(), 0).unwrap();
+    let mut cfg = TrainConfig {
+        epochs: EPOCHS,
+        ..Default::default()
+    };
+    cfg.anneal_over_epochs(1.0, train.len());
+    let mut t = Trainer::new(model, cfg).unwrap();
+    for _ in 0..EPOCHS {
+        t.fit_epoch(&train, |_| {}).unwrap();
+    }
+    let trained = std::time::Instant::now();
+    let mut ecfg = EvalConfig::default();
+    ecfg.iwae.k = 100;
+    ecfg.iwae.max_samples = Some(100);
+    ecfg.coherence.classifier.epochs = 3;
+    let report = eval::evaluate(&t.model, &train, &test, &ecfg).unwrap();
+    eprintln!(
+        "train {:.1} s, evaluate {:.1} s\n{}",
+        (trained - t0).as_secs_f64(),
+        trained.elapsed().as_secs_f64(),
+        serde_json::to_string_pretty(&report).unwrap()
+    );
+    let c = &report.coherence;
+    assert_eq!(c.classes, 10);
+    let judge = c.judges.iter().find(|j| j.modality == "image").unwrap();
+    assert!(judge.test_accuracy.unwrap() > 0.85, "{judge:?}");
+    let coh = |given: &str, target: &str| {
+        c.conditional
+            .iter()
+            .find(|x| x.given == [given] && x.target == target)
+            .unwrap()
+            .coherence
+    };
+    // Chance is 0.1 for all of these. Measured here (seed 0, 10 epochs): label -> image 0.62,
+    // image -> label 0.41, joint 0.31, image probe 0.70, image judge 0.90.
+    assert!(coh("label", "image") > 0.45, "{c:?}");
+    assert!(coh("image", "label") > 0.25, "{c:?}");
+    assert!(c.joint.as_ref().unwrap().coherence > 0.2, "{c:?}");
+    let probe = |s: &[&str]| {
+        report
+            .probes
+            .iter()
+            .find(|p| p.modalities == s)
+            .unwrap()
+            .test_accuracy
+    };
+    assert!(probe(&["image"]) > 0.5, "{:?}", report.probes);
+    assert!(probe(&["label"]) > 0.9, "{:?}", report.probes);
+    // IWAE(K) >= its own K-sample ELBO, and log p(image | label) > log p(image)
+    for l in &report.likelihoods {
+        assert!(l.log_likelihood >= l.elbo, "{l:?}");
+    }
+    let img = report
+        .likelihoods
+        .iter()
+        .find(|l| l.modalities == ["image"])
+        .unwrap();
+    let cond = report
+        .conditionals
+        .iter()
+        .find(|c| c.target == ["image"])
+        .unwrap();
+    assert_eq!(cond.given, ["label"]);
+    assert!(
+        cond.log_likelihood > img.log_likelihood - 5.0 * img.std_error,
+        "{cond:?} {img:?}"
+    );
+}
