@@ -57,7 +57,9 @@ pub struct IwaeConfig {
     pub seed: u64,
     /// Use only the first this many data points (`None` = all).
     pub max_samples: Option<usize>,
-    /// Latents decoded in one pass: bounds memory whatever `K`.
+    /// Latents decoded in one pass: bounds memory whatever `K`. The noise is drawn data point
+    /// by data point, draw by draw, whatever this is, so it changes the result only by
+    /// rounding.
     pub rows_per_pass: usize,
 }
 

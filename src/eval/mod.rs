@@ -7,6 +7,7 @@
 //!   trained here ([`classifier`]);
 //! - [`probe`]: linear (softmax-regression) probes on posterior means.
 //!
+//! For a subset `S`: `log p(x_S) >= E[IWAE_K] >= E[ELBO] = E[log p(x_S | z) + log p(z) - log q(z | x_S)]`.
 //! [`evaluate`] runs them all into one serialisable [`EvalReport`].
 
 mod accuracy;
