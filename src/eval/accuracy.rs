@@ -22,7 +22,10 @@ pub fn accuracy<const L: usize, D: Backend>(
     from: Subset,
     target: usize,
 ) -> Result<f64> {
-    let spec = &model.modalities()[target];
+    let spec = model
+        .modalities()
+        .get(target)
+        .ok_or_else(|| Error::config("target", target, "the index of a model modality"))?;
     if !matches!(spec.kind.likelihood(), Likelihood::Categorical { .. }) {
         return Err(Error::InvalidData {
             what: format!("modality {}", spec.name()),

@@ -219,14 +219,15 @@ pub fn conditional_coherence<const L: usize, D: Backend>(
     cfg: &CoherenceConfig,
 ) -> Result<ConditionalCoherence> {
     let names = subset_names(model, given)?;
-    let tname = subset_names(model, Subset::single(target))?.remove(0);
-    if given.contains(target) || judges.judges.get(target).is_none_or(Option::is_none) {
+    let judged = judges.judges.get(target).is_some_and(Option::is_some);
+    if given.contains(target) || target >= model.modalities().len() || !judged {
         return Err(Error::config(
             "coherence target",
-            &tname,
-            "a judged modality outside the conditioning subset",
+            target,
+            "the index of a judged modality outside the conditioning subset",
         ));
     }
+    let tname = model.modalities()[target].name().to_string();
     let col = data.column(&cfg.label).ok_or_else(|| Error::InvalidData {
         what: format!("column {}", cfg.label),
         reason: "is not in the data".into(),
@@ -399,5 +400,8 @@ mod tests {
         assert!(r.joint.as_ref().unwrap().coherence > 0.8, "{r:?}");
         let judges = Judges::train(&model, &train, &test, &cfg).unwrap();
         assert!(conditional_coherence(&model, &test, &judges, Subset::single(0), 0, &cfg).is_err());
+        assert!(
+            conditional_coherence(&model, &test, &judges, Subset::single(0), 70, &cfg).is_err()
+        );
     }
 }

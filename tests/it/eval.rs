@@ -90,6 +90,13 @@ fn trained_model_is_coherent_and_its_latents_are_linearly_separable() {
         .find(|c| c.target == ["image"])
         .unwrap();
     assert_eq!(cond.given, ["label"]);
+    // a weighted mean of p(label | z) <= 1: the self-normalised estimate is never positive
+    let lab = report
+        .conditionals
+        .iter()
+        .find(|c| c.target == ["label"])
+        .unwrap();
+    assert!(lab.self_normalised <= 0.0, "{lab:?}");
     assert!(
         cond.log_likelihood > img.log_likelihood - 5.0 * img.std_error,
         "{cond:?} {img:?}"
@@ -117,4 +124,46 @@ fn trained_model_is_coherent_and_its_latents_are_linearly_separable() {
         "{big:?} {small:?}"
     );
     assert!(big.log_likelihood > k10.log_likelihood, "{big:?} {k10:?}");
+}
+
+/// The full suite with its defaults (K = 1000 on 1,000 test images, judges and probes trained
+/// on all 60,000 training images) for a small model trained 3 epochs on full MNIST.
+#[test]
+#[ignore = "needs MVAE_DATA"]
+fn full_mnist_suite_with_defaults() {
+    let Some(dir) = common::full_data() else {
+        panic!("set MVAE_DATA to the folder holding mnist/");
+    };
+    let train = common::mnist(&dir, Split::Train, None);
+    let test = common::mnist(&dir, Split::Test, None);
+    let t0 = std::time::Instant::now();
+    let model = Mvae::<16, Cpu>::new(&small_config(), &Cpu::default(), 0).unwrap();
+    let mut cfg = TrainConfig {
+        epochs: 3,
+        ..Default::default()
+    };
+    cfg.anneal_over_epochs(1.0, train.len());
+    let mut t = Trainer::new(model, cfg).unwrap();
+    for _ in 0..3 {
+        t.fit_epoch(&train, |_| {}).unwrap();
+    }
+    let trained = std::time::Instant::now();
+    let report = eval::evaluate(&t.model, &train, &test, &EvalConfig::default()).unwrap();
+    eprintln!(
+        "train {:.1} s, evaluate {:.1} s\n{}",
+        (trained - t0).as_secs_f64(),
+        trained.elapsed().as_secs_f64(),
+        serde_json::to_string_pretty(&report).unwrap()
+    );
+    let c = &report.coherence;
+    assert!(c.judges[0].test_accuracy.unwrap() > 0.95, "{c:?}");
+    assert!(c.conditional.iter().all(|x| x.coherence > 0.3), "{c:?}");
+    assert!(
+        report.probes.iter().all(|p| p.test_accuracy > 0.6),
+        "{:?}",
+        report.probes
+    );
+    for l in &report.likelihoods {
+        assert!(l.log_likelihood >= l.elbo && l.samples == 1000, "{l:?}");
+    }
 }
