@@ -25,6 +25,9 @@ pub enum Activation {
     Tanh,
     /// GELU, tanh approximation.
     Gelu,
+    /// No non-linearity, `x`: makes an [`Mlp`] affine (linear-Gaussian models with a closed-form
+    /// likelihood, linear probes).
+    Identity,
 }
 
 impl Activation {
@@ -44,6 +47,7 @@ impl Activation {
             Activation::Relu => x.relu(),
             Activation::Tanh => x.tanh(),
             Activation::Gelu => x.fast_gelu(),
+            Activation::Identity => x,
         }
     }
 }
@@ -56,10 +60,11 @@ impl std::str::FromStr for Activation {
             "relu" => Ok(Activation::Relu),
             "tanh" => Ok(Activation::Tanh),
             "gelu" => Ok(Activation::Gelu),
+            "identity" | "linear" => Ok(Activation::Identity),
             _ => Err(crate::Error::config(
                 "activation",
                 s,
-                "one of swish, relu, tanh, gelu",
+                "one of swish, relu, tanh, gelu, identity",
             )),
         }
     }

@@ -2,4 +2,5 @@
 
 mod batch;
 mod common;
+mod eval;
 mod train;
