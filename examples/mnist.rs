@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use dfdx::prelude::Cpu;
-use mvae::data::{DatasetBuilder, Mnist, MultimodalDataset, Split};
+use mvae::data::{Mnist, MultimodalDataset, Split};
 use mvae::Backend;
 use mvae::{eval, ModelConfig, Mvae, Subset, TrainConfig, Trainer};
 
@@ -56,22 +56,14 @@ fn parse() -> Result<Args> {
     Ok(a)
 }
 
-/// MNIST as a two-modality data set: `image` (784 intensities) and `label`.
-fn dataset(m: &Mnist) -> Result<MultimodalDataset> {
-    Ok(DatasetBuilder::new()
-        .column("image", 784, m.images.clone())
-        .labels("label", &m.labels)
-        .build()?)
-}
-
 fn main() -> Result<()> {
     let args = parse()?;
     let dir = match &args.data {
         Some(d) => d.join("mnist"),
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/data/mnist"),
     };
-    let train = dataset(&Mnist::load(&dir, Split::Train, args.limit)?)?;
-    let test = dataset(&Mnist::load(&dir, Split::Test, None)?)?;
+    let train = Mnist::load(&dir, Split::Train, args.limit)?.into_dataset()?;
+    let test = Mnist::load(&dir, Split::Test, None)?.into_dataset()?;
     if args.cuda {
         #[cfg(feature = "cuda")]
         return run(&args, dfdx::prelude::Cuda::default(), &train, &test);

@@ -10,7 +10,7 @@
 
 use anyhow::Result;
 use dfdx::prelude::Cpu;
-use mvae::data::{DatasetBuilder, Mnist, Split};
+use mvae::data::{Mnist, Split};
 use mvae::{eval, Batch, HostValues, ModelConfig, Mvae, Subset, TrainConfig, Trainer};
 
 const EPOCHS: usize = 10;
@@ -18,13 +18,7 @@ const EPOCHS: usize = 10;
 fn main() -> Result<()> {
     // 1. Data: the bundled sample, as two modalities named like the model's.
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/mnist");
-    let load = |split| -> Result<_> {
-        let m = Mnist::load(&dir, split, None)?;
-        Ok(DatasetBuilder::new()
-            .column("image", 784, m.images)
-            .labels("label", &m.labels)
-            .build()?)
-    };
+    let load = |split| -> Result<_> { Ok(Mnist::load(&dir, split, None)?.into_dataset()?) };
     let (train, test) = (load(Split::Train)?, load(Split::Test)?);
 
     // 2. Model and training: the paper's networks, latent size 64, KL annealed over 2 epochs.

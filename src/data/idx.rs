@@ -280,6 +280,16 @@ pub struct Mnist {
 }
 
 impl Mnist {
+    /// The images and labels as a two-modality data set: columns `image` (784 intensities in
+    /// [0, 1]) and `label` (the digit), the names of [`crate::ModelConfig::mnist`].
+    pub fn into_dataset(self) -> Result<crate::data::MultimodalDataset> {
+        let dim = self.rows * self.cols;
+        crate::data::DatasetBuilder::new()
+            .column("image", dim, self.images)
+            .labels("label", &self.labels)
+            .build()
+    }
+
     /// Loads a split from `dir` holding the four standard files
     /// (`train-images-idx3-ubyte.gz` ... `t10k-labels-idx1-ubyte.gz`; the same
     /// names without `.gz` are used when the gzip files are absent), keeping

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use mvae::data::{DatasetBuilder, Mnist, MultimodalDataset, Split};
+use mvae::data::{Mnist, MultimodalDataset, Split};
 
 /// The full data sets (`MVAE_DATA`), if configured.
 pub fn full_data() -> Option<PathBuf> {
@@ -16,10 +16,8 @@ pub fn bundled() -> PathBuf {
 
 /// MNIST images and labels from `dir/mnist`, as columns `image` and `label`.
 pub fn mnist(dir: &std::path::Path, split: Split, limit: Option<usize>) -> MultimodalDataset {
-    let m = Mnist::load(&dir.join("mnist"), split, limit).expect("MNIST loads");
-    DatasetBuilder::new()
-        .column("image", 784, m.images)
-        .labels("label", &m.labels)
-        .build()
+    Mnist::load(&dir.join("mnist"), split, limit)
+        .expect("MNIST loads")
+        .into_dataset()
         .expect("a valid data set")
 }
