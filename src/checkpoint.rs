@@ -640,28 +640,21 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
 mod tests {
     use super::*;
     use crate::batch::Batch;
-    use crate::data::{BatchOptions, DatasetBuilder, HostBatch, Mnist, MultimodalDataset, Split};
+    use crate::data::{BatchOptions, HostBatch, Mnist, MultimodalDataset, Split};
     use crate::modality::{Image, Label, ModalitySpec};
     use rand::{Rng, RngCore};
 
     type Model = Mvae<4, Cpu>;
 
     fn small_config() -> ModelConfig {
-        let mut cfg = ModelConfig::mnist();
-        for m in &mut cfg.modalities {
-            m.encoder_hidden = vec![16];
-            m.decoder_hidden = vec![16];
-        }
-        cfg
+        ModelConfig::mnist().hidden(&[16], &[16])
     }
 
     fn mnist(n: usize) -> MultimodalDataset {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/mnist");
-        let m = Mnist::load(&dir, Split::Train, Some(n)).expect("bundled MNIST loads");
-        DatasetBuilder::new()
-            .column("image", 784, m.images)
-            .labels("label", &m.labels)
-            .build()
+        Mnist::load(&dir, Split::Train, Some(n))
+            .expect("bundled MNIST loads")
+            .into_dataset()
             .expect("a valid data set")
     }
 

@@ -47,6 +47,16 @@ impl ModelConfig {
         ])
     }
 
+    /// Sets the hidden sizes of every modality's encoder and decoder (e.g. a smaller model
+    /// for a quick run).
+    pub fn hidden(mut self, encoder: &[usize], decoder: &[usize]) -> Self {
+        for m in &mut self.modalities {
+            m.encoder_hidden = encoder.to_vec();
+            m.decoder_hidden = decoder.to_vec();
+        }
+        self
+    }
+
     /// Checks every modality and that names are unique.
     ///
     /// # Errors

@@ -11,12 +11,7 @@ use crate::common;
 const EPOCHS: usize = 10;
 
 fn small_config() -> ModelConfig {
-    let mut cfg = ModelConfig::mnist();
-    for m in &mut cfg.modalities {
-        m.encoder_hidden = vec![256, 256];
-        m.decoder_hidden = vec![256, 256];
-    }
-    cfg
+    ModelConfig::mnist().hidden(&[256, 256], &[256, 256])
 }
 
 /// A small MVAE trained 10 epochs on the 3,000 bundled images (about 30 s with the dev

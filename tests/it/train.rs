@@ -18,12 +18,7 @@ fn weights(model: &mut Mvae<16, Cpu>) -> Vec<f32> {
 }
 
 fn small_config() -> ModelConfig {
-    let mut cfg = ModelConfig::mnist();
-    for m in &mut cfg.modalities {
-        m.encoder_hidden = vec![64];
-        m.decoder_hidden = vec![64];
-    }
-    cfg
+    ModelConfig::mnist().hidden(&[64], &[64])
 }
 
 #[test]
