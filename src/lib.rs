@@ -1,13 +1,4 @@
-//! # mvae: multimodal variational autoencoders
-//!
-//! One shared latent space for several kinds of data. Each modality's encoder emits a
-//! Gaussian expert `q(z | x_m)`; the experts of the modalities a sample has are multiplied
-//! with the N(0, I) prior (product of experts) into the posterior, and per-modality decoders
-//! reconstruct any modality from a latent. Training maximises the sub-sampled ELBO of
-//! Wu & Goodman (2018), "Multimodal Generative Models for Scalable Weakly-Supervised
-//! Learning". Everything runs on any dfdx device (`Cpu`, `Cuda` with the `cuda` feature).
-//!
-//! Start at [`model::Mvae`], [`train::Trainer`] and the `examples/` folder.
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
 pub mod backend;
