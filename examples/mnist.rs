@@ -19,6 +19,20 @@ use mvae::data::{Mnist, MultimodalDataset, Split};
 use mvae::Backend;
 use mvae::{eval, ModelConfig, Mvae, Subset, TrainConfig, Trainer};
 
+const USAGE: &str = "\
+Train the MVAE paper's MNIST model (image + label) and print test metrics.
+
+usage: cargo run --release --example mnist -- [flags]
+
+  --data DIR           folder holding mnist/ (default: $MVAE_DATA, else the bundled sample)
+  --epochs N           passes over the training images (default 1)
+  --anneal-epochs E    KL weight rises linearly per step from 0 to 1 over E epochs (default 200)
+  --limit N            use only the first N training images
+  --seed S             seed of the weights, shuffling and noise (default 0)
+  --json               print one JSON line (epochs, train_seconds, samples_per_second,
+                       test_elbo_joint, test_elbo_image, test_elbo_label, image_to_label_accuracy)
+  --cuda               train on the GPU (needs a build with --features cuda)";
+
 struct Args {
     data: Option<PathBuf>,
     epochs: usize,
@@ -44,13 +58,35 @@ fn parse() -> Result<Args> {
         let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--data" => a.data = Some(val()?.into()),
-            "--epochs" => a.epochs = val()?.parse()?,
-            "--anneal-epochs" => a.anneal_epochs = val()?.parse()?,
-            "--limit" => a.limit = Some(val()?.parse()?),
-            "--seed" => a.seed = val()?.parse()?,
+            "--epochs" => {
+                a.epochs = val()?
+                    .parse()
+                    .with_context(|| format!("{flag} takes a whole number"))?
+            }
+            "--anneal-epochs" => {
+                a.anneal_epochs = val()?
+                    .parse()
+                    .with_context(|| format!("{flag} takes a number"))?
+            }
+            "--limit" => {
+                a.limit = Some(
+                    val()?
+                        .parse()
+                        .with_context(|| format!("{flag} takes a whole number"))?,
+                )
+            }
+            "--seed" => {
+                a.seed = val()?
+                    .parse()
+                    .with_context(|| format!("{flag} takes a whole number"))?
+            }
             "--json" => a.json = true,
             "--cuda" => a.cuda = true,
-            other => bail!("unknown flag {other} (see the top of examples/mnist.rs)"),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown flag {other}\n\n{USAGE}"),
         }
     }
     Ok(a)
