@@ -57,6 +57,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
+use crate::codec::Codecs;
 use crate::model::{ModelConfig, Mvae};
 use crate::nn::{ParamMut, ParamVisitor, Parameters};
 use crate::optim::Moments;
@@ -86,6 +87,10 @@ pub struct CheckpointInfo {
     /// The training state; absent in a model checkpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainingInfo>,
+    /// How each modality's values are read from and written to files, where known (the
+    /// `mvae` tool stores them so that `generate` and `impute` take files).
+    #[serde(default, skip_serializing_if = "Codecs::is_empty")]
+    pub codecs: Codecs,
 }
 
 /// The training state in a training checkpoint.
@@ -455,6 +460,7 @@ fn model_info<const L: usize, D: Backend>(model: &Mvae<L, D>) -> CheckpointInfo 
         latent_size: L,
         model: model.config().clone(),
         training: None,
+        codecs: Codecs::new(),
     }
 }
 
@@ -572,6 +578,7 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
         let values = param_values(&mut self.model);
         let moments = self.adam.moments(&mut self.model);
         let mut info = model_info(&self.model);
+        info.codecs = self.codecs.clone();
         info.training = Some(TrainingInfo {
             config: self.cfg.clone(),
             epoch: self.epoch,
@@ -630,6 +637,7 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
             .restore(training.adam_steps, &mut t.model, moments)
             .map_err(|e| ckpt_err(path, e))?;
         t.rng = rng;
+        t.codecs = info.codecs;
         t.step = training.step;
         t.epoch = training.epoch;
         Ok(t)

@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod batch;
 pub mod checkpoint;
+pub mod codec;
 pub mod data;
 pub mod eval;
 pub mod likelihood;
@@ -20,6 +21,7 @@ mod error;
 
 pub use backend::Backend;
 pub use batch::{Batch, HostValues};
+pub use codec::{Codec, Codecs};
 pub use data::MultimodalDataset;
 pub use error::{Error, Result};
 pub use modality::{Continuous, Image, Label, Modality, ModalitySpec};

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
 use crate::batch::Batch;
+use crate::codec::Codecs;
 use crate::data::{BatchOptions, HostBatch, MultimodalDataset};
 use crate::model::Mvae;
 use crate::objective::{self, ObjectiveConfig, Term, TermStats};
@@ -131,6 +132,8 @@ pub struct Trainer<const L: usize, D: Backend> {
     pub(crate) rng: ChaCha8Rng,
     pub(crate) step: usize,
     pub(crate) epoch: usize,
+    /// How the modalities' files are read and written; saved in training checkpoints.
+    pub codecs: Codecs,
 }
 
 impl<const L: usize, D: Backend> Trainer<L, D> {
@@ -152,6 +155,7 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
             cfg,
             step: 0,
             epoch: 0,
+            codecs: Codecs::new(),
         })
     }
 
