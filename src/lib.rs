@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod codec;
 pub mod data;
 pub mod eval;
+pub mod impute;
 pub mod likelihood;
 pub mod modality;
 pub mod model;

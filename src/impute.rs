@@ -1,0 +1,377 @@
+//! Imputation and cross-modal generation: the missing modalities of a sample from the
+//! posterior of the ones it has.
+//!
+//! A missing modality is left out of the product of experts, so the posterior of a partially
+//! observed sample is simply the product of the experts it has; decoding a latent from it gives
+//! every other modality. [`impute`] does this for a whole data set, [`generate`] for one set of
+//! given values, several samples at a time.
+
+use dfdx::prelude::*;
+
+use crate::backend::{Backend, Latent};
+use crate::batch::{Batch, HostValues};
+use crate::data::{BatchOptions, DatasetBuilder, HostBatch, MultimodalDataset};
+use crate::likelihood::Likelihood;
+use crate::model::Mvae;
+use crate::modality::Modality;
+use crate::{Error, Result};
+
+/// Samples per device batch.
+const BATCH: usize = 500;
+
+/// Decoder `m`'s expected values at `z`, in data-set form: pixel probabilities and Gaussian
+/// means as they are, and for a categorical modality the most probable class (one value).
+pub fn decoded_values<const L: usize, D: Backend>(
+    model: &Mvae<L, D>,
+    m: usize,
+    z: Latent<L, D>,
+) -> Vec<f32> {
+    let mean = model.decode_mean(m, z);
+    let (rows, cols) = mean.shape();
+    let v = mean.as_vec();
+    match model.modalities()[m].kind.likelihood() {
+        Likelihood::Categorical { .. } => (0..*rows)
+            .map(|r| argmax(&v[r * cols..(r + 1) * cols]) as f32)
+            .collect(),
+        _ => v,
+    }
+}
+
+/// Index of the largest value (the first one on ties).
+pub fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
+        .0
+}
+
+/// A copy of `data` in which every missing value of a model modality is filled with the
+/// decoder's mean at the posterior mean of that sample's present modalities; present values are
+/// kept exactly. Columns the model does not know are copied unchanged. Also returns, per model
+/// modality, how many values were filled.
+///
+/// # Errors
+/// A model modality with no column in `data`, values that do not fit the model, or a sample
+/// with none of the model's modalities.
+pub fn impute<const L: usize, D: Backend>(
+    model: &Mvae<L, D>,
+    data: &MultimodalDataset,
+) -> Result<(MultimodalDataset, Vec<(String, usize)>)> {
+    let specs = model.modalities();
+    for s in specs {
+        if data.column(s.name()).is_none() {
+            return Err(Error::InvalidData {
+                what: format!("column {}", s.name()),
+                reason: "the model has this modality but the data does not".into(),
+            });
+        }
+    }
+    let mut filled: Vec<Vec<f32>> = specs
+        .iter()
+        .map(|s| data.column(s.name()).expect("checked").values().to_vec())
+        .collect();
+    let mut counts = vec![0usize; specs.len()];
+    let options = BatchOptions {
+        shuffle: false,
+        ..BatchOptions::new(BATCH, 0)
+    };
+    let mut batches = data.batches(&options)?;
+    let mut host = HostBatch::default();
+    while batches.next_into(&mut host) {
+        let given: Vec<HostValues<'_>> = host
+            .columns
+            .iter()
+            .filter(|c| specs.iter().any(|s| s.name() == c.name))
+            .map(|c| HostValues {
+                name: &c.name,
+                values: &c.values,
+                present: Some(&c.present),
+            })
+            .collect();
+        let batch = Batch::from_host(specs, model.device(), &given)?;
+        let posterior = model.encode_all(&batch);
+        for (m, spec) in specs.iter().enumerate() {
+            let col = host.column(spec.name()).expect("checked");
+            if col.present.iter().all(|&p| p) {
+                continue;
+            }
+            let dim = spec.kind.dim();
+            let values = decoded_values(model, m, posterior.mean.clone());
+            for (j, &i) in host.indices.iter().enumerate() {
+                if !col.present[j] {
+                    filled[m][i * dim..(i + 1) * dim]
+                        .copy_from_slice(&values[j * dim..(j + 1) * dim]);
+                    counts[m] += 1;
+                }
+            }
+        }
+    }
+    let mut builder = DatasetBuilder::new();
+    let mut filled = filled.into_iter();
+    for c in data.columns() {
+        builder = if specs.iter().any(|s| s.name() == c.name()) {
+            builder.column(c.name(), c.dim(), filled.next().expect("one per modality"))
+        } else {
+            builder.column_with_mask(
+                c.name(),
+                c.dim(),
+                c.values().to_vec(),
+                c.present().to_vec(),
+            )
+        };
+    }
+    let counts = specs
+        .iter()
+        .zip(counts)
+        .map(|(s, n)| (s.name().to_string(), n))
+        .collect();
+    Ok((builder.build()?, counts))
+}
+
+/// One modality generated by [`generate`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Generated {
+    /// Modality name.
+    pub name: String,
+    /// The decoder's mean for each draw, `draws * params` values: pixel probabilities, class
+    /// probabilities (one per class) or Gaussian means.
+    pub mean: Vec<f32>,
+    /// Values per draw in `mean`.
+    pub params: usize,
+}
+
+/// Decodes every modality not in `given` from the posterior of the values in `given` (one
+/// sample's values per named modality): `draws` latents drawn from the posterior with `rng`, or
+/// the posterior mean once when `rng` is `None`.
+///
+/// # Errors
+/// An unknown modality, values that do not fit it, nothing given, or `draws == 0`.
+pub fn generate<const L: usize, D: Backend>(
+    model: &Mvae<L, D>,
+    given: &[HostValues<'_>],
+    draws: usize,
+    rng: Option<&mut dyn rand::RngCore>,
+) -> Result<Vec<Generated>> {
+    if given.is_empty() {
+        return Err(Error::InvalidData {
+            what: "generation".into(),
+            reason: "nothing given to condition on".into(),
+        });
+    }
+    let n = if rng.is_some() { draws } else { 1 };
+    if n == 0 {
+        return Err(Error::config("draws", 0, "at least 1"));
+    }
+    let mut names = Vec::new();
+    let repeated: Vec<Vec<f32>> = given
+        .iter()
+        .map(|g| {
+            let m = model.modality_index(g.name)?;
+            names.push(m);
+            let dim = model.modalities()[m].kind.dim();
+            if g.values.len() != dim {
+                return Err(Error::shape(
+                    format!("modality {}", g.name),
+                    format!("{dim} values (one sample)"),
+                    g.values.len(),
+                ));
+            }
+            Ok(g.values.repeat(n))
+        })
+        .collect::<Result<_>>()?;
+    let values: Vec<HostValues<'_>> = given
+        .iter()
+        .zip(&repeated)
+        .map(|(g, v)| HostValues {
+            name: g.name,
+            values: v,
+            present: None,
+        })
+        .collect();
+    let batch = Batch::from_host(model.modalities(), model.device(), &values)?;
+    let posterior = model.encode_all(&batch);
+    let z = match rng {
+        Some(rng) => posterior.rsample(&mut RngRef(rng)),
+        None => posterior.mean,
+    };
+    let mut out = Vec::new();
+    for (m, spec) in model.modalities().iter().enumerate() {
+        if names.contains(&m) {
+            continue;
+        }
+        let mean = model.decode_mean(m, z.clone());
+        out.push(Generated {
+            name: spec.name().to_string(),
+            params: mean.shape().1,
+            mean: mean.as_vec(),
+        });
+    }
+    Ok(out)
+}
+
+/// Lets a `dyn RngCore` be used where `impl Rng` is asked for.
+struct RngRef<'a>(&'a mut dyn rand::RngCore);
+
+impl rand::RngCore for RngRef<'_> {
+    fn next_u32(&mut self) -> u32 {
+        self.0.next_u32()
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.0.fill_bytes(dest)
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> std::result::Result<(), rand::Error> {
+        self.0.try_fill_bytes(dest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modality::{Continuous, Image, Label, ModalitySpec};
+    use crate::{likelihood::Variance, ModelConfig};
+    use rand::SeedableRng;
+
+    fn model() -> Mvae<4, Cpu> {
+        let cfg = ModelConfig::new(vec![
+            ModalitySpec::new(Image::new("image", 2, 2)),
+            ModalitySpec::new(Label::new("label", 3)),
+            ModalitySpec::new(Continuous::new("x", 2, Variance::Fixed(1.0))),
+        ])
+        .hidden(&[8], &[8]);
+        Mvae::new(&cfg, &Cpu::default(), 1).unwrap()
+    }
+
+    fn partial() -> MultimodalDataset {
+        DatasetBuilder::new()
+            .column_with_mask(
+                "image",
+                4,
+                vec![0.1, 0.2, 0.3, 0.4, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0],
+                vec![true, false, true],
+            )
+            .column_with_mask("label", 1, vec![2.0, 1.0, 0.0], vec![false, true, false])
+            .column_with_mask(
+                "x",
+                2,
+                vec![0.5, -0.5, 0.0, 0.0, 3.0, 1.0],
+                vec![true, false, true],
+            )
+            .column("note", 1, vec![7.0, 8.0, 9.0])
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn impute_fills_only_what_is_missing() {
+        let model = model();
+        let data = partial();
+        let (out, counts) = impute(&model, &data).unwrap();
+        assert_eq!(
+            counts,
+            vec![
+                ("image".to_string(), 1),
+                ("label".to_string(), 2),
+                ("x".to_string(), 1)
+            ]
+        );
+        for c in out.columns() {
+            assert!(c.present().iter().all(|&p| p), "{} complete", c.name());
+            let orig = data.column(c.name()).unwrap();
+            for i in 0..data.len() {
+                if orig.present()[i] {
+                    assert_eq!(c.sample(i), orig.sample(i), "{} kept", c.name());
+                }
+            }
+        }
+        let img = out.column("image").unwrap().sample(1).unwrap();
+        assert!(img.iter().all(|v| (0.0..=1.0).contains(v)));
+        let lab = out.column("label").unwrap();
+        assert!(lab.values().iter().all(|&v| v == 0.0 || v == 1.0 || v == 2.0));
+        assert_eq!(out.column("note").unwrap().values(), &[7.0, 8.0, 9.0]);
+    }
+
+    #[test]
+    fn impute_uses_the_posterior_of_what_is_present() {
+        // Sample 1 has only its label: its image must be the decoder's mean at the label
+        // expert's posterior mean, which `generate` computes independently.
+        let model = model();
+        let (out, _) = impute(&model, &partial()).unwrap();
+        let got = generate(
+            &model,
+            &[HostValues {
+                name: "label",
+                values: &[1.0],
+                present: None,
+            }],
+            1,
+            None,
+        )
+        .unwrap();
+        let image = got.iter().find(|g| g.name == "image").unwrap();
+        let imputed = out.column("image").unwrap().sample(1).unwrap();
+        for (a, b) in image.mean.iter().zip(imputed) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn generate_draws_differ_and_mean_is_deterministic() {
+        let model = model();
+        let given = [HostValues {
+            name: "image",
+            values: &[0.0, 1.0, 1.0, 0.0],
+            present: None,
+        }];
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let g = generate(&model, &given, 5, Some(&mut rng)).unwrap();
+        assert_eq!(
+            g.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
+            ["label", "x"]
+        );
+        let label = &g[0];
+        assert_eq!((label.params, label.mean.len()), (3, 15));
+        for row in label.mean.chunks(3) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+        assert_ne!(label.mean[..3], label.mean[3..6]);
+        let a = generate(&model, &given, 5, None).unwrap();
+        let b = generate(&model, &given, 5, None).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a[0].mean.len(), 3, "the mean is decoded once");
+    }
+
+    #[test]
+    fn bad_requests_are_errors() {
+        let model = model();
+        let one = |name: &'static str, values: &'static [f32]| {
+            vec![HostValues {
+                name,
+                values,
+                present: None,
+            }]
+        };
+        assert!(generate(&model, &[], 1, None).is_err());
+        assert!(generate(&model, &one("audio", &[0.0]), 1, None).is_err());
+        assert!(generate(&model, &one("image", &[0.0; 3]), 1, None).is_err());
+        assert!(generate(&model, &one("label", &[5.0]), 1, None).is_err());
+        assert!(generate(&model, &one("x", &[f32::NAN, 0.0]), 1, None).is_err());
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        assert!(generate(&model, &one("label", &[1.0]), 0, Some(&mut rng)).is_err());
+        let no_x = DatasetBuilder::new()
+            .column("image", 4, vec![0.0; 4])
+            .labels("label", &[1u8])
+            .build()
+            .unwrap();
+        assert!(impute(&model, &no_x).is_err());
+    }
+}
