@@ -1,0 +1,296 @@
+//! Does the GPU compute what the CPU computes, and how much faster? The MVAE paper's MNIST model
+//! (`ModelConfig::mnist()`, latent 64) is built from one seed on the CPU and, in a build with
+//! `--features cuda`, on the GPU; both take the same training steps on the same real batches
+//! (the training noise is drawn on the host, so it is the same too), then the losses and the
+//! weights are compared, training steps and an IWAE evaluation are timed on each, and one JSON
+//! line is printed.
+//!
+//! ```text
+//! cargo run --release --example cuda_check             # the CPU half ("cuda_built": false)
+//! scripts/build-cuda.sh && target/cuda-bin/cuda_check  # both halves, on a machine with a GPU
+//! ```
+//! Exits with 1 when both halves ran and they disagree beyond the tolerances below. Data:
+//! `--data DIR` or `MVAE_DATA` (a folder with `mnist/`), else the sample in `examples/data`.
+//!
+//! Flags: `--steps N` compared steps (5), `--timed-steps N` (20), `--iwae-samples N` test images
+//! (20), `--k K` importance samples (1000), `--seed S` (0), `--no-cuda` (the CPU half only).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use dfdx::prelude::*;
+use mvae::data::{BatchOptions, HostBatch, Mnist, MultimodalDataset, Split};
+use mvae::eval::likelihood::{log_likelihood, IwaeConfig};
+use mvae::nn::{ParamMut, ParamVisitor, Parameters};
+use mvae::{Backend, Batch, ModelConfig, Mvae, Subset, TrainConfig, Trainer};
+
+/// Relative difference allowed between the two devices' losses, at every compared step.
+const LOSS_RTOL: f64 = 1e-3;
+/// Allowed `|w_gpu - w_cpu| / |w_cpu|` (Euclidean norms over all weights) after the steps. Adam
+/// normalises each update to about `lr`, so a gradient that rounds to the other sign moves a
+/// weight by up to `2 lr` per step: single weights may differ by that much, the whole vector not.
+const PARAM_RTOL: f64 = 1e-3;
+/// Allowed relative difference of the IWAE estimates (same draws, weights trained alike).
+const IWAE_RTOL: f64 = 1e-3;
+/// Training batch size (the paper's).
+const BATCH: usize = 100;
+
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+struct Args {
+    data: Option<PathBuf>,
+    steps: usize,
+    timed_steps: usize,
+    iwae_samples: usize,
+    k: usize,
+    seed: u64,
+    cuda: bool,
+}
+
+fn parse() -> Result<Args> {
+    let mut a = Args {
+        data: std::env::var_os("MVAE_DATA").map(PathBuf::from),
+        steps: 5,
+        timed_steps: 20,
+        iwae_samples: 20,
+        k: 1000,
+        seed: 0,
+        cuda: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut num = || -> Result<usize> {
+            it.next()
+                .with_context(|| format!("{flag} needs a value"))?
+                .parse()
+                .with_context(|| format!("{flag} takes a whole number"))
+        };
+        match flag.as_str() {
+            "--steps" => a.steps = num()?.max(1),
+            "--timed-steps" => a.timed_steps = num()?.max(1),
+            "--iwae-samples" => a.iwae_samples = num()?.max(1),
+            "--k" => a.k = num()?.max(1),
+            "--seed" => a.seed = num()? as u64,
+            "--no-cuda" => a.cuda = false,
+            "--data" => {
+                a.data = Some(
+                    it.next()
+                        .with_context(|| format!("{flag} needs a value"))?
+                        .into(),
+                )
+            }
+            other => bail!("unknown flag {other} (see the top of examples/cuda_check.rs)"),
+        }
+    }
+    Ok(a)
+}
+
+/// What one device did.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+struct DeviceRun {
+    /// Total loss (sum of the terms' mean losses) at each compared step.
+    losses: Vec<f64>,
+    /// Every weight after the compared steps, in the visitor's order.
+    params: Vec<f32>,
+    steps_per_second: f64,
+    iwae: f64,
+    iwae_seconds: f64,
+}
+
+impl DeviceRun {
+    fn json(&self, a: &Args) -> serde_json::Value {
+        serde_json::json!({
+            "losses": self.losses,
+            "steps_per_second": self.steps_per_second,
+            "samples_per_second": self.steps_per_second * BATCH as f64,
+            "iwae_log_likelihood": self.iwae,
+            "iwae_seconds": self.iwae_seconds,
+            "iwae_samples_k_per_second":
+                (a.iwae_samples * a.k) as f64 / self.iwae_seconds,
+        })
+    }
+}
+
+/// Copies every weight to the host.
+fn weights<D: Backend>(model: &mut Mvae<64, D>) -> Vec<f32> {
+    let mut all = Vec::new();
+    let mut f = |_: &str, p: ParamMut<'_, D>| match p {
+        ParamMut::Matrix(t) => all.extend(t.as_vec()),
+        ParamMut::Vector(t) => all.extend(t.as_vec()),
+    };
+    model.visit_params(&mut ParamVisitor::new(&mut f));
+    all
+}
+
+/// Trains `a.steps` compared steps and `a.timed_steps` timed ones on `hosts` (in turn), then
+/// times the IWAE estimate of `log p(image, label)` on `test`. `sync` waits for the device.
+fn run_on<D: Backend>(
+    dev: D,
+    sync: impl Fn(&D),
+    hosts: &[HostBatch],
+    test: &MultimodalDataset,
+    a: &Args,
+) -> Result<DeviceRun> {
+    let model = Mvae::<64, D>::new(&ModelConfig::mnist(), &dev, a.seed)?;
+    let cfg = TrainConfig {
+        seed: a.seed,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(model, cfg)?;
+    let batches = hosts
+        .iter()
+        .map(|h| Batch::from_host_batch(trainer.model.modalities(), &dev, h))
+        .collect::<mvae::Result<Vec<_>>>()?;
+    let mut losses = Vec::with_capacity(a.steps);
+    for s in 0..a.steps {
+        let stats = trainer.step(&batches[s % batches.len()])?;
+        losses.push(stats.iter().map(|(_, t)| t.loss).sum());
+    }
+    let params = weights(&mut trainer.model);
+
+    sync(&dev);
+    let start = Instant::now();
+    for s in 0..a.timed_steps {
+        trainer.step(&batches[(a.steps + s) % batches.len()])?;
+    }
+    sync(&dev);
+    let steps_per_second = a.timed_steps as f64 / start.elapsed().as_secs_f64();
+
+    let iwae_cfg = IwaeConfig {
+        k: a.k,
+        seed: a.seed,
+        max_samples: Some(a.iwae_samples),
+        ..IwaeConfig::default()
+    };
+    let start = Instant::now();
+    let report = log_likelihood(&trainer.model, test, Subset::all(2), &iwae_cfg)?;
+    sync(&dev);
+    Ok(DeviceRun {
+        losses,
+        params,
+        steps_per_second,
+        iwae: report.log_likelihood,
+        iwae_seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// The comparison of the two runs, and whether it is within the tolerances.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn compare(cpu: &DeviceRun, gpu: &DeviceRun) -> (serde_json::Value, bool) {
+    let rel = |a: f64, b: f64| (a - b).abs() / a.abs().max(1e-12);
+    let loss_rel = cpu
+        .losses
+        .iter()
+        .zip(&gpu.losses)
+        .map(|(&a, &b)| rel(a, b))
+        .fold(0.0, f64::max);
+    let (mut diff2, mut norm2, mut max_abs) = (0.0f64, 0.0f64, 0.0f64);
+    for (&a, &b) in cpu.params.iter().zip(&gpu.params) {
+        let d = f64::from(a) - f64::from(b);
+        diff2 += d * d;
+        norm2 += f64::from(a) * f64::from(a);
+        max_abs = max_abs.max(d.abs());
+    }
+    let param_rel = (diff2 / norm2.max(1e-300)).sqrt();
+    let iwae_rel = rel(cpu.iwae, gpu.iwae);
+    let pass = cpu.params.len() == gpu.params.len()
+        && loss_rel <= LOSS_RTOL
+        && param_rel <= PARAM_RTOL
+        && iwae_rel <= IWAE_RTOL;
+    let json = serde_json::json!({
+        "loss_max_rel_diff": loss_rel,
+        "param_rel_l2_diff": param_rel,
+        "param_max_abs_diff": max_abs,
+        "iwae_rel_diff": iwae_rel,
+        "tolerances": {"loss": LOSS_RTOL, "params": PARAM_RTOL, "iwae": IWAE_RTOL},
+        "train_speedup": gpu.steps_per_second / cpu.steps_per_second,
+        "iwae_speedup": cpu.iwae_seconds / gpu.iwae_seconds,
+    });
+    (json, pass)
+}
+
+fn main() -> Result<()> {
+    let a = parse()?;
+    let dir = match &a.data {
+        Some(d) => d.join("mnist"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/data/mnist"),
+    };
+    // The batches of the compared and timed steps, in data order (at most 50 distinct ones).
+    let n_train = (BATCH * (a.steps + a.timed_steps)).min(BATCH * 50);
+    let train = Mnist::load(&dir, Split::Train, Some(n_train))?.into_dataset()?;
+    let test = Mnist::load(&dir, Split::Test, Some(a.iwae_samples))?.into_dataset()?;
+    let options = BatchOptions {
+        shuffle: false,
+        drop_last: true,
+        ..BatchOptions::new(BATCH, 0)
+    };
+    let mut hosts = Vec::new();
+    let mut it = train.batches(&options)?;
+    let mut host = HostBatch::default();
+    while it.next_into(&mut host) {
+        hosts.push(host.clone());
+    }
+    if hosts.is_empty() {
+        bail!("{} has fewer than {BATCH} training images", dir.display());
+    }
+
+    let cpu = run_on(Cpu::default(), |_| {}, &hosts, &test, &a)?;
+    let mut report = serde_json::json!({
+        "model": "ModelConfig::mnist(), latent 64, batch 100",
+        "data": dir.display().to_string(),
+        "steps_compared": a.steps,
+        "timed_steps": a.timed_steps,
+        "iwae_samples": test.len(),
+        "k": a.k,
+        "seed": a.seed,
+        "rayon_threads": rayon_threads(),
+        "cpu": cpu.json(&a),
+    });
+    let pass = gpu_half(&cpu, &hosts, &test, &a, &mut report)?;
+    report["cuda_built"] = cfg!(feature = "cuda").into();
+    println!("{report}");
+    if !pass {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Runs the GPU half, adds it and the comparison to `report`; false when they disagree.
+#[cfg(feature = "cuda")]
+fn gpu_half(
+    cpu: &DeviceRun,
+    hosts: &[HostBatch],
+    test: &MultimodalDataset,
+    a: &Args,
+    report: &mut serde_json::Value,
+) -> Result<bool> {
+    if !a.cuda {
+        report["note"] = "--no-cuda: CPU half only".into();
+        return Ok(true);
+    }
+    let dev = Cuda::try_build(0, a.seed).map_err(|e| anyhow::anyhow!("no CUDA device 0: {e:?}"))?;
+    let gpu = run_on(dev, |d: &Cuda| d.synchronize(), hosts, test, a)?;
+    let (cmp, ok) = compare(cpu, &gpu);
+    report["cuda"] = gpu.json(a);
+    report["compare"] = cmp;
+    report["pass"] = ok.into();
+    Ok(ok)
+}
+
+/// Without the `cuda` feature there is no GPU half.
+#[cfg(not(feature = "cuda"))]
+fn gpu_half(
+    _: &DeviceRun,
+    _: &[HostBatch],
+    _: &MultimodalDataset,
+    _: &Args,
+    report: &mut serde_json::Value,
+) -> Result<bool> {
+    report["note"] = "cuda not built: CPU half only (build with scripts/build-cuda.sh)".into();
+    Ok(true)
+}
+
+/// Threads in rayon's pool (the CPU matrix products run there).
+fn rayon_threads() -> usize {
+    rayon::current_num_threads()
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The one prepared check for a session that is lent a GPU machine. That machine has a driver
+# and PyTorch but no Rust: build here first with scripts/build-cuda.sh, which leaves stripped
+# binaries in target/cuda-bin/, then run this there with that folder carried, e.g.
+#
+#   run(command="bash scripts/device-check.sh", carry=["target/cuda-bin"], timeout_s=420)
+#
+# It needs from the machine: the driver's libcuda.so.1 (found by the loader as usual) and
+# libcublas.so.13, libcublasLt.so.13, libnvrtc.so.13 (CUDA 13), which PyTorch's wheels ship
+# under site-packages/nvidia/cu13/lib. Everything it prints also goes to $OUT (or ./device-out):
+# device-check.log, nvidia-smi.txt, ldd.txt, cuda_check.json, mnist.json.
+#
+# Each step has its own time limit and a failing step does not stop the later ones; the exit
+# status is that of the first failing step.
+#
+# Environment (optional): MVAE_CUDA_BIN (default target/cuda-bin), MVAE_CUDA_LIBS (a folder
+# with the .so.13 files, skips the search), CHECK_ARGS (extra flags for cuda_check).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bin="${MVAE_CUDA_BIN:-target/cuda-bin}"
+out="${OUT:-$PWD/device-out}"
+mkdir -p "$out"
+exec > >(tee -a "$out/device-check.log") 2>&1
+status=0
+step() { printf '\n== %s (%s)\n' "$1" "$(date +%T)"; }
+# runs "$@" with a time limit (first argument, seconds), records the first failure
+check() {
+    local limit="$1"
+    shift
+    timeout "$limit" "$@"
+    local rc=$?
+    [[ $rc -eq 0 ]] || { echo "-> exit $rc: $*"; [[ $status -ne 0 ]] || status=$rc; }
+    return 0
+}
+
+step "machine"
+uname -a
+nproc
+# (output through process substitution, not a pipe: `check` must run in this shell to record)
+check 30 nvidia-smi > >(tee "$out/nvidia-smi.txt")
+check 30 nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv \
+    > >(tee -a "$out/nvidia-smi.txt")
+
+step "CUDA 13 libraries"
+libs="${MVAE_CUDA_LIBS:-}"
+if [[ -z "$libs" ]]; then
+    # Python's site-packages first (PyTorch's nvidia/cu13/lib), then the usual system places.
+    roots=$(python3 -c 'import site, sys; print(" ".join(site.getsitepackages() + [site.getusersitepackages()]))' 2>/dev/null || true)
+    for r in $roots /usr/local/cuda/lib64 /usr/local/lib /usr/lib/x86_64-linux-gnu /opt; do
+        [[ -d "$r" ]] || continue
+        so=$(find "$r" -name 'libcublas.so.13*' -print -quit 2>/dev/null)
+        if [[ -n "$so" ]]; then
+            libs=$(dirname "$so")
+            break
+        fi
+    done
+fi
+if [[ -z "$libs" ]]; then
+    echo "no libcublas.so.13 found: set MVAE_CUDA_LIBS"
+    status=1
+else
+    echo "using $libs"
+    ls "$libs" | grep -E 'cublas|nvrtc' || true
+    # the nvrtc of the same wheel set may sit in a sibling folder
+    nvrtc=$(find "$(dirname "$libs")" -name 'libnvrtc.so.13*' -print -quit 2>/dev/null)
+    extra=${nvrtc:+:$(dirname "$nvrtc")}
+    export LD_LIBRARY_PATH="$libs$extra${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+
+step "binaries"
+ls -la "$bin"
+for b in "$bin"/*; do
+    echo "# $b"
+    ldd "$b"
+done | tee "$out/ldd.txt"
+if grep -q 'not found' "$out/ldd.txt"; then
+    echo "-> some libraries are not found (above)"
+    [[ $status -ne 0 ]] || status=1
+fi
+
+step "cuda_check: CPU vs GPU, same seed and batches (one JSON line)"
+# shellcheck disable=SC2086
+check 300 "$bin/cuda_check" ${CHECK_ARGS:-} > >(tee "$out/cuda_check.json")
+
+step "mnist --cuda on the bundled 3,000 images, one epoch"
+check 180 "$bin/mnist" --cuda --json > >(tee "$out/mnist.json")
+
+step "done: status $status"
+exit "$status"
