@@ -3,7 +3,7 @@
 //! 32 frames x 64 bins, standardised per bin) and the label, paired by `AvDigits`.
 //!
 //! ```text
-//! cargo run --example av_digits -- --epochs 10
+//! cargo run --example av_digits
 //! MVAE_DATA=../shared/data cargo run --example av_digits -- --epochs 2 --json
 //! ```
 //! Trains on the training pairs, then evaluates on the test pairs with the library's judges
@@ -14,7 +14,7 @@
 //! `audio_to_label_accuracy`, `image_to_label_accuracy`, `image_audio_to_label_accuracy`,
 //! the judges' accuracy on real test data (`image_judge_accuracy`, `audio_judge_accuracy`),
 //! `test_elbo_joint`, and the run (`epochs`, `train_samples`, `test_samples`,
-//! `train_seconds`, `eval_seconds`, `samples_per_second`, `seed`).
+//! `train_seconds`, `eval_seconds`, `samples_per_second`, `audio_weight`, `subsets`, `seed`).
 //!
 //! Data: `--data DIR` or `MVAE_DATA` (a folder with `mnist/` and `fsdd/recordings/`), else the
 //! sample bundled in `examples/data` (3,000 + 1,000 images, 100 + 100 clips).
@@ -48,6 +48,8 @@ usage: cargo run --example av_digits -- [flags]
   --epochs N           passes over the training pairs (default 10)
   --anneal-epochs E    KL weight rises linearly per step from 0 to 1 over E epochs (default 2)
   --audio-weight W     likelihood weight lambda of the audio (default 1)
+  --subsets K          also score K random pairs of modalities per step (default 0:
+                       the joint ELBO and each single modality only)
   --limit N            use only the first N training images
   --test-limit N       evaluate on only the first N test images
   --seed S             seed of the pairing, weights, shuffling and noise (default 0)
@@ -59,6 +61,7 @@ struct Args {
     epochs: usize,
     anneal_epochs: f64,
     audio_weight: f32,
+    subsets: usize,
     limit: Option<usize>,
     test_limit: Option<usize>,
     seed: u64,
@@ -80,6 +83,7 @@ fn parse() -> Result<Args> {
         epochs: 10,
         anneal_epochs: 2.0,
         audio_weight: 1.0,
+        subsets: 0,
         limit: None,
         test_limit: None,
         seed: 0,
@@ -95,6 +99,7 @@ fn parse() -> Result<Args> {
             "--epochs" => a.epochs = num(&flag, val()?, whole)?,
             "--anneal-epochs" => a.anneal_epochs = num(&flag, val()?, "a number")?,
             "--audio-weight" => a.audio_weight = num(&flag, val()?, "a number")?,
+            "--subsets" => a.subsets = num(&flag, val()?, whole)?,
             "--limit" => a.limit = Some(num(&flag, val()?, whole)?),
             "--test-limit" => a.test_limit = Some(num(&flag, val()?, whole)?),
             "--seed" => a.seed = num(&flag, val()?, whole)?,
@@ -171,6 +176,7 @@ fn run<D: Backend>(
         seed: args.seed,
         ..TrainConfig::default()
     };
+    cfg.objective.random_subsets = args.subsets;
     cfg.anneal_over_epochs(args.anneal_epochs, train.len());
     let mut trainer = Trainer::new(model, cfg)?;
     let mut train_seconds = 0.0;
@@ -217,6 +223,7 @@ fn run<D: Backend>(
     let report = serde_json::json!({
         "epochs": args.epochs,
         "audio_weight": args.audio_weight,
+        "subsets": args.subsets,
         "seed": args.seed,
         "train_samples": train.len(),
         "test_samples": test.len(),
@@ -253,40 +260,30 @@ fn run<D: Backend>(
         pct("image_judge_accuracy"),
         pct("audio_judge_accuracy")
     );
+    for (what, key) in [
+        (
+            "hear a digit, see it (audio -> image coherence)",
+            "audio_to_image_coherence",
+        ),
+        (
+            "see a digit, hear it (image -> audio coherence)",
+            "image_to_audio_coherence",
+        ),
+        ("label -> image coherence", "label_to_image_coherence"),
+        ("label -> audio coherence", "label_to_audio_coherence"),
+        ("joint coherence of prior samples", "joint_coherence"),
+        ("label read off the audio alone", "audio_to_label_accuracy"),
+        ("label read off the image alone", "image_to_label_accuracy"),
+        (
+            "label read off image + audio",
+            "image_audio_to_label_accuracy",
+        ),
+    ] {
+        println!("{what:<50} {:5.1}%", pct(key));
+    }
     println!(
-        "hear a digit, see it     (audio -> image coherence)  {:5.1}%",
-        pct("audio_to_image_coherence")
-    );
-    println!(
-        "see a digit, hear it     (image -> audio coherence)  {:5.1}%",
-        pct("image_to_audio_coherence")
-    );
-    println!(
-        "label -> image coherence                             {:5.1}%",
-        pct("label_to_image_coherence")
-    );
-    println!(
-        "label -> audio coherence                             {:5.1}%",
-        pct("label_to_audio_coherence")
-    );
-    println!(
-        "joint coherence of prior samples                     {:5.1}%",
-        pct("joint_coherence")
-    );
-    println!(
-        "label read off the audio alone                       {:5.1}%",
-        pct("audio_to_label_accuracy")
-    );
-    println!(
-        "label read off the image alone                       {:5.1}%",
-        pct("image_to_label_accuracy")
-    );
-    println!(
-        "label read off image + audio                         {:5.1}%",
-        pct("image_audio_to_label_accuracy")
-    );
-    println!(
-        "test ELBO of all three (nats per sample)             {:7.1}",
+        "{:<50} {:7.1}",
+        "test ELBO of all three (nats per sample)",
         r("test_elbo_joint")
     );
     Ok(())
