@@ -1,0 +1,290 @@
+//! Audio-visual digits: hear a digit and see it, see a digit and hear it. Three modalities in
+//! one latent space: an MNIST image, a spoken FSDD clip of the same digit (log spectrogram,
+//! 32 frames x 64 bins, standardised per bin) and the label, paired by `AvDigits`.
+//!
+//! ```text
+//! cargo run --example av_digits
+//! MVAE_DATA=../shared/data cargo run --example av_digits -- --epochs 2 --json
+//! ```
+//! Trains on the training pairs, then evaluates on the test pairs with the library's judges
+//! (`eval::coherence`: an MLP trained here on real images, one on real spectrograms, and the
+//! label decoder's argmax) and `eval::accuracy`. Prints a readable summary, or with `--json`
+//! one JSON line: `audio_to_image_coherence`, `image_to_audio_coherence`,
+//! `label_to_image_coherence`, `label_to_audio_coherence`, `joint_coherence`,
+//! `audio_to_label_accuracy`, `image_to_label_accuracy`, `image_audio_to_label_accuracy`,
+//! the judges' accuracy on real test data (`image_judge_accuracy`, `audio_judge_accuracy`),
+//! `test_elbo_joint`, and the run (`epochs`, `train_samples`, `test_samples`,
+//! `train_seconds`, `eval_seconds`, `samples_per_second`, `audio_weight`, `subsets`, `seed`).
+//!
+//! Data: `--data DIR` or `MVAE_DATA` (a folder with `mnist/` and `fsdd/recordings/`), else the
+//! sample bundled in `examples/data` (3,000 + 1,000 images, 100 + 100 clips).
+//!
+//! Coherence decodes one posterior sample per test pair (not the mean); chance is 0.1.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use dfdx::prelude::Cpu;
+use mvae::data::av_digits::{AUDIO, IMAGE, LABEL};
+use mvae::data::{AvDigits, AvDigitsConfig, MultimodalDataset};
+use mvae::eval::coherence::{conditional_coherence, joint_coherence, CoherenceConfig, Judges};
+use mvae::likelihood::Variance;
+use mvae::{eval, Backend, Continuous, Image, Label, ModalitySpec, ModelConfig, Mvae, Subset};
+use mvae::{TrainConfig, Trainer};
+
+/// Latent size.
+const LATENT: usize = 64;
+
+const USAGE: &str = "\
+Train a three-modality MVAE (MNIST image, FSDD spoken digit, label) and measure how well
+each modality is generated from the others.
+
+usage: cargo run --example av_digits -- [flags]
+
+  --data DIR           folder holding mnist/ and fsdd/recordings/
+                       (default: $MVAE_DATA, else the bundled sample)
+  --epochs N           passes over the training pairs (default 10)
+  --anneal-epochs E    KL weight rises linearly per step from 0 to 1 over E epochs (default 2)
+  --audio-weight W     likelihood weight lambda of the audio (default 1)
+  --subsets K          also score K random pairs of modalities per step (default 0:
+                       the joint ELBO and each single modality only)
+  --limit N            use only the first N training images
+  --test-limit N       evaluate on only the first N test images
+  --seed S             seed of the pairing, weights, shuffling and noise (default 0)
+  --json               print one JSON line instead of the summary
+  --cuda               train on the GPU (needs a build with --features cuda)";
+
+struct Args {
+    data: Option<PathBuf>,
+    epochs: usize,
+    anneal_epochs: f64,
+    audio_weight: f32,
+    subsets: usize,
+    limit: Option<usize>,
+    test_limit: Option<usize>,
+    seed: u64,
+    json: bool,
+    cuda: bool,
+}
+
+/// Parses the value of `flag`, naming the flag and what it takes when it does not parse.
+fn num<T: FromStr>(flag: &str, value: String, what: &str) -> Result<T> {
+    value
+        .parse()
+        .ok()
+        .with_context(|| format!("{flag} takes {what}, not {value:?}"))
+}
+
+fn parse() -> Result<Args> {
+    let mut a = Args {
+        data: std::env::var_os("MVAE_DATA").map(PathBuf::from),
+        epochs: 10,
+        anneal_epochs: 2.0,
+        audio_weight: 1.0,
+        subsets: 0,
+        limit: None,
+        test_limit: None,
+        seed: 0,
+        json: false,
+        cuda: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
+        let whole = "a whole number";
+        match flag.as_str() {
+            "--data" => a.data = Some(val()?.into()),
+            "--epochs" => a.epochs = num(&flag, val()?, whole)?,
+            "--anneal-epochs" => a.anneal_epochs = num(&flag, val()?, "a number")?,
+            "--audio-weight" => a.audio_weight = num(&flag, val()?, "a number")?,
+            "--subsets" => a.subsets = num(&flag, val()?, whole)?,
+            "--limit" => a.limit = Some(num(&flag, val()?, whole)?),
+            "--test-limit" => a.test_limit = Some(num(&flag, val()?, whole)?),
+            "--seed" => a.seed = num(&flag, val()?, whole)?,
+            "--json" => a.json = true,
+            "--cuda" => a.cuda = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown flag {other}\n\n{USAGE}"),
+        }
+    }
+    if a.epochs == 0 {
+        bail!("--epochs must be at least 1");
+    }
+    if !(a.audio_weight > 0.0 && a.audio_weight.is_finite()) {
+        bail!("--audio-weight must be a number > 0");
+    }
+    if !(a.anneal_epochs >= 0.0 && a.anneal_epochs.is_finite()) {
+        bail!("--anneal-epochs must be a number >= 0");
+    }
+    Ok(a)
+}
+
+fn main() -> Result<()> {
+    let args = parse()?;
+    let root = args
+        .data
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/data"));
+    let cfg = AvDigitsConfig {
+        seed: args.seed,
+        train_limit: args.limit,
+        test_limit: args.test_limit,
+        ..AvDigitsConfig::default()
+    };
+    let av = AvDigits::load(&root, &cfg).with_context(|| {
+        format!(
+            "loading the audio-visual digits from {} (mnist/ and fsdd/recordings/)",
+            root.display()
+        )
+    })?;
+    if args.cuda {
+        #[cfg(feature = "cuda")]
+        return run(&args, dfdx::prelude::Cuda::default(), &av.train, &av.test);
+        #[cfg(not(feature = "cuda"))]
+        bail!("--cuda needs a build with `--features cuda`");
+    }
+    run(&args, Cpu::default(), &av.train, &av.test)
+}
+
+/// The model: the paper's MNIST networks for the image and label, the same sizes for the
+/// audio (2,048 standardised spectrogram values, Gaussian with unit variance).
+fn config(audio_dim: usize, audio_weight: f32) -> ModelConfig {
+    ModelConfig::new(vec![
+        ModalitySpec::new(Image::mnist()),
+        ModalitySpec::new(Continuous::new(AUDIO, audio_dim, Variance::Fixed(1.0)))
+            .weight(audio_weight),
+        ModalitySpec::new(Label::digits()).weight(50.0),
+    ])
+}
+
+/// Trains and evaluates on any device.
+fn run<D: Backend>(
+    args: &Args,
+    dev: D,
+    train: &MultimodalDataset,
+    test: &MultimodalDataset,
+) -> Result<()> {
+    let audio_dim = train.column(AUDIO).context("no audio column")?.dim();
+    let model = Mvae::<LATENT, D>::new(&config(audio_dim, args.audio_weight), &dev, args.seed)?;
+    let mut cfg = TrainConfig {
+        epochs: args.epochs,
+        seed: args.seed,
+        ..TrainConfig::default()
+    };
+    cfg.objective.random_subsets = args.subsets;
+    cfg.anneal_over_epochs(args.anneal_epochs, train.len());
+    let mut trainer = Trainer::new(model, cfg)?;
+    let mut train_seconds = 0.0;
+    for _ in 0..args.epochs {
+        let m = trainer.fit_epoch(train, |_| {})?;
+        train_seconds += m.seconds;
+        if !args.json {
+            eprintln!(
+                "epoch {:2}  loss {:8.2}  beta {:.2}  {:4.0} samples/s",
+                m.epoch, m.loss, m.beta, m.samples_per_second
+            );
+        }
+    }
+    let model = &trainer.model;
+    let (img, aud, lab) = (
+        model.modality_index(IMAGE)?,
+        model.modality_index(AUDIO)?,
+        model.modality_index(LABEL)?,
+    );
+
+    let t0 = Instant::now();
+    let ccfg = CoherenceConfig {
+        seed: args.seed,
+        ..CoherenceConfig::default()
+    };
+    if !args.json {
+        eprintln!("training the judges (an MLP each for images and spectrograms)...");
+    }
+    let judges = Judges::train(model, train, test, &ccfg).context("training the judges")?;
+    let judge_accuracy = |name: &str| {
+        judges
+            .reports
+            .iter()
+            .find(|r| r.modality == name)
+            .and_then(|r| r.test_accuracy)
+    };
+    let coherence = |given: usize, target: usize| -> Result<f64> {
+        Ok(
+            conditional_coherence(model, test, &judges, Subset::single(given), target, &ccfg)?
+                .coherence,
+        )
+    };
+    let image_audio = Subset(Subset::single(img).0 | Subset::single(aud).0);
+    let report = serde_json::json!({
+        "epochs": args.epochs,
+        "audio_weight": args.audio_weight,
+        "subsets": args.subsets,
+        "seed": args.seed,
+        "train_samples": train.len(),
+        "test_samples": test.len(),
+        "train_seconds": train_seconds,
+        "samples_per_second": (train.len() * args.epochs) as f64 / train_seconds,
+        "audio_to_image_coherence": coherence(aud, img)?,
+        "image_to_audio_coherence": coherence(img, aud)?,
+        "label_to_image_coherence": coherence(lab, img)?,
+        "label_to_audio_coherence": coherence(lab, aud)?,
+        "joint_coherence": joint_coherence(model, &judges, &ccfg)?.map(|j| j.coherence),
+        "audio_to_label_accuracy": eval::accuracy(model, test, Subset::single(aud), lab)?,
+        "image_to_label_accuracy": eval::accuracy(model, test, Subset::single(img), lab)?,
+        "image_audio_to_label_accuracy": eval::accuracy(model, test, image_audio, lab)?,
+        "image_judge_accuracy": judge_accuracy(IMAGE),
+        "audio_judge_accuracy": judge_accuracy(AUDIO),
+        "test_elbo_joint": eval::elbo(model, test, Subset::all(3), 1)?,
+        "eval_seconds": t0.elapsed().as_secs_f64(),
+    });
+    if args.json {
+        println!("{report}");
+        return Ok(());
+    }
+    let r = |k: &str| report[k].as_f64().unwrap_or(f64::NAN);
+    let pct = |k: &str| 100.0 * r(k);
+    println!(
+        "\n{} training pairs, {} epochs in {:.0} s; {} test pairs (chance is 10%)",
+        train.len(),
+        args.epochs,
+        train_seconds,
+        test.len()
+    );
+    println!(
+        "judges on real test data: image {:.1}%, audio {:.1}%",
+        pct("image_judge_accuracy"),
+        pct("audio_judge_accuracy")
+    );
+    for (what, key) in [
+        (
+            "hear a digit, see it (audio -> image coherence)",
+            "audio_to_image_coherence",
+        ),
+        (
+            "see a digit, hear it (image -> audio coherence)",
+            "image_to_audio_coherence",
+        ),
+        ("label -> image coherence", "label_to_image_coherence"),
+        ("label -> audio coherence", "label_to_audio_coherence"),
+        ("joint coherence of prior samples", "joint_coherence"),
+        ("label read off the audio alone", "audio_to_label_accuracy"),
+        ("label read off the image alone", "image_to_label_accuracy"),
+        (
+            "label read off image + audio",
+            "image_audio_to_label_accuracy",
+        ),
+    ] {
+        println!("{what:<50} {:5.1}%", pct(key));
+    }
+    println!(
+        "{:<50} {:7.1}",
+        "test ELBO of all three (nats per sample)",
+        r("test_elbo_joint")
+    );
+    Ok(())
+}
