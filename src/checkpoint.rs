@@ -185,7 +185,7 @@ fn info_of(path: &Path, bytes: &[u8]) -> Result<CheckpointInfo> {
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| {
         ckpt_err(
             path,
-            format!("not a readable safetensors file (truncated or corrupt?): {e:?}"),
+            format!("not a readable checkpoint (safetensors file truncated or corrupt?): {e:?}"),
         )
     })?;
     let json = meta
@@ -314,7 +314,7 @@ fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>> {
     SafeTensors::deserialize(bytes).map_err(|e| {
         ckpt_err(
             path,
-            format!("not a readable safetensors file (truncated or corrupt?): {e:?}"),
+            format!("not a readable checkpoint (safetensors file truncated or corrupt?): {e:?}"),
         )
     })
 }
@@ -1067,10 +1067,7 @@ mod tests {
         for cut in cuts {
             std::fs::write(&bad, &bytes[..cut]).unwrap();
             let r = reason(Model::load(&bad, &dev));
-            assert!(
-                r.contains("not a readable safetensors file"),
-                "cut {cut}: {r}"
-            );
+            assert!(r.contains("not a readable checkpoint"), "cut {cut}: {r}");
             reason(Trainer::<4, Cpu>::resume(&bad, &dev));
             reason(read_info(&bad));
         }

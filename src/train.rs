@@ -121,6 +121,10 @@ pub struct StepProgress {
     pub steps: usize,
     /// Loss per sample of this step.
     pub loss: f64,
+    /// Mean loss per sample over the epoch so far.
+    pub running_loss: f64,
+    /// Per-term means over the epoch so far (as in [`EpochMetrics::terms`]).
+    pub terms: Vec<TermMetrics>,
 }
 
 /// Trains a model; owns it, its optimizer state and the random state.
@@ -215,22 +219,31 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
         let mut acc = TermAccumulator::new(self.model.modalities().len());
         let mut host = HostBatch::default();
         let mut s = 0;
+        let names: Vec<String> = self
+            .model
+            .modalities()
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         while batches.next_into(&mut host) {
             let batch =
                 Batch::from_host_batch(self.model.modalities(), self.model.device(), &host)?;
             let stats = self.step(&batch)?;
             s += 1;
             let loss = acc.add(&stats);
+            let (running_loss, terms) = acc.summary(&names);
             progress(&StepProgress {
                 step: s,
                 steps,
                 loss,
+                running_loss,
+                terms,
             });
         }
         self.epoch += 1;
         let seconds = start.elapsed().as_secs_f64();
-        let names: Vec<&str> = self.model.modalities().iter().map(|m| m.name()).collect();
-        let (loss, terms) = acc.finish(&names);
+        let (loss, terms) = acc.summary(&names);
         Ok(EpochMetrics {
             epoch: self.epoch,
             step: self.step,
@@ -320,11 +333,12 @@ impl TermAccumulator {
         }
     }
 
-    fn finish(self, names: &[&str]) -> (f64, Vec<TermMetrics>) {
+    /// Mean loss per sample and per-term means so far.
+    fn summary(&self, names: &[&str]) -> (f64, Vec<TermMetrics>) {
         let loss = self.loss_sum / self.samples.max(1) as f64;
         let terms = self
             .sums
-            .into_iter()
+            .iter()
             .map(|t| {
                 let d = t.samples.max(1) as f64;
                 let name = match (t.subset, t.joint) {

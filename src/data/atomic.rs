@@ -10,7 +10,7 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Writes `path` atomically: `write` fills a temporary file in the same folder,
 /// which is renamed over `path` only when `write` succeeds; on failure the
 /// temporary file is removed and `path` is left untouched.
-pub(crate) fn write_atomically<F>(path: &Path, write: F) -> Result<()>
+pub fn write_atomically<F>(path: &Path, write: F) -> Result<()>
 where
     F: FnOnce(&Path) -> Result<()>,
 {
@@ -24,6 +24,14 @@ where
         let _ = std::fs::remove_file(&tmp);
     }
     outcome
+}
+
+/// Writes `bytes` to `path` atomically (temporary file in the same folder, synced, renamed),
+/// so that an interrupted write never leaves a half-written file behind.
+pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically(path, |tmp| {
+        std::fs::write(tmp, bytes).map_err(|e| DataError::io(tmp, e))
+    })
 }
 
 fn temp_path(path: &Path) -> Result<PathBuf> {

@@ -4,7 +4,7 @@
 //!
 //! Nothing here panics on user input; every failure is a [`DataError`].
 
-pub(crate) mod atomic;
+pub mod atomic;
 pub mod av_digits;
 pub mod batch;
 pub mod dataset;

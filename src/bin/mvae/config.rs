@@ -1,0 +1,222 @@
+//! The run configuration: a TOML file (`--config`) with `[data]`, `[model]` and `[train]`
+//! sections, overlaid by command-line flags. The resolved configuration is written into the run
+//! directory as `config.toml`, which is what `--resume` and `eval` read back.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use mvae::Activation;
+use serde::{Deserialize, Serialize};
+
+/// Which data set a run trains on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetKind {
+    /// MNIST images + digit labels (`DIR/mnist`).
+    Mnist,
+    /// MNIST images + spoken digits (FSDD) + labels (`DIR/mnist`, `DIR/fsdd`).
+    AvDigits,
+    /// A CSV table with a header; empty cells are missing.
+    Csv,
+}
+
+/// `[data]`: where the data comes from and how it is split and thinned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// The data set.
+    pub dataset: DatasetKind,
+    /// Folder holding `mnist/` (and `fsdd/`); default `$MVAE_DATA`, else the bundled sample.
+    pub dir: Option<PathBuf>,
+    /// The CSV file (dataset `csv`).
+    pub csv: Option<PathBuf>,
+    /// CSV columns grouped into modalities (`name = ["col", ...]`); other columns are one
+    /// modality each.
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Training samples kept (the first N).
+    pub limit: Option<usize>,
+    /// Test samples kept (the first N).
+    pub test_limit: Option<usize>,
+    /// Share of CSV rows held out for testing.
+    pub test_fraction: f64,
+    /// Share of training samples from which each named modality is hidden.
+    pub missing: BTreeMap<String, f64>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            dataset: DatasetKind::Mnist,
+            dir: None,
+            csv: None,
+            groups: BTreeMap::new(),
+            limit: None,
+            test_limit: None,
+            test_fraction: 0.2,
+            missing: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[model]`: the networks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSection {
+    /// Latent size (one of [`crate::LATENT_SIZES`]).
+    pub latent: usize,
+    /// Encoder hidden sizes, input side first.
+    pub encoder_hidden: Vec<usize>,
+    /// Decoder hidden sizes, latent side first.
+    pub decoder_hidden: Vec<usize>,
+    /// Hidden activation.
+    pub activation: Activation,
+    /// Likelihood weights by modality name (default 1; `label` 50 as in the paper).
+    pub weights: BTreeMap<String, f32>,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        Self {
+            latent: 64,
+            encoder_hidden: vec![512, 512],
+            decoder_hidden: vec![512, 512, 512],
+            activation: Activation::Swish,
+            weights: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[train]`: the optimisation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainSection {
+    /// Passes over the training set (in total, counting resumed epochs).
+    pub epochs: usize,
+    /// Samples per step.
+    pub batch_size: usize,
+    /// Adam's learning rate.
+    pub lr: f64,
+    /// Final KL weight.
+    pub beta: f32,
+    /// Epochs over which the KL weight rises linearly from 0 (0 = no annealing).
+    pub anneal_epochs: f64,
+    /// Random subsets of size 2..M-1 scored per step, besides joint and single modalities.
+    pub subsets: usize,
+    /// Seed of weights, split, shuffling, hidden modalities and noise.
+    pub seed: u64,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 100,
+            lr: 1e-3,
+            beta: 1.0,
+            anneal_epochs: 0.0,
+            subsets: 0,
+            seed: 0,
+        }
+    }
+}
+
+/// A whole run's configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// Data.
+    pub data: DataConfig,
+    /// Model.
+    pub model: ModelSection,
+    /// Training.
+    pub train: TrainSection,
+}
+
+impl RunConfig {
+    /// Reads a TOML file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("config {} is not valid", path.display()))
+    }
+
+    /// Writes it as TOML, atomically.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let text = toml::to_string_pretty(self)?;
+        mvae::data::atomic::write_bytes(path, text.as_bytes())?;
+        Ok(())
+    }
+
+    /// The folder holding the data sets: the config's, else `$MVAE_DATA`, else the sample
+    /// bundled with the sources.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data
+            .dir
+            .clone()
+            .or_else(|| std::env::var_os("MVAE_DATA").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/data"))
+    }
+
+    /// Checks what the library does not check itself.
+    pub fn validate(&self) -> Result<()> {
+        if !crate::LATENT_SIZES.contains(&self.model.latent) {
+            bail!(
+                "latent size {} is not built into this tool; choose one of {:?}",
+                self.model.latent,
+                crate::LATENT_SIZES
+            );
+        }
+        if !(0.0..1.0).contains(&self.data.test_fraction) || self.data.test_fraction == 0.0 {
+            bail!(
+                "test_fraction {} must be in (0, 1)",
+                self.data.test_fraction
+            );
+        }
+        for (name, rate) in &self.data.missing {
+            if !(0.0..=1.0).contains(rate) {
+                bail!("missing rate {rate} of {name} must be in [0, 1]");
+            }
+        }
+        if !(self.train.anneal_epochs >= 0.0 && self.train.anneal_epochs.is_finite()) {
+            bail!("anneal_epochs {} must be >= 0", self.train.anneal_epochs);
+        }
+        if self.data.dataset == DatasetKind::Csv && self.data.csv.is_none() {
+            bail!("dataset csv needs a file: --csv FILE or [data] csv = \"FILE\"");
+        }
+        Ok(())
+    }
+}
+
+/// Parses `NAME=VALUE` flag values.
+pub fn key_value<T: std::str::FromStr>(s: &str) -> Result<(String, T), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, got {s:?}"))?;
+    let v = v
+        .parse()
+        .map_err(|_| format!("{v:?} is not a valid value for {k}"))?;
+    Ok((k.trim().to_string(), v))
+}
+
+/// Parses `NAME=COL,COL` flag values.
+pub fn group(s: &str) -> Result<(String, Vec<String>), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=COL,COL, got {s:?}"))?;
+    Ok((
+        k.trim().to_string(),
+        v.split(',').map(|c| c.trim().to_string()).collect(),
+    ))
+}
+
+/// Parses comma-separated sizes such as `512,512`.
+pub fn sizes(s: &str) -> Result<Vec<usize>, String> {
+    s.split(',')
+        .map(|p| {
+            p.trim()
+                .parse()
+                .map_err(|_| format!("{p:?} is not a layer size"))
+        })
+        .collect()
+}

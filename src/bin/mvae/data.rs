@@ -1,0 +1,242 @@
+//! Turns a [`DataConfig`] into training and test sets, the model's modalities and the codecs
+//! that read and write their files; also reads CSV tables into data sets for `impute`.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use mvae::data::{read_csv, AvDigits, AvDigitsConfig, DatasetBuilder, Mnist, Normalizer, Split};
+use mvae::likelihood::Variance;
+use mvae::{Codec, Codecs, Continuous, Image, Label, ModalitySpec, MultimodalDataset};
+
+use crate::config::{DatasetKind, RunConfig};
+
+/// Data ready for training.
+pub struct Prepared {
+    pub train: MultimodalDataset,
+    pub test: MultimodalDataset,
+    /// Modalities with the data set's default weights (before `[model]` overrides).
+    pub specs: Vec<ModalitySpec>,
+    pub codecs: Codecs,
+}
+
+/// Loads the configured data set, splits it and hides the configured shares of modalities in
+/// the training set.
+pub fn prepare(cfg: &RunConfig) -> Result<Prepared> {
+    let dir = cfg.data_dir();
+    let d = &cfg.data;
+    let mut p = match d.dataset {
+        DatasetKind::Mnist => {
+            let mnist = dir.join("mnist");
+            let train = Mnist::load(&mnist, Split::Train, d.limit)
+                .with_context(|| format!("loading MNIST from {}", mnist.display()))?;
+            let test = Mnist::load(&mnist, Split::Test, d.test_limit)
+                .with_context(|| format!("loading MNIST from {}", mnist.display()))?;
+            Prepared {
+                train: train.into_dataset()?,
+                test: test.into_dataset()?,
+                specs: vec![
+                    ModalitySpec::new(Image::mnist()),
+                    ModalitySpec::new(Label::digits()).weight(50.0),
+                ],
+                codecs: image_label_codecs(),
+            }
+        }
+        DatasetKind::AvDigits => {
+            let av_cfg = AvDigitsConfig {
+                seed: cfg.train.seed,
+                train_limit: d.limit,
+                test_limit: d.test_limit,
+                ..AvDigitsConfig::default()
+            };
+            let av = AvDigits::load(&dir, &av_cfg)
+                .with_context(|| format!("loading MNIST + FSDD from {}", dir.display()))?;
+            let mut codecs = image_label_codecs();
+            codecs.insert(
+                "audio".into(),
+                Codec::Audio {
+                    spectrogram: av_cfg.spectrogram.clone(),
+                    normalizer: av.normalizer.clone(),
+                },
+            );
+            Prepared {
+                train: av.train,
+                test: av.test,
+                specs: vec![
+                    ModalitySpec::new(Image::mnist()),
+                    ModalitySpec::new(Continuous::new(
+                        "audio",
+                        av_cfg.spectrogram.dim(),
+                        Variance::Fixed(1.0),
+                    )),
+                    ModalitySpec::new(Label::digits()).weight(50.0),
+                ],
+                codecs,
+            }
+        }
+        DatasetKind::Csv => {
+            let path = d.csv.as_ref().context("dataset csv needs a file")?;
+            let table = read_csv(path)?;
+            let codecs = column_codecs(&table, &d.groups)?;
+            let all = csv_dataset(&table, &codecs)?;
+            let (test, train) = all.split(d.test_fraction, cfg.train.seed)?;
+            let keep = |set: MultimodalDataset, limit: Option<usize>| match limit {
+                Some(n) if n < set.len() => set.subset(&(0..n).collect::<Vec<_>>()),
+                _ => Ok(set),
+            };
+            let train = keep(train, d.limit)?;
+            let test = keep(test, d.test_limit)?;
+            let specs = codecs
+                .iter()
+                .map(|(name, c)| {
+                    ModalitySpec::new(Continuous::new(name, c.dim(), Variance::Learned))
+                })
+                .collect();
+            Prepared {
+                train,
+                test,
+                specs,
+                codecs,
+            }
+        }
+    };
+    if p.train.is_empty() || p.test.is_empty() {
+        bail!(
+            "the data has {} training and {} test samples; both must be non-empty",
+            p.train.len(),
+            p.test.len()
+        );
+    }
+    if !d.missing.is_empty() {
+        for name in d.missing.keys() {
+            if p.train.column(name).is_none() {
+                bail!(
+                    "missing rate for {name:?}, which is not a modality of this data (it has {})",
+                    p.train.names().join(", ")
+                );
+            }
+        }
+        let rates: Vec<(&str, f64)> = d.missing.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        p.train = p.train.make_partial(&rates, cfg.train.seed ^ 0x6d69_7373)?;
+    }
+    Ok(p)
+}
+
+fn image_label_codecs() -> Codecs {
+    let mut c = Codecs::new();
+    c.insert(
+        "image".into(),
+        Codec::Image {
+            width: 28,
+            height: 28,
+        },
+    );
+    c.insert("label".into(), Codec::Label { classes: 10 });
+    c
+}
+
+/// One `Columns` codec per group (`groups`) and per remaining column, with per-column
+/// standardisation fitted on the present cells.
+fn column_codecs(
+    table: &mvae::data::Table,
+    groups: &BTreeMap<String, Vec<String>>,
+) -> Result<Codecs> {
+    let mut used = vec![false; table.header.len()];
+    let mut codecs = Codecs::new();
+    let index = |col: &str| {
+        table
+            .header
+            .iter()
+            .position(|h| h == col)
+            .with_context(|| format!("group column {col:?} is not in the CSV header"))
+    };
+    let mut add = |name: String, cols: Vec<usize>, used: &mut Vec<bool>| -> Result<()> {
+        let mut mean = Vec::new();
+        let mut std = Vec::new();
+        for &c in &cols {
+            if used[c] {
+                bail!("column {:?} is in two groups", table.header[c]);
+            }
+            used[c] = true;
+            let vals: Vec<f64> = (0..table.values.nrows())
+                .filter(|&r| table.present[[r, c]])
+                .map(|r| f64::from(table.values[[r, c]]))
+                .collect();
+            if vals.is_empty() {
+                bail!("column {:?} has no values", table.header[c]);
+            }
+            let m = vals.iter().sum::<f64>() / vals.len() as f64;
+            let v = vals.iter().map(|x| (x - m).powi(2)).sum::<f64>() / vals.len() as f64;
+            mean.push(m as f32);
+            std.push((v.sqrt() as f32).max(mvae::data::normalizer::MIN_STD));
+        }
+        let columns = cols.iter().map(|&c| table.header[c].clone()).collect();
+        codecs.insert(
+            name,
+            Codec::Columns {
+                columns,
+                normalizer: Normalizer { mean, std },
+            },
+        );
+        Ok(())
+    };
+    for (name, cols) in groups {
+        let idx = cols.iter().map(|c| index(c)).collect::<Result<Vec<_>>>()?;
+        add(modality_name(name), idx, &mut used)?;
+    }
+    for c in 0..table.header.len() {
+        if !used[c] {
+            add(modality_name(&table.header[c]), vec![c], &mut used)?;
+        }
+    }
+    Ok(codecs)
+}
+
+/// A CSV column name as a modality name: ASCII letters, digits and `_`.
+fn modality_name(col: &str) -> String {
+    col.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// The table as a data set with one standardised column per codec; a group is present in a
+/// row only if all of its cells are.
+pub fn csv_dataset(table: &mvae::data::Table, codecs: &Codecs) -> Result<MultimodalDataset> {
+    let rows = table.values.nrows();
+    let mut b = DatasetBuilder::new();
+    for (name, codec) in codecs {
+        let Codec::Columns {
+            columns,
+            normalizer,
+        } = codec
+        else {
+            continue;
+        };
+        let idx: Vec<usize> =
+            columns
+                .iter()
+                .map(|c| {
+                    table.header.iter().position(|h| h == c).with_context(|| {
+                        format!("the CSV has no column {c:?}, which the model needs")
+                    })
+                })
+                .collect::<Result<_>>()?;
+        let mut values = Vec::with_capacity(rows * idx.len());
+        let mut present = Vec::with_capacity(rows);
+        for r in 0..rows {
+            let here = idx.iter().all(|&c| table.present[[r, c]]);
+            present.push(here);
+            values.extend(
+                idx.iter()
+                    .map(|&c| if here { table.values[[r, c]] } else { 0.0 }),
+            );
+        }
+        normalizer.apply(&mut values)?;
+        for (v, p) in values.chunks_mut(idx.len()).zip(&present) {
+            if !p {
+                v.fill(0.0);
+            }
+        }
+        b = b.column_with_mask(name, idx.len(), values, present);
+    }
+    Ok(b.build()?)
+}

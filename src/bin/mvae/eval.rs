@@ -1,0 +1,206 @@
+//! `mvae eval`: the evaluation suite on a checkpoint, as JSON (`eval.json`) and pictures.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use mvae::eval::likelihood::{conditional_log_likelihood, log_likelihood, IwaeConfig};
+use mvae::eval::{evaluate, EvalConfig};
+use mvae::{Backend, Mvae, Subset};
+
+use crate::config::RunConfig;
+use crate::output::{report, write_json};
+use crate::train::{read_metrics, CONFIG, METRICS};
+use crate::{checkpoint_file, data, pictures, Common};
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Reads the data set from the run's config.toml beside the checkpoint. Reports \
+importance-weighted log-likelihoods log p(x_S) of every subset (IWAE, K samples), each modality \
+given the others, cross-modal and joint coherence judged by classifiers trained on the data, and \
+linear probes of the latent means. Writes eval.json and pictures into --out (default: the run \
+directory)."
+)]
+pub struct EvalArgs {
+    /// A run directory or its checkpoint file.
+    #[arg(long, value_name = "PATH")]
+    checkpoint: PathBuf,
+    /// Folder holding the data sets (default: the run's, else $MVAE_DATA or the bundled sample).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Importance samples K per data point.
+    #[arg(long, default_value_t = 1000)]
+    k: usize,
+    /// Test samples used for the likelihoods (the first N).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    samples: usize,
+    /// Where eval.json and the pictures go (default: the run directory).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Seed of the estimates.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// Reads the run configuration stored beside a checkpoint.
+pub fn run_config(ckpt: &Path, data: Option<&PathBuf>) -> Result<RunConfig> {
+    let dir = ckpt.parent().unwrap_or(Path::new("."));
+    let mut cfg = RunConfig::read(&dir.join(CONFIG)).with_context(|| {
+        format!(
+            "{} needs the run's {CONFIG} beside it to know its data",
+            ckpt.display()
+        )
+    })?;
+    if let Some(d) = data {
+        cfg.data.dir = Some(d.clone());
+    }
+    Ok(cfg)
+}
+
+/// Runs `mvae eval`.
+pub fn run(common: &Common, args: EvalArgs) -> Result<()> {
+    let ckpt = checkpoint_file(&args.checkpoint);
+    let info = mvae::checkpoint::read_info(&ckpt)?;
+    let cfg = run_config(&ckpt, args.data.as_ref())?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| ckpt.parent().unwrap_or(Path::new(".")).to_path_buf());
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    crate::dispatch!(
+        common,
+        info.latent_size,
+        eval_on(common, &cfg, &ckpt, &out, &args)
+    )
+}
+
+fn eval_on<const L: usize, D: Backend>(
+    dev: D,
+    common: &Common,
+    cfg: &RunConfig,
+    ckpt: &Path,
+    out: &Path,
+    args: &EvalArgs,
+) -> Result<()> {
+    let model = Mvae::<L, D>::load(ckpt, &dev)?;
+    let prepared = data::prepare(cfg)?;
+    let iwae = IwaeConfig {
+        k: args.k,
+        seed: args.seed,
+        max_samples: Some(args.samples.max(1)),
+        ..IwaeConfig::default()
+    };
+    let started = std::time::Instant::now();
+    let has_label = prepared.test.column("label").is_some()
+        && model.modalities().iter().any(|m| m.name() == "label");
+    let value = if has_label {
+        let ec = EvalConfig {
+            iwae,
+            ..EvalConfig::default()
+        };
+        serde_json::to_value(evaluate(&model, &prepared.train, &prepared.test, &ec)?)?
+    } else {
+        // No class column: the likelihoods only (coherence and probes need classes).
+        let m = model.modalities().len();
+        let all = Subset::all(m);
+        let mut subsets: Vec<Subset> = (0..m).map(Subset::single).collect();
+        if m > 1 {
+            subsets.push(all);
+        }
+        let likelihoods = subsets
+            .iter()
+            .map(|&s| log_likelihood(&model, &prepared.test, s, &iwae))
+            .collect::<mvae::Result<Vec<_>>>()?;
+        let conditionals = if m > 1 {
+            (0..m)
+                .map(|t| {
+                    let rest = Subset(all.0 & !Subset::single(t).0);
+                    conditional_log_likelihood(
+                        &model,
+                        &prepared.test,
+                        Subset::single(t),
+                        rest,
+                        &iwae,
+                    )
+                })
+                .collect::<mvae::Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
+        serde_json::json!({ "likelihoods": likelihoods, "conditionals": conditionals })
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let history = read_metrics(&ckpt.parent().unwrap_or(Path::new(".")).join(METRICS))?;
+    let pics = pictures::draw(common, &model, &prepared, &history, out)?;
+    let mut doc = value.clone();
+    doc["checkpoint"] = serde_json::json!(ckpt);
+    doc["seconds"] = serde_json::json!(seconds);
+    doc["pictures"] = serde_json::json!(pics);
+    write_json(&out.join("eval.json"), &doc)?;
+    report(common, &doc, || print_human(&value, seconds, out));
+    Ok(())
+}
+
+fn print_human(v: &serde_json::Value, seconds: f64, out: &Path) {
+    let names = |x: &serde_json::Value| {
+        x.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join("+")
+            })
+            .unwrap_or_default()
+    };
+    println!("log-likelihoods (IWAE, nats per sample):");
+    for l in v["likelihoods"].as_array().into_iter().flatten() {
+        println!(
+            "  log p({}) = {:.2} ± {:.2}  (ELBO {:.2}, K={}, {} samples)",
+            names(&l["modalities"]),
+            l["log_likelihood"].as_f64().unwrap_or(f64::NAN),
+            l["std_error"].as_f64().unwrap_or(f64::NAN),
+            l["elbo"].as_f64().unwrap_or(f64::NAN),
+            l["k"],
+            l["samples"]
+        );
+    }
+    for c in v["conditionals"].as_array().into_iter().flatten() {
+        println!(
+            "  log p({} | {}) = {:.2} ± {:.2}",
+            names(&c["target"]),
+            names(&c["given"]),
+            c["log_likelihood"].as_f64().unwrap_or(f64::NAN),
+            c["std_error"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    if let Some(coh) = v.get("coherence") {
+        println!("coherence (share of generated samples showing the right class):");
+        for c in coh["conditional"].as_array().into_iter().flatten() {
+            println!(
+                "  {} -> {}: {:.3}",
+                names(&c["given"]),
+                c["target"].as_str().unwrap_or("?"),
+                c["coherence"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+        if let Some(j) = coh.get("joint").filter(|j| !j.is_null()) {
+            println!(
+                "  joint (prior samples): {:.3}",
+                j["coherence"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+    }
+    if let Some(p) = v.get("probes") {
+        println!("linear probes of the latent means (test accuracy):");
+        for r in p.as_array().into_iter().flatten() {
+            println!(
+                "  {}: {:.3}",
+                names(&r["modalities"]),
+                r["test_accuracy"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+    }
+    println!(
+        "({seconds:.1} s; details in {})",
+        out.join("eval.json").display()
+    );
+}

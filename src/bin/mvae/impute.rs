@@ -1,0 +1,341 @@
+//! `mvae impute`: fills the missing modalities of a CSV table or of a folder of paired files
+//! from the posterior of what each sample has, into a new output (never the input).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use mvae::data::{read_csv, write_csv, DatasetBuilder, Table};
+use mvae::{Backend, Codec, Codecs, MultimodalDataset, Mvae};
+
+use crate::generate::{codecs_of, given_values};
+use crate::output::{output_dir, report};
+use crate::{checkpoint_file, data, Common};
+
+#[derive(clap::Args)]
+#[command(
+    group(clap::ArgGroup::new("input").required(true).args(["csv", "folder"])),
+    after_help = "Inputs:\n  --csv FILE     a table with the model's columns (and a `label` column if the model \
+has one); empty or NaN cells are missing. The output CSV has the same header and rows, with every \
+missing cell filled.\n  --folder DIR   paired samples as files <id>_<modality>.png (images), \
+<id>_<modality>.wav (audio) and <id>_<modality>.txt (a class number, or comma-separated column \
+values); a missing file is a missing modality. The output folder gets every input file plus the \
+filled ones.\n\nThe input is never modified; an existing output is refused unless --force."
+)]
+pub struct ImputeArgs {
+    /// A run directory or its checkpoint file.
+    #[arg(long, value_name = "PATH")]
+    checkpoint: PathBuf,
+    /// A CSV table with missing cells.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+    /// A folder of paired files with some missing.
+    #[arg(long, value_name = "DIR")]
+    folder: Option<PathBuf>,
+    /// The output: a CSV file for --csv, a folder for --folder.
+    #[arg(long, short, value_name = "PATH")]
+    out: PathBuf,
+    /// Replace an existing output.
+    #[arg(long)]
+    force: bool,
+}
+
+/// Runs `mvae impute`.
+pub fn run(common: &Common, args: ImputeArgs) -> Result<()> {
+    let ckpt = checkpoint_file(&args.checkpoint);
+    let (latent, codecs) = codecs_of(&ckpt)?;
+    let input = args
+        .csv
+        .as_ref()
+        .or(args.folder.as_ref())
+        .expect("required");
+    if !input.exists() {
+        bail!("no such input {}", input.display());
+    }
+    if let (Ok(a), Ok(b)) = (input.canonicalize(), args.out.canonicalize()) {
+        if a == b {
+            bail!(
+                "--out is the input {}; choose a new output",
+                input.display()
+            );
+        }
+    }
+    let source = match (&args.csv, &args.folder) {
+        (Some(csv), _) => {
+            if args.out.exists() && !args.force {
+                bail!(
+                    "{} exists; choose another --out or pass --force",
+                    args.out.display()
+                );
+            }
+            Source::Csv(read_csv(csv)?)
+        }
+        (None, Some(dir)) => {
+            output_dir(&args.out, args.force)?;
+            Source::Folder(read_folder(dir, &codecs)?)
+        }
+        (None, None) => unreachable!("clap requires one"),
+    };
+    let data = match &source {
+        Source::Csv(table) => csv_data(table, &codecs)?,
+        Source::Folder(f) => f.data.clone(),
+    };
+    crate::dispatch!(
+        common,
+        latent,
+        impute_on(common, &ckpt, &codecs, &source, &data, &args.out)
+    )
+}
+
+enum Source {
+    Csv(Table),
+    Folder(Folder),
+}
+
+fn impute_on<const L: usize, D: Backend>(
+    dev: D,
+    common: &Common,
+    ckpt: &Path,
+    codecs: &Codecs,
+    source: &Source,
+    data: &MultimodalDataset,
+    out: &Path,
+) -> Result<()> {
+    let model = Mvae::<L, D>::load(ckpt, &dev)?;
+    let (filled, counts) = mvae::impute::impute(&model, data)?;
+    let written = match source {
+        Source::Csv(table) => {
+            write_csv_filled(table, codecs, data, &filled, out)?;
+            vec![out.to_path_buf()]
+        }
+        Source::Folder(f) => write_folder(f, codecs, data, &filled, out)?,
+    };
+    let counts: BTreeMap<String, usize> = counts.into_iter().collect();
+    let doc = serde_json::json!({
+        "checkpoint": ckpt,
+        "samples": data.len(),
+        "filled": counts,
+        "out": out,
+        "files_written": written.len(),
+    });
+    report(common, &doc, || {
+        let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!(
+            "filled {} of {} samples into {}",
+            parts.join(", "),
+            data.len(),
+            out.display()
+        );
+    });
+    Ok(())
+}
+
+/// The table as a data set: `Columns` modalities standardised, a `Label` modality from the
+/// column of its name.
+fn csv_data(table: &Table, codecs: &Codecs) -> Result<MultimodalDataset> {
+    let columns = data::csv_dataset(table, codecs)?;
+    let mut b = DatasetBuilder::new();
+    for c in columns.columns() {
+        b = b.column_with_mask(c.name(), c.dim(), c.values().to_vec(), c.present().to_vec());
+    }
+    for (name, codec) in codecs {
+        match codec {
+            Codec::Columns { .. } => {}
+            Codec::Label { classes } => {
+                let c = table
+                    .header
+                    .iter()
+                    .position(|h| h == name)
+                    .with_context(|| {
+                        format!("the CSV has no column {name:?}, which the model needs")
+                    })?;
+                let mut values = Vec::new();
+                let mut present = Vec::new();
+                for r in 0..table.values.nrows() {
+                    let here = table.present[[r, c]];
+                    let v = table.values[[r, c]];
+                    if here && !(v >= 0.0 && v.fract() == 0.0 && (v as usize) < *classes) {
+                        bail!(
+                            "row {} column {name}: {v} is not a class in 0..{classes}",
+                            r + 1
+                        );
+                    }
+                    values.push(if here { v } else { 0.0 });
+                    present.push(here);
+                }
+                b = b.column_with_mask(name, 1, values, present);
+            }
+            Codec::Image { .. } | Codec::Audio { .. } => {
+                bail!("modality {name} holds files, not table cells: impute it with --folder")
+            }
+        }
+    }
+    Ok(b.build()?)
+}
+
+fn write_csv_filled(
+    table: &Table,
+    codecs: &Codecs,
+    data: &MultimodalDataset,
+    filled: &MultimodalDataset,
+    out: &Path,
+) -> Result<()> {
+    let mut t = table.clone();
+    for (name, codec) in codecs {
+        let col = data.column(name).expect("built from the codecs");
+        let new = filled.column(name).expect("impute keeps columns");
+        let (cols, values): (Vec<&String>, Vec<f32>) = match codec {
+            Codec::Columns {
+                columns,
+                normalizer,
+            } => {
+                let mut v = new.values().to_vec();
+                normalizer.invert(&mut v)?;
+                (columns.iter().collect(), v)
+            }
+            Codec::Label { .. } => (vec![name], new.values().to_vec()),
+            _ => continue,
+        };
+        let idx: Vec<usize> = cols
+            .iter()
+            .map(|c| table.header.iter().position(|h| h == *c).expect("checked"))
+            .collect();
+        for r in 0..t.values.nrows() {
+            if col.present()[r] {
+                continue;
+            }
+            for (j, &c) in idx.iter().enumerate() {
+                if !t.present[[r, c]] {
+                    t.values[[r, c]] = values[r * idx.len() + j];
+                    t.present[[r, c]] = true;
+                }
+            }
+        }
+    }
+    write_csv(out, &t)?;
+    Ok(())
+}
+
+/// Paired files read from a folder.
+struct Folder {
+    ids: Vec<String>,
+    /// Input file of each (id, modality), if present.
+    files: BTreeMap<(usize, String), PathBuf>,
+    data: MultimodalDataset,
+}
+
+fn read_folder(dir: &Path, codecs: &Codecs) -> Result<Folder> {
+    let mut found: BTreeMap<String, BTreeMap<String, PathBuf>> = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let hit = codecs.iter().find(|(name, codec)| {
+            stem.ends_with(&format!("_{name}"))
+                && match codec {
+                    Codec::Image { .. } => matches!(ext, "png" | "jpg" | "jpeg"),
+                    Codec::Audio { .. } => ext == "wav",
+                    _ => ext == "txt",
+                }
+        });
+        if let Some((name, _)) = hit {
+            let id = &stem[..stem.len() - name.len() - 1];
+            found
+                .entry(id.to_string())
+                .or_default()
+                .insert(name.clone(), path.clone());
+        }
+    }
+    if found.is_empty() {
+        bail!(
+            "{} holds no files named <id>_<modality>.<ext> for the modalities {}",
+            dir.display(),
+            codecs.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let ids: Vec<String> = found.keys().cloned().collect();
+    let mut files = BTreeMap::new();
+    let mut b = DatasetBuilder::new();
+    for (name, codec) in codecs {
+        let dim = codec.dim();
+        let mut values = Vec::with_capacity(ids.len() * dim);
+        let mut present = Vec::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            match found[id].get(name) {
+                Some(path) => {
+                    let v = match codec {
+                        Codec::Image { .. } | Codec::Audio { .. } => codec.read_file(path)?,
+                        _ => {
+                            let text = std::fs::read_to_string(path)
+                                .with_context(|| format!("reading {}", path.display()))?;
+                            given_values(codecs, name, text.trim())
+                                .with_context(|| path.display().to_string())?
+                        }
+                    };
+                    values.extend(v);
+                    present.push(true);
+                    files.insert((i, name.clone()), path.clone());
+                }
+                None => {
+                    values.extend(std::iter::repeat_n(0.0, dim));
+                    present.push(false);
+                }
+            }
+        }
+        b = b.column_with_mask(name, dim, values, present);
+    }
+    Ok(Folder {
+        ids,
+        files,
+        data: b.build()?,
+    })
+}
+
+fn write_folder(
+    f: &Folder,
+    codecs: &Codecs,
+    data: &MultimodalDataset,
+    filled: &MultimodalDataset,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for (name, codec) in codecs {
+        let col = data.column(name).expect("built from the codecs");
+        let new = filled.column(name).expect("impute keeps columns");
+        for (i, id) in f.ids.iter().enumerate() {
+            let stem = out.join(format!("{id}_{name}"));
+            if col.present()[i] {
+                let src = &f.files[&(i, name.clone())];
+                let dst = out.join(src.file_name().expect("a file"));
+                std::fs::copy(src, &dst)
+                    .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+                continue;
+            }
+            let values = new.sample(i).expect("in range");
+            let path = match codec {
+                Codec::Image { .. } | Codec::Audio { .. } => codec.write_file(values, &stem)?,
+                Codec::Label { .. } => {
+                    let path = stem.with_extension("txt");
+                    let text = format!("{}\n", values[0] as usize);
+                    mvae::data::atomic::write_bytes(&path, text.as_bytes())?;
+                    path
+                }
+                Codec::Columns { normalizer, .. } => {
+                    let mut v = values.to_vec();
+                    normalizer.invert(&mut v)?;
+                    let text: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+                    let path = stem.with_extension("txt");
+                    mvae::data::atomic::write_bytes(
+                        &path,
+                        format!("{}\n", text.join(",")).as_bytes(),
+                    )?;
+                    path
+                }
+            };
+            written.push(path);
+        }
+    }
+    Ok(written)
+}

@@ -1,0 +1,60 @@
+//! Output helpers: JSON on stdout for scripts, progress bars on stderr for people.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::Common;
+
+/// Prints `value` as one JSON line when `--json`, else calls `human`.
+pub fn report(common: &Common, value: &serde_json::Value, human: impl FnOnce()) {
+    if common.json {
+        println!("{value}");
+    } else {
+        human();
+    }
+}
+
+/// A progress bar of `len` steps on stderr (hidden with `--json` or when stderr is not a
+/// terminal).
+pub fn bar(common: &Common, len: u64, prefix: String) -> ProgressBar {
+    if common.json {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:28}] {pos}/{len} {msg} ({elapsed}<{eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(prefix);
+    pb
+}
+
+/// Writes `value` as pretty JSON to `path`, atomically.
+pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    mvae::data::atomic::write_bytes(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Creates the output folder `dir`, refusing one that holds files unless `force`.
+pub fn output_dir(dir: &Path, force: bool) -> Result<()> {
+    if dir.exists() {
+        if !dir.is_dir() {
+            bail!("{} exists and is not a folder", dir.display());
+        }
+        let busy = std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .next()
+            .is_some();
+        if busy && !force {
+            bail!(
+                "{} is not empty; choose another --out or pass --force",
+                dir.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+}

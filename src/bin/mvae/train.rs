@@ -1,0 +1,381 @@
+//! `mvae train`: trains from a TOML config and/or flags into a run directory, resumable.
+//!
+//! A run directory holds `config.toml` (the resolved configuration), `checkpoint.safetensors`
+//! (a training checkpoint, rewritten atomically after every epoch), `metrics.jsonl` (one JSON
+//! line per epoch: the loss terms and the test ELBO) and `pictures/`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use mvae::train::EpochMetrics;
+use mvae::{
+    eval, AdamSettings, Backend, ModelConfig, Mvae, ObjectiveConfig, Subset, TrainConfig, Trainer,
+};
+
+use crate::config::{self, DatasetKind, RunConfig};
+use crate::output::{bar, report};
+use crate::{data, pictures, Common};
+
+/// The training checkpoint in a run directory.
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+/// The resolved configuration in a run directory.
+pub const CONFIG: &str = "config.toml";
+/// The per-epoch metrics in a run directory.
+pub const METRICS: &str = "metrics.jsonl";
+
+/// Comma-separated layer sizes.
+#[derive(Clone, Debug)]
+pub struct Sizes(pub Vec<usize>);
+
+impl std::str::FromStr for Sizes {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        config::sizes(s).map(Sizes)
+    }
+}
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Flags override the --config file, which overrides the defaults (the MVAE \
+paper's MNIST recipe: latent 64, encoders 512-512, decoders 512-512-512, Swish, label weight 50, \
+Adam 1e-3, batch 100). Example config:\n\n  [data]\n  dataset = \"mnist\"\n  missing = { label = 0.5 }\n  \
+[model]\n  latent = 32\n  [train]\n  epochs = 20\n  anneal_epochs = 5\n\n\
+Resume an interrupted or finished run with more epochs: mvae train --resume RUN --epochs 30"
+)]
+pub struct TrainArgs {
+    /// TOML configuration with [data], [model] and [train] sections.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Continue the run in this directory (its config.toml and checkpoint) up to --epochs.
+    #[arg(long, value_name = "RUN", conflicts_with = "config")]
+    resume: Option<PathBuf>,
+    /// The run directory to create (default runs/<dataset>-<seed>).
+    #[arg(long, short, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Reuse a non-empty --out directory (its files are replaced).
+    #[arg(long)]
+    force: bool,
+    /// The data set.
+    #[arg(long, value_enum)]
+    dataset: Option<DatasetKind>,
+    /// Folder holding mnist/ and fsdd/ (default $MVAE_DATA, else the bundled sample).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// CSV file for --dataset csv (header row; empty cells are missing).
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+    /// Group CSV columns into one modality, e.g. `--group xy=x,y` (repeatable).
+    #[arg(long, value_name = "NAME=COL,COL", value_parser = config::group)]
+    group: Vec<(String, Vec<String>)>,
+    /// Keep only the first N training samples.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Keep only the first N test samples.
+    #[arg(long, value_name = "N")]
+    test_limit: Option<usize>,
+    /// Hide a modality from this share of training samples, e.g. `--missing label=0.5`.
+    #[arg(long, value_name = "NAME=RATE", value_parser = config::key_value::<f64>)]
+    missing: Vec<(String, f64)>,
+    /// Latent size (2, 8, 16, 32, 64 or 128).
+    #[arg(long, value_name = "N")]
+    latent: Option<usize>,
+    /// Encoder hidden sizes, e.g. 512,512.
+    #[arg(long, value_name = "SIZES")]
+    encoder_hidden: Option<Sizes>,
+    /// Decoder hidden sizes, e.g. 512,512,512.
+    #[arg(long, value_name = "SIZES")]
+    decoder_hidden: Option<Sizes>,
+    /// Likelihood weight of a modality, e.g. `--weight label=50` (repeatable).
+    #[arg(long, value_name = "NAME=W", value_parser = config::key_value::<f32>)]
+    weight: Vec<(String, f32)>,
+    /// Total epochs (counting those of a resumed run).
+    #[arg(long, value_name = "N")]
+    epochs: Option<usize>,
+    /// Samples per step.
+    #[arg(long, value_name = "N")]
+    batch_size: Option<usize>,
+    /// Adam learning rate.
+    #[arg(long, value_name = "LR")]
+    lr: Option<f64>,
+    /// Final KL weight beta.
+    #[arg(long, value_name = "B")]
+    beta: Option<f32>,
+    /// Epochs over which beta rises linearly from 0 (KL annealing).
+    #[arg(long, value_name = "E")]
+    anneal_epochs: Option<f64>,
+    /// Random subsets (size 2..M-1) scored per step besides joint and single modalities.
+    #[arg(long, value_name = "K")]
+    subsets: Option<usize>,
+    /// Seed of weights, split, shuffling, hidden modalities and noise.
+    #[arg(long, value_name = "S")]
+    seed: Option<u64>,
+    /// Do not draw pictures at the end.
+    #[arg(long)]
+    no_pictures: bool,
+}
+
+impl TrainArgs {
+    /// Applies the flags over `cfg`.
+    fn overlay(&self, cfg: &mut RunConfig) {
+        let d = &mut cfg.data;
+        if let Some(v) = self.dataset {
+            d.dataset = v;
+        }
+        if let Some(v) = &self.data {
+            d.dir = Some(v.clone());
+        }
+        if let Some(v) = &self.csv {
+            d.csv = Some(v.clone());
+            if self.dataset.is_none() {
+                d.dataset = DatasetKind::Csv;
+            }
+        }
+        d.groups.extend(self.group.iter().cloned());
+        d.limit = self.limit.or(d.limit);
+        d.test_limit = self.test_limit.or(d.test_limit);
+        d.missing.extend(self.missing.iter().cloned());
+        let m = &mut cfg.model;
+        m.latent = self.latent.unwrap_or(m.latent);
+        if let Some(s) = &self.encoder_hidden {
+            m.encoder_hidden = s.0.clone();
+        }
+        if let Some(s) = &self.decoder_hidden {
+            m.decoder_hidden = s.0.clone();
+        }
+        m.weights.extend(self.weight.iter().cloned());
+        let t = &mut cfg.train;
+        t.epochs = self.epochs.unwrap_or(t.epochs);
+        t.batch_size = self.batch_size.unwrap_or(t.batch_size);
+        t.lr = self.lr.unwrap_or(t.lr);
+        t.beta = self.beta.unwrap_or(t.beta);
+        t.anneal_epochs = self.anneal_epochs.unwrap_or(t.anneal_epochs);
+        t.subsets = self.subsets.unwrap_or(t.subsets);
+        t.seed = self.seed.unwrap_or(t.seed);
+    }
+}
+
+/// Runs `mvae train`.
+pub fn run(common: &Common, args: TrainArgs) -> Result<()> {
+    let (cfg, dir, resume) = match &args.resume {
+        Some(run) => {
+            let mut cfg = RunConfig::read(&run.join(CONFIG))
+                .with_context(|| format!("{} is not a run directory", run.display()))?;
+            if let Some(e) = args.epochs {
+                cfg.train.epochs = e;
+            }
+            if let Some(d) = &args.data {
+                cfg.data.dir = Some(d.clone());
+            }
+            (cfg, run.clone(), true)
+        }
+        None => {
+            let mut cfg = match &args.config {
+                Some(p) => RunConfig::read(p)?,
+                None => RunConfig::default(),
+            };
+            args.overlay(&mut cfg);
+            cfg.validate()?;
+            let dir = args.out.clone().unwrap_or_else(|| {
+                let name = format!("{:?}", cfg.data.dataset).to_lowercase();
+                PathBuf::from("runs").join(format!("{name}-{}", cfg.train.seed))
+            });
+            crate::output::output_dir(&dir, args.force)?;
+            cfg.write(&dir.join(CONFIG))?;
+            (cfg, dir, false)
+        }
+    };
+    cfg.validate()?;
+    crate::dispatch!(
+        common,
+        cfg.model.latent,
+        train_on(common, &cfg, &dir, resume, !args.no_pictures)
+    )
+}
+
+/// The model configuration: the data set's modalities with `[model]` applied.
+fn model_config(cfg: &RunConfig, specs: Vec<mvae::ModalitySpec>) -> Result<ModelConfig> {
+    for name in cfg.model.weights.keys() {
+        if !specs.iter().any(|s| s.name() == name) {
+            bail!(
+                "weight for {name:?}, which is not a modality of this data (it has {})",
+                specs
+                    .iter()
+                    .map(|s| s.name().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    let modalities = specs
+        .into_iter()
+        .map(|s| {
+            let w = cfg.model.weights.get(s.name()).copied().unwrap_or(s.weight);
+            s.encoder_hidden(&cfg.model.encoder_hidden)
+                .decoder_hidden(&cfg.model.decoder_hidden)
+                .weight(w)
+        })
+        .collect();
+    let mc = ModelConfig {
+        modalities,
+        activation: cfg.model.activation,
+    };
+    mc.validate()?;
+    Ok(mc)
+}
+
+fn train_on<const L: usize, D: Backend>(
+    dev: D,
+    common: &Common,
+    cfg: &RunConfig,
+    dir: &Path,
+    resume: bool,
+    draw: bool,
+) -> Result<()> {
+    let prepared = data::prepare(cfg)?;
+    let ckpt = dir.join(CHECKPOINT);
+    let mut trainer = if resume {
+        let t = Trainer::<L, D>::resume(&ckpt, &dev)?;
+        let have: Vec<&str> = t.model.modalities().iter().map(|m| m.name()).collect();
+        let want: Vec<&str> = prepared.specs.iter().map(|m| m.name()).collect();
+        if have != want {
+            bail!(
+                "{} has modalities {have:?} but the data has {want:?}",
+                ckpt.display()
+            );
+        }
+        t
+    } else {
+        let mc = model_config(cfg, prepared.specs.clone())?;
+        let t = &cfg.train;
+        let mut tc = TrainConfig {
+            epochs: t.epochs,
+            batch_size: t.batch_size,
+            adam: AdamSettings {
+                lr: t.lr,
+                ..AdamSettings::default()
+            },
+            objective: ObjectiveConfig {
+                random_subsets: t.subsets,
+                beta: t.beta,
+                ..ObjectiveConfig::default()
+            },
+            seed: t.seed,
+        };
+        tc.anneal_over_epochs(t.anneal_epochs, prepared.train.len());
+        let model = Mvae::<L, D>::new(&mc, &dev, t.seed)?;
+        let mut tr = Trainer::new(model, tc)?;
+        tr.codecs = prepared.codecs.clone();
+        tr
+    };
+    let mut history = read_metrics(&dir.join(METRICS))?;
+    history.truncate(trainer.epochs_done());
+    let m = trainer.model.modalities().len();
+    let start = trainer.epochs_done();
+    if start >= cfg.train.epochs && !common.json {
+        eprintln!(
+            "{} has already trained {start} epochs; pass --epochs N with N > {start} to go on",
+            dir.display()
+        );
+    }
+    while trainer.epochs_done() < cfg.train.epochs {
+        let e = trainer.epochs_done() + 1;
+        let steps = prepared.train.len().div_ceil(cfg.train.batch_size.max(1));
+        let pb = bar(
+            common,
+            steps as u64,
+            format!("epoch {e}/{}", cfg.train.epochs),
+        );
+        let metrics = trainer.fit_epoch(&prepared.train, |p| {
+            pb.set_position(p.step as u64);
+            if p.step % 5 == 0 || p.step == p.steps {
+                let terms: Vec<String> = p
+                    .terms
+                    .iter()
+                    .map(|t| format!("{} {:.1}", t.name, t.loss))
+                    .collect();
+                pb.set_message(format!("loss {:.2} [{}]", p.running_loss, terms.join(", ")));
+            }
+        })?;
+        pb.finish_and_clear();
+        let test_elbo = eval::elbo(&trainer.model, &prepared.test, Subset::all(m), e as u64)?;
+        trainer.save(&ckpt)?;
+        history.push(Epoch { metrics, test_elbo });
+        write_metrics(&dir.join(METRICS), &history)?;
+        if !common.json {
+            let h = history.last().expect("just pushed");
+            eprintln!(
+                "epoch {e}: loss {:.2}, beta {:.3}, test ELBO {:.2} ({:.0} samples/s)",
+                h.metrics.loss, h.metrics.beta, h.test_elbo, h.metrics.samples_per_second
+            );
+        }
+    }
+    let pictures = if draw && !history.is_empty() {
+        pictures::draw(common, &trainer.model, &prepared, &history, dir)?
+    } else {
+        Vec::new()
+    };
+    let last = history.last();
+    let summary = serde_json::json!({
+        "run": dir,
+        "checkpoint": ckpt,
+        "epochs": trainer.epochs_done(),
+        "steps": trainer.steps(),
+        "train_samples": prepared.train.len(),
+        "test_samples": prepared.test.len(),
+        "loss": last.map(|h| h.metrics.loss),
+        "test_elbo": last.map(|h| h.test_elbo),
+        "train_seconds": history.iter().map(|h| h.metrics.seconds).sum::<f64>(),
+        "pictures": pictures,
+    });
+    report(common, &summary, || {
+        println!(
+            "trained {} epochs into {} (test ELBO {}); pictures: {}",
+            trainer.epochs_done(),
+            dir.display(),
+            last.map_or("-".into(), |h| format!("{:.2}", h.test_elbo)),
+            if pictures.is_empty() {
+                "none".to_string()
+            } else {
+                pictures.len().to_string()
+            }
+        )
+    });
+    Ok(())
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Epoch {
+    /// What the trainer measured.
+    #[serde(flatten)]
+    pub metrics: EpochMetrics,
+    /// Joint ELBO per test sample after the epoch.
+    pub test_elbo: f64,
+}
+
+/// Reads `metrics.jsonl` (empty if absent).
+pub fn read_metrics(path: &Path) -> Result<Vec<Epoch>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, l)| {
+                serde_json::from_str(l)
+                    .with_context(|| format!("{} line {} is not valid", path.display(), i + 1))
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn write_metrics(path: &Path, history: &[Epoch]) -> Result<()> {
+    let mut text = String::new();
+    for h in history {
+        text.push_str(&serde_json::to_string(h)?);
+        text.push('\n');
+    }
+    mvae::data::atomic::write_bytes(path, text.as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,401 @@
+//! The `mvae` binary driven as a user would: spawned processes, temporary folders, the bundled
+//! sample data.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::common::bundled;
+
+fn mvae(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mvae"))
+        .args(args)
+        .env("MVAE_DATA", bundled())
+        .output()
+        .expect("the binary runs")
+}
+
+/// Runs and expects success; returns the JSON it printed.
+fn ok_json(args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = mvae(&all);
+    assert!(
+        out.status.success(),
+        "mvae {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON document on stdout")
+}
+
+/// Runs and expects a failure with a one-line message naming `needle`.
+fn fails(args: &[&str], needle: &str) {
+    let out = mvae(args);
+    assert!(!out.status.success(), "mvae {args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line, got {err:?}");
+    assert!(lines[0].starts_with("error: "), "{err:?}");
+    assert!(lines[0].contains(needle), "{needle:?} not in {err:?}");
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("cli")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.parent().unwrap()).unwrap();
+    d
+}
+
+const TINY: [&str; 10] = [
+    "--latent",
+    "8",
+    "--encoder-hidden",
+    "64",
+    "--decoder-hidden",
+    "64",
+    "--limit",
+    "600",
+    "--test-limit",
+    "200",
+];
+
+/// A tiny image + label model trained once for the tests that need one.
+fn mnist_run() -> &'static Path {
+    static RUN: OnceLock<PathBuf> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = scratch("mnist");
+        let mut args = vec!["train", "--dataset", "mnist", "--epochs", "1", "--out"];
+        let d = dir.to_str().unwrap().to_string();
+        args.push(&d);
+        args.extend(TINY);
+        let v = ok_json(&args);
+        assert_eq!(v["epochs"], 1);
+        dir
+    })
+}
+
+#[test]
+fn train_writes_a_run_and_resumes_it() {
+    let dir = scratch("resume");
+    let d = dir.to_str().unwrap();
+    let mut args = vec!["train", "--epochs", "1", "--seed", "3", "--out", d];
+    args.extend(TINY);
+    let first = ok_json(&args);
+    assert!(first["test_elbo"].as_f64().unwrap().is_finite());
+    for f in ["config.toml", "checkpoint.safetensors", "metrics.jsonl"] {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+    for p in [
+        "curves.png",
+        "latent.png",
+        "reconstructions.png",
+        "label_to_image.png",
+    ] {
+        let img = image::open(dir.join("pictures").join(p)).expect(p);
+        assert!(img.width() > 100, "{p}");
+    }
+    // The same --out again is refused: a run is never overwritten by accident.
+    let again = mvae(&args);
+    assert!(!again.status.success());
+
+    let resumed = ok_json(&["train", "--resume", d, "--epochs", "2", "--no-pictures"]);
+    assert_eq!(resumed["epochs"], 2);
+    assert_eq!(resumed["steps"], 12, "600 samples / 100 per step, twice");
+    let lines = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 2);
+    let test_elbos: Vec<f64> = lines
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["test_elbo"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    assert!(test_elbos[1] > test_elbos[0], "learning: {test_elbos:?}");
+}
+
+#[test]
+fn generate_from_a_png_and_sample() {
+    let run = mnist_run().to_str().unwrap().to_string();
+    let out = scratch("gen_label");
+    let v = ok_json(&[
+        "generate",
+        "--checkpoint",
+        &run,
+        "--label",
+        "3",
+        "--samples",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let files = v["outputs"]["image"]["files"].as_array().unwrap();
+    assert_eq!(files.len(), 4);
+    let png = PathBuf::from(files[0].as_str().unwrap());
+    assert_eq!(image::open(&png).unwrap().width(), 28);
+
+    let out2 = scratch("gen_png");
+    let v = ok_json(&[
+        "generate",
+        "--checkpoint",
+        &run,
+        "--image",
+        png.to_str().unwrap(),
+        "--mean",
+        "--out",
+        out2.to_str().unwrap(),
+    ]);
+    let p = v["outputs"]["label"]["probabilities"][0]
+        .as_array()
+        .unwrap();
+    assert_eq!(p.len(), 10);
+    let sum: f64 = p.iter().map(|x| x.as_f64().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-4);
+
+    let out3 = scratch("sample");
+    let v = ok_json(&[
+        "sample",
+        "--checkpoint",
+        &run,
+        "-n",
+        "5",
+        "--out",
+        out3.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        v["outputs"]["label"]["classes"].as_array().unwrap().len(),
+        5
+    );
+    assert!(out3.join("image_grid.png").is_file());
+}
+
+#[test]
+fn generate_across_image_and_audio() {
+    let dir = scratch("av");
+    let d = dir.to_str().unwrap();
+    let mut args = vec![
+        "train",
+        "--dataset",
+        "av-digits",
+        "--epochs",
+        "1",
+        "--out",
+        d,
+    ];
+    args.extend(TINY);
+    ok_json(&args);
+    let clips = bundled().join("fsdd/recordings");
+    let wav = std::fs::read_dir(&clips)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "wav"))
+        .unwrap();
+    let out = scratch("av_gen");
+    let v = ok_json(&[
+        "generate",
+        "--checkpoint",
+        d,
+        "--audio",
+        wav.to_str().unwrap(),
+        "--samples",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let png = v["outputs"]["image"]["files"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(Path::new(&png).is_file());
+    let out2 = scratch("av_gen2");
+    let v = ok_json(&[
+        "generate",
+        "--checkpoint",
+        d,
+        "--image",
+        &png,
+        "--mean",
+        "--out",
+        out2.to_str().unwrap(),
+    ]);
+    let wav_out = v["outputs"]["audio"]["files"][0].as_str().unwrap();
+    let reader = hound::WavReader::open(wav_out).expect("a readable WAV");
+    assert_eq!(reader.spec().sample_rate, 8000);
+    assert!(reader.len() > 1000);
+}
+
+#[test]
+fn impute_a_csv_without_touching_the_input() {
+    let dir = scratch("csv");
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("table.csv");
+    let mut text = String::from("a,b,c\n");
+    for i in 0..300 {
+        let a = (i as f32 * 0.37).sin();
+        let b = (i as f32 * 0.11).cos();
+        let c = a + b;
+        if i % 7 == 0 {
+            text.push_str(&format!("{a},,{c}\n"));
+        } else {
+            text.push_str(&format!("{a},{b},{c}\n"));
+        }
+    }
+    std::fs::write(&csv, &text).unwrap();
+    let run = dir.join("run");
+    ok_json(&[
+        "train",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--latent",
+        "8",
+        "--encoder-hidden",
+        "32",
+        "--decoder-hidden",
+        "32",
+        "--epochs",
+        "3",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let partial = dir.join("partial.csv");
+    std::fs::write(&partial, "a,b,c\n0.5,,1.0\n,0.2,\n0.1,0.2,0.3\n").unwrap();
+    let before = std::fs::read(&partial).unwrap();
+    let out = dir.join("done.csv");
+    let v = ok_json(&[
+        "impute",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--csv",
+        partial.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(v["filled"]["a"], 1);
+    assert_eq!(v["filled"]["b"], 1);
+    assert_eq!(v["filled"]["c"], 1);
+    assert_eq!(std::fs::read(&partial).unwrap(), before, "input untouched");
+    let done = mvae::data::read_csv(&out).unwrap();
+    assert!(done.present.iter().all(|&p| p), "every cell filled");
+    assert_eq!(done.values[[0, 0]], 0.5);
+    assert_eq!(done.values[[2, 2]], 0.3);
+    assert!(done.values.iter().all(|v| v.is_finite()));
+    // The output exists now: a second run refuses to replace it, and the input is refused.
+    fails(
+        &[
+            "impute",
+            "--checkpoint",
+            run.to_str().unwrap(),
+            "--csv",
+            partial.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "exists",
+    );
+    fails(
+        &[
+            "impute",
+            "--checkpoint",
+            run.to_str().unwrap(),
+            "--csv",
+            partial.to_str().unwrap(),
+            "--out",
+            partial.to_str().unwrap(),
+        ],
+        "input",
+    );
+}
+
+#[test]
+fn errors_are_one_line_and_non_zero() {
+    let run = mnist_run().to_str().unwrap().to_string();
+    let out = scratch("errors");
+    let o = out.to_str().unwrap();
+    fails(
+        &[
+            "generate",
+            "--checkpoint",
+            &run,
+            "--image",
+            "no/such.png",
+            "--out",
+            o,
+        ],
+        "no such file",
+    );
+    fails(
+        &[
+            "generate",
+            "--checkpoint",
+            &run,
+            "--audio",
+            "x.wav",
+            "--out",
+            o,
+        ],
+        "no modality \"audio\"",
+    );
+    fails(
+        &[
+            "generate",
+            "--checkpoint",
+            &run,
+            "--label",
+            "12",
+            "--out",
+            o,
+        ],
+        "class number",
+    );
+    fails(&["eval", "--checkpoint", "no/such/run"], "no/such/run");
+    // A checkpoint from another configuration (latent 16 instead of 8) in the run directory.
+    let other = scratch("other");
+    let mut args = vec![
+        "train",
+        "--epochs",
+        "1",
+        "--no-pictures",
+        "--out",
+        other.to_str().unwrap(),
+    ];
+    let mut tiny = TINY.to_vec();
+    tiny[1] = "16";
+    args.extend(tiny);
+    ok_json(&args);
+    let mixed = scratch("mixed");
+    std::fs::create_dir_all(&mixed).unwrap();
+    std::fs::copy(
+        Path::new(&run).join("config.toml"),
+        mixed.join("config.toml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        other.join("checkpoint.safetensors"),
+        mixed.join("checkpoint.safetensors"),
+    )
+    .unwrap();
+    fails(
+        &[
+            "train",
+            "--resume",
+            mixed.to_str().unwrap(),
+            "--epochs",
+            "2",
+        ],
+        "latent",
+    );
+    // Not a checkpoint at all.
+    let junk = out.with_extension("safetensors");
+    std::fs::write(&junk, b"definitely not safetensors").unwrap();
+    fails(
+        &["sample", "--checkpoint", junk.to_str().unwrap(), "--out", o],
+        "checkpoint",
+    );
+    // A bad flag value is a usage error (clap's exit code 2).
+    let bad = mvae(&["train", "--epochs", "many"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
