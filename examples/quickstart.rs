@@ -6,12 +6,15 @@
 //! cargo run --release --example quickstart
 //! ```
 //! Takes about a minute on 2 cores. Prints the loss per epoch, the test ELBOs and accuracy, and
-//! the posterior-mean image for each label 0-9 as text.
+//! the posterior-mean image for each label 0-9 as text; writes pictures into
+//! `target/quickstart/`: training curves, the latent space coloured by digit and the images
+//! drawn from each label.
 
 use anyhow::Result;
 use dfdx::prelude::Cpu;
 use mvae::data::{Mnist, Split};
-use mvae::{eval, Batch, HostValues, ModelConfig, Mvae, Subset, TrainConfig, Trainer};
+use mvae::eval::probe::latents;
+use mvae::{eval, plot, Batch, HostValues, ModelConfig, Mvae, Subset, TrainConfig, Trainer};
 
 const EPOCHS: usize = 10;
 
@@ -29,8 +32,10 @@ fn main() -> Result<()> {
     };
     cfg.anneal_over_epochs(2.0, train.len());
     let mut trainer = Trainer::new(model, cfg)?;
+    let mut history = Vec::new();
     for _ in 0..EPOCHS {
         let m = trainer.fit_epoch(&train, |_| {})?;
+        history.push(m.clone());
         println!(
             "epoch {:2}  loss {:7.2}  beta {:.2}  {:5.0} samples/s",
             m.epoch, m.loss, m.beta, m.samples_per_second
@@ -76,5 +81,32 @@ fn main() -> Result<()> {
             .join(" ");
         println!("{line}");
     }
+
+    // 5. Pictures: curves of every loss term, the latent means of the test images (first two
+    // principal components, coloured by digit), the images drawn from each label.
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/quickstart");
+    std::fs::create_dir_all(&out)?;
+    plot::training_curves(&out.join("curves.png"), &history)?;
+    let z = latents(model, &test, Subset::all(2), "label", None)?;
+    let digits: Vec<usize> = z
+        .column("label")
+        .unwrap()
+        .values()
+        .iter()
+        .map(|&v| v as usize)
+        .collect();
+    let points = plot::pca2(z.column("z").unwrap().values(), 64)?;
+    plot::latent_scatter(
+        &out.join("latent.png"),
+        &points,
+        &digits,
+        "latent means of test images",
+    )?;
+    let opts = plot::GridOptions {
+        title: "image from the label alone, 0-9".into(),
+        ..Default::default()
+    };
+    plot::image_grid(&out.join("label_to_image.png"), &images, 28, 28, 10, &opts)?;
+    println!("\npictures: {}", out.display());
     Ok(())
 }
