@@ -12,6 +12,7 @@ pub mod model;
 pub mod nn;
 pub mod objective;
 pub mod optim;
+pub mod plot;
 pub mod posterior;
 pub mod subset;
 pub mod train;

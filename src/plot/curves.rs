@@ -1,0 +1,268 @@
+//! Training curves: losses, KL terms and the KL weight over epochs.
+
+use std::path::Path;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::plot::canvas::{drawing, invalid, padded, rgb, Canvas, FONT};
+use crate::plot::colour::class_colour;
+use crate::train::EpochMetrics;
+use crate::Result;
+
+/// Picture size of [`training_curves`].
+const SIZE: (u32, u32) = (1000, 900);
+
+/// One line of a panel.
+struct Line {
+    name: String,
+    colour: RGBColor,
+    width: u32,
+    points: Vec<(f64, f64)>,
+}
+
+/// Draws the training curves of `metrics` (one entry per epoch, as [`Trainer::fit_epoch`]
+/// returns them) to the PNG at `path`: the total loss per sample and each term's loss (joint,
+/// each modality, `subsets`) on top; each term's KL to the prior and the KL weight beta below.
+///
+/// Terms are matched by name across epochs; each keeps its colour in every panel.
+///
+/// [`Trainer::fit_epoch`]: crate::Trainer::fit_epoch
+pub fn training_curves(path: &Path, metrics: &[EpochMetrics]) -> Result<()> {
+    if metrics.is_empty() {
+        return Err(invalid("training curves", "no epochs"));
+    }
+    for m in metrics {
+        let bad = |what: &str, v: f64| {
+            invalid(
+                "training curves",
+                format!("epoch {}: {what} is {v}", m.epoch),
+            )
+        };
+        if !m.loss.is_finite() {
+            return Err(bad("loss", m.loss));
+        }
+        if !m.beta.is_finite() {
+            return Err(bad("beta", m.beta as f64));
+        }
+        for t in &m.terms {
+            if !t.loss.is_finite() {
+                return Err(bad(&format!("term {} loss", t.name), t.loss));
+            }
+            if !t.kl.is_finite() {
+                return Err(bad(&format!("term {} kl", t.name), t.kl));
+            }
+        }
+    }
+    // Term names in order of first appearance.
+    let mut names: Vec<&str> = Vec::new();
+    for t in metrics.iter().flat_map(|m| &m.terms) {
+        if !names.contains(&t.name.as_str()) {
+            names.push(&t.name);
+        }
+    }
+    let epoch = |m: &EpochMetrics| m.epoch as f64;
+    let term_lines = |value: fn(&crate::train::TermMetrics) -> f64| -> Vec<Line> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| Line {
+                name: name.to_string(),
+                colour: rgb(class_colour(i)),
+                width: 2,
+                points: metrics
+                    .iter()
+                    .filter_map(|m| {
+                        m.terms
+                            .iter()
+                            .find(|t| t.name == *name)
+                            .map(|t| (epoch(m), value(t)))
+                    })
+                    .collect(),
+            })
+            .collect()
+    };
+    let mut losses = vec![Line {
+        name: "total".into(),
+        colour: BLACK,
+        width: 3,
+        points: metrics.iter().map(|m| (epoch(m), m.loss)).collect(),
+    }];
+    losses.extend(term_lines(|t| t.loss));
+    let kls = term_lines(|t| t.kl);
+    let beta = vec![Line {
+        name: "beta".into(),
+        colour: rgb([0x55, 0x55, 0x55]),
+        width: 2,
+        points: metrics.iter().map(|m| (epoch(m), m.beta as f64)).collect(),
+    }];
+
+    let mut canvas = Canvas::new("training curves", SIZE.0, SIZE.1)?;
+    let err = drawing("training curves");
+    {
+        let root = canvas.area();
+        root.fill(&WHITE).map_err(&err)?;
+        let root = root.titled("training curves", (FONT, 24)).map_err(&err)?;
+        let (top, bottom) = root.split_vertically(SIZE.1 * 52 / 100);
+        let (left, right) = bottom.split_horizontally(SIZE.0 * 62 / 100);
+        panel(&top, "loss per sample (negative ELBO)", "loss", &losses)?;
+        panel(&left, "KL to the prior, per term", "KL", &kls)?;
+        panel(&right, "KL weight", "beta", &beta)?;
+        root.present().map_err(&err)?;
+    }
+    canvas.save(path)
+}
+
+/// One chart with a caption, axes, lines with point markers and a legend.
+fn panel(
+    area: &DrawingArea<BitMapBackend<'_>, Shift>,
+    caption: &str,
+    y_desc: &str,
+    lines: &[Line],
+) -> Result<()> {
+    let err = drawing("training curves");
+    let all = || lines.iter().flat_map(|l| l.points.iter());
+    let (x_lo, x_hi, y_lo, y_hi) = all().fold(
+        (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ),
+        |(a, b, c, d), &(x, y)| (a.min(x), b.max(x), c.min(y), d.max(y)),
+    );
+    if x_lo > x_hi {
+        return Err(invalid("training curves", format!("{caption}: no values")));
+    }
+    let x_range = if x_hi > x_lo {
+        x_lo..x_hi
+    } else {
+        x_lo - 0.5..x_hi + 0.5
+    };
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, (FONT, 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(65)
+        .build_cartesian_2d(x_range, padded(y_lo, y_hi))
+        .map_err(&err)?;
+    // Epochs are whole numbers: label only whole ticks.
+    let whole = |x: &f64| {
+        if (x - x.round()).abs() < 1e-6 {
+            format!("{}", x.round())
+        } else {
+            String::new()
+        }
+    };
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE)
+        .bold_line_style(BLACK.mix(0.08))
+        .x_desc("epoch")
+        .y_desc(y_desc)
+        .x_label_formatter(&whole)
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 15))
+        .draw()
+        .map_err(&err)?;
+    for line in lines {
+        let style = line.colour.stroke_width(line.width);
+        let colour = line.colour;
+        chart
+            .draw_series(LineSeries::new(line.points.iter().copied(), style).point_size(3))
+            .map_err(&err)?
+            .label(line.name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(3))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .label_font((FONT, 13))
+        .draw()
+        .map_err(&err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plot::canvas::testing::{decode, out_dir, variance};
+    use crate::train::TermMetrics;
+    use crate::Error;
+
+    fn term(name: &str, loss: f64, kl: f64) -> TermMetrics {
+        TermMetrics {
+            name: name.into(),
+            samples: 100,
+            loss,
+            nll: vec![(name.into(), loss - kl)],
+            kl,
+        }
+    }
+
+    fn run(epochs: usize) -> Vec<EpochMetrics> {
+        (1..=epochs)
+            .map(|e| {
+                let decay = 1.0 / e as f64;
+                let terms = vec![
+                    term("joint", 130.0 + 60.0 * decay, 20.0 + 5.0 * decay),
+                    term("image", 125.0 + 55.0 * decay, 18.0 + 4.0 * decay),
+                    term("label", 8.0 + 2.0 * decay, 3.0 * decay),
+                    term("subsets", 0.0, 0.0),
+                ];
+                EpochMetrics {
+                    epoch: e,
+                    step: e * 50,
+                    loss: terms.iter().map(|t| t.loss).sum(),
+                    beta: (e as f32 / 4.0).min(1.0),
+                    terms,
+                    seconds: 1.0,
+                    samples_per_second: 1000.0,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn draws_all_panels() {
+        let dir = out_dir(concat!(module_path!(), "-", line!()));
+        let path = dir.path().join("curves.png");
+        training_curves(&path, &run(8)).unwrap();
+        let img = decode(&path, Some(SIZE));
+        assert!(variance(&img) > 10.0);
+        // Each term's colour shows up (its line and legend marker).
+        for i in 0..4 {
+            let c = class_colour(i);
+            assert!(img.pixels().any(|p| p.0 == c), "term {i} colour missing");
+        }
+        // A single epoch is drawn too (points, no line segment).
+        let one = dir.path().join("one.png");
+        training_curves(&one, &run(1)).unwrap();
+        assert!(variance(&decode(&one, Some(SIZE))) > 10.0);
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        let dir = out_dir(concat!(module_path!(), "-", line!()));
+        let path = dir.path().join("bad.png");
+        assert!(matches!(
+            training_curves(&path, &[]),
+            Err(Error::InvalidData { .. })
+        ));
+        let mut m = run(3);
+        m[1].terms[2].kl = f64::NAN;
+        let e = training_curves(&path, &m).unwrap_err().to_string();
+        assert!(e.contains("epoch 2") && e.contains("label"), "{e}");
+        let mut m = run(3);
+        m[0].loss = f64::INFINITY;
+        assert!(matches!(
+            training_curves(&path, &m),
+            Err(Error::InvalidData { .. })
+        ));
+        assert!(!path.exists());
+    }
+}

@@ -1,0 +1,255 @@
+//! Scatter plots of 2-D points (e.g. latent means after [`pca2`](crate::plot::pca2)) coloured
+//! by class.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::plot::canvas::{drawing, invalid, padded, rgb, Canvas, FONT};
+use crate::plot::colour::class_colour;
+use crate::{Error, Result};
+
+/// How [`latent_scatter_with`] draws.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScatterOptions {
+    /// Caption above the plot (none when empty).
+    pub title: String,
+    /// Legend entry of each class, indexed by label; empty: the class numbers.
+    pub class_names: Vec<String>,
+    /// Horizontal axis description.
+    pub x_label: String,
+    /// Vertical axis description.
+    pub y_label: String,
+    /// Picture width and height in pixels.
+    pub size: (u32, u32),
+    /// Radius of each point in pixels.
+    pub point_radius: u32,
+}
+
+impl Default for ScatterOptions {
+    fn default() -> Self {
+        ScatterOptions {
+            title: String::new(),
+            class_names: Vec::new(),
+            x_label: "component 1".into(),
+            y_label: "component 2".into(),
+            size: (800, 700),
+            point_radius: 2,
+        }
+    }
+}
+
+/// Draws `points` coloured by their class `labels` (one per point) to the PNG at `path`, with
+/// a legend of class numbers and `title` as caption.
+pub fn latent_scatter(
+    path: &Path,
+    points: &[[f32; 2]],
+    labels: &[usize],
+    title: &str,
+) -> Result<()> {
+    let options = ScatterOptions {
+        title: title.to_string(),
+        ..Default::default()
+    };
+    latent_scatter_with(path, points, labels, &options)
+}
+
+/// [`latent_scatter`] with class names, axis descriptions and size from `options`.
+pub fn latent_scatter_with(
+    path: &Path,
+    points: &[[f32; 2]],
+    labels: &[usize],
+    options: &ScatterOptions,
+) -> Result<()> {
+    if points.is_empty() {
+        return Err(invalid("scatter points", "no points"));
+    }
+    if labels.len() != points.len() {
+        return Err(Error::shape("scatter labels", points.len(), labels.len()));
+    }
+    if let Some(i) = points
+        .iter()
+        .position(|p| !p[0].is_finite() || !p[1].is_finite())
+    {
+        return Err(invalid(
+            "scatter points",
+            format!("point {i} is {:?}", points[i]),
+        ));
+    }
+    let classes = labels.iter().max().map_or(0, |m| m + 1);
+    if !options.class_names.is_empty() && options.class_names.len() < classes {
+        return Err(Error::shape(
+            "scatter class names",
+            format!("at least {classes} (labels go up to {})", classes - 1),
+            options.class_names.len(),
+        ));
+    }
+    let mut present = vec![false; classes];
+    labels.iter().for_each(|&l| present[l] = true);
+    let (lo, hi) = points.iter().fold(
+        ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]),
+        |(lo, hi), p| {
+            (
+                [lo[0].min(p[0] as f64), lo[1].min(p[1] as f64)],
+                [hi[0].max(p[0] as f64), hi[1].max(p[1] as f64)],
+            )
+        },
+    );
+    let mut canvas = Canvas::new("scatter", options.size.0, options.size.1)?;
+    let err = drawing("scatter plot");
+    {
+        let root = canvas.area();
+        root.fill(&WHITE).map_err(&err)?;
+        let mut builder = ChartBuilder::on(&root);
+        builder
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(60);
+        if !options.title.is_empty() {
+            builder.caption(&options.title, (FONT, 24));
+        }
+        let mut chart = builder
+            .build_cartesian_2d(padded(lo[0], hi[0]), padded(lo[1], hi[1]))
+            .map_err(&err)?;
+        chart
+            .configure_mesh()
+            .light_line_style(WHITE)
+            .bold_line_style(BLACK.mix(0.08))
+            .x_desc(&options.x_label)
+            .y_desc(&options.y_label)
+            .label_style((FONT, 14))
+            .axis_desc_style((FONT, 16))
+            .draw()
+            .map_err(&err)?;
+        // All points in data order, so that no class is hidden under the last one drawn.
+        let r = options.point_radius.max(1);
+        chart
+            .draw_series(points.iter().zip(labels).map(|(p, &l)| {
+                Circle::new(
+                    (p[0] as f64, p[1] as f64),
+                    r,
+                    rgb(class_colour(l)).mix(0.75).filled(),
+                )
+            }))
+            .map_err(&err)?;
+        // Empty series that only carry the legend entries.
+        for class in (0..classes).filter(|&c| present[c]) {
+            let colour = rgb(class_colour(class));
+            let name = options
+                .class_names
+                .get(class)
+                .cloned()
+                .unwrap_or_else(|| class.to_string());
+            chart
+                .draw_series(std::iter::empty::<Circle<(f64, f64), u32>>())
+                .map_err(&err)?
+                .label(name)
+                .legend(move |(x, y)| Circle::new((x + 6, y), 5, colour.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.4))
+            .label_font((FONT, 14))
+            .draw()
+            .map_err(&err)?;
+        root.present().map_err(&err)?;
+    }
+    canvas.save(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plot::canvas::testing::{colours, decode, out_dir, variance};
+
+    fn clusters() -> (Vec<[f32; 2]>, Vec<usize>) {
+        let mut points = Vec::new();
+        let mut labels = Vec::new();
+        for class in 0..12 {
+            let angle = class as f32 * 0.52;
+            for i in 0..30 {
+                let jitter = (i as f32 * 0.37).sin() * 0.3;
+                points.push([
+                    3.0 * angle.cos() + jitter,
+                    3.0 * angle.sin() + (i as f32 * 0.71).cos() * 0.3,
+                ]);
+                labels.push(class);
+            }
+        }
+        (points, labels)
+    }
+
+    #[test]
+    fn writes_a_coloured_png() {
+        let dir = out_dir(concat!(module_path!(), "-", line!()));
+        let path = dir.path().join("scatter.png");
+        let (points, labels) = clusters();
+        latent_scatter(&path, &points, &labels, "latent means (PCA)").unwrap();
+        let img = decode(&path, Some((800, 700)));
+        assert!(variance(&img) > 10.0);
+        // Every class colour (first ten exactly, as legend markers) appears.
+        for class in 0..10 {
+            let c = class_colour(class);
+            assert!(
+                img.pixels().any(|p| p.0 == c),
+                "class {class} colour missing"
+            );
+        }
+        assert!(colours(&img) > 12);
+        // No temporary file is left next to the picture.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn named_classes_and_a_single_point() {
+        let dir = out_dir(concat!(module_path!(), "-", line!()));
+        let path = dir.path().join("one.png");
+        let options = ScatterOptions {
+            class_names: vec!["zero".into(), "one".into()],
+            size: (300, 200),
+            ..Default::default()
+        };
+        latent_scatter_with(&path, &[[1.0, 1.0]], &[1], &options).unwrap();
+        let img = decode(&path, Some((300, 200)));
+        assert!(variance(&img) > 1.0);
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        let dir = out_dir(concat!(module_path!(), "-", line!()));
+        let path = dir.path().join("bad.png");
+        let p = [[0.0f32, 1.0], [2.0, 3.0]];
+        assert!(matches!(
+            latent_scatter(&path, &[], &[], "t"),
+            Err(Error::InvalidData { .. })
+        ));
+        assert!(matches!(
+            latent_scatter(&path, &p, &[0], "t"),
+            Err(Error::Shape { .. })
+        ));
+        let nan = [[0.0f32, f32::NAN], [2.0, 3.0]];
+        assert!(matches!(
+            latent_scatter(&path, &nan, &[0, 1], "t"),
+            Err(Error::InvalidData { .. })
+        ));
+        let options = ScatterOptions {
+            class_names: vec!["a".into()],
+            ..Default::default()
+        };
+        assert!(matches!(
+            latent_scatter_with(&path, &p, &[0, 1], &options),
+            Err(Error::Shape { .. })
+        ));
+        let options = ScatterOptions {
+            size: (0, 10),
+            ..Default::default()
+        };
+        assert!(matches!(
+            latent_scatter_with(&path, &p, &[0, 1], &options),
+            Err(Error::Shape { .. })
+        ));
+        assert!(!path.exists());
+    }
+}
