@@ -125,6 +125,22 @@ pub(crate) fn padded(lo: f64, hi: f64) -> std::ops::Range<f64> {
     }
 }
 
+/// An axis tick label: whole numbers without a decimal point, others with at most three
+/// decimals, very large or small ones in scientific notation.
+pub(crate) fn tick(x: &f64) -> String {
+    let x = *x;
+    let a = x.abs();
+    if x == 0.0 || (x - x.round()).abs() < 1e-9 * a.max(1.0) && a < 1e6 {
+        let r = x.round();
+        return if r == 0.0 { "0".into() } else { format!("{r}") };
+    }
+    if !(1e-3..1e6).contains(&a) {
+        return format!("{x:.1e}");
+    }
+    let s = format!("{x:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 /// `plotters`' colour for an RGB triple.
 pub(crate) fn rgb(c: [u8; 3]) -> RGBColor {
     RGBColor(c[0], c[1], c[2])
@@ -147,6 +163,29 @@ pub(crate) fn text_size(text: &str, size: f64) -> (u32, u32) {
         .into_font()
         .box_size(text)
         .unwrap_or((text.chars().count() as u32 * size as u32 / 2, size as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tick;
+
+    #[test]
+    fn tick_labels_are_short() {
+        let cases = [
+            (0.0, "0"),
+            (-0.0, "0"),
+            (40.0, "40"),
+            (-8.0, "-8"),
+            (2.5, "2.5"),
+            (0.125, "0.125"),
+            (0.1 + 0.2, "0.3"),
+            (1.5e7, "1.5e7"),
+            (2e-5, "2.0e-5"),
+        ];
+        for (x, s) in cases {
+            assert_eq!(tick(&x), s, "{x}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::plot::canvas::{drawing, invalid, padded, rgb, Canvas, FONT};
+use crate::plot::canvas::{drawing, invalid, padded, rgb, tick, Canvas, FONT};
 use crate::plot::colour::class_colour;
 use crate::train::EpochMetrics;
 use crate::Result;
@@ -105,20 +105,27 @@ pub fn training_curves(path: &Path, metrics: &[EpochMetrics]) -> Result<()> {
         let root = root.titled("training curves", (FONT, 24)).map_err(&err)?;
         let (top, bottom) = root.split_vertically(SIZE.1 * 52 / 100);
         let (left, right) = bottom.split_horizontally(SIZE.0 * 62 / 100);
-        panel(&top, "loss per sample (negative ELBO)", "loss", &losses)?;
-        panel(&left, "KL to the prior, per term", "KL", &kls)?;
-        panel(&right, "KL weight", "beta", &beta)?;
+        panel(
+            &top,
+            "loss per sample (negative ELBO)",
+            "loss",
+            &losses,
+            true,
+        )?;
+        panel(&left, "KL to the prior, per term", "KL", &kls, true)?;
+        panel(&right, "KL weight", "beta", &beta, false)?;
         root.present().map_err(&err)?;
     }
     canvas.save(path)
 }
 
-/// One chart with a caption, axes, lines with point markers and a legend.
+/// One chart with a caption, axes, lines with point markers and, if `legend`, a legend.
 fn panel(
     area: &DrawingArea<BitMapBackend<'_>, Shift>,
     caption: &str,
     y_desc: &str,
     lines: &[Line],
+    legend: bool,
 ) -> Result<()> {
     let err = drawing("training curves");
     let all = || lines.iter().flat_map(|l| l.points.iter());
@@ -161,6 +168,7 @@ fn panel(
         .x_desc("epoch")
         .y_desc(y_desc)
         .x_label_formatter(&whole)
+        .y_label_formatter(&tick)
         .label_style((FONT, 13))
         .axis_desc_style((FONT, 15))
         .draw()
@@ -175,6 +183,9 @@ fn panel(
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(3))
             });
+    }
+    if !legend {
+        return Ok(());
     }
     chart
         .configure_series_labels()

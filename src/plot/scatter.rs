@@ -1,11 +1,12 @@
 //! Scatter plots of 2-D points (e.g. latent means after [`pca2`](crate::plot::pca2)) coloured
-//! by class.
+//! by class, with the legend beside the plot.
 
 use std::path::Path;
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::plot::canvas::{drawing, invalid, padded, rgb, Canvas, FONT};
+use crate::plot::canvas::{drawing, invalid, padded, rgb, text_size, tick, Canvas, FONT};
 use crate::plot::colour::class_colour;
 use crate::{Error, Result};
 
@@ -95,20 +96,35 @@ pub fn latent_scatter_with(
             )
         },
     );
+    let names: Vec<(usize, String)> = (0..classes)
+        .filter(|&c| present[c])
+        .map(|c| {
+            let name = options.class_names.get(c).cloned();
+            (c, name.unwrap_or_else(|| c.to_string()))
+        })
+        .collect();
+    let legend_px = 14.0;
+    let legend_w = names
+        .iter()
+        .map(|(_, n)| text_size(n, legend_px).0 + 40)
+        .max()
+        .unwrap_or(0)
+        .min(options.size.0 / 3);
     let mut canvas = Canvas::new("scatter", options.size.0, options.size.1)?;
     let err = drawing("scatter plot");
     {
         let root = canvas.area();
         root.fill(&WHITE).map_err(&err)?;
-        let mut builder = ChartBuilder::on(&root);
-        builder
+        let root = if options.title.is_empty() {
+            root
+        } else {
+            root.titled(&options.title, (FONT, 24)).map_err(&err)?
+        };
+        let (plot, legend) = root.split_horizontally(options.size.0 - legend_w);
+        let mut chart = ChartBuilder::on(&plot)
             .margin(15)
             .x_label_area_size(45)
-            .y_label_area_size(60);
-        if !options.title.is_empty() {
-            builder.caption(&options.title, (FONT, 24));
-        }
-        let mut chart = builder
+            .y_label_area_size(60)
             .build_cartesian_2d(padded(lo[0], hi[0]), padded(lo[1], hi[1]))
             .map_err(&err)?;
         chart
@@ -117,6 +133,8 @@ pub fn latent_scatter_with(
             .bold_line_style(BLACK.mix(0.08))
             .x_desc(&options.x_label)
             .y_desc(&options.y_label)
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .label_style((FONT, 14))
             .axis_desc_style((FONT, 16))
             .draw()
@@ -132,28 +150,19 @@ pub fn latent_scatter_with(
                 )
             }))
             .map_err(&err)?;
-        // Empty series that only carry the legend entries.
-        for class in (0..classes).filter(|&c| present[c]) {
-            let colour = rgb(class_colour(class));
-            let name = options
-                .class_names
-                .get(class)
-                .cloned()
-                .unwrap_or_else(|| class.to_string());
-            chart
-                .draw_series(std::iter::empty::<Circle<(f64, f64), u32>>())
-                .map_err(&err)?
-                .label(name)
-                .legend(move |(x, y)| Circle::new((x + 6, y), 5, colour.filled()));
+        // The legend in its own strip right of the plot, so that it hides no point.
+        let (_, legend_h) = legend.dim_in_pixel();
+        let row = ((legend_h as i32 - 30) / names.len().max(1) as i32).clamp(8, 22);
+        let style = TextStyle::from((FONT, legend_px))
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Left, VPos::Center));
+        for (i, (class, name)) in names.iter().enumerate() {
+            let y = 25 + row * i as i32;
+            legend
+                .draw(&Circle::new((12, y), 5, rgb(class_colour(*class)).filled()))
+                .map_err(&err)?;
+            legend.draw_text(name, &style, (24, y)).map_err(&err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.4))
-            .label_font((FONT, 14))
-            .draw()
-            .map_err(&err)?;
         root.present().map_err(&err)?;
     }
     canvas.save(path)

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::plot::canvas::{check_finite, drawing, Canvas, FONT};
+use crate::plot::canvas::{check_finite, drawing, tick, Canvas, FONT};
 use crate::plot::colour::Colormap;
 use crate::plot::grid::{count_tiles, mosaic, GridOptions};
 use crate::{Error, Result};
@@ -127,6 +127,8 @@ pub fn spectrogram_image(
             .disable_mesh()
             .x_desc(&options.x_label)
             .y_desc(&options.y_label)
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .label_style((FONT, 14))
             .axis_desc_style((FONT, 16))
             .draw()
@@ -143,6 +145,7 @@ pub fn spectrogram_image(
             .configure_mesh()
             .disable_mesh()
             .disable_x_axis()
+            .y_label_formatter(&tick)
             .label_style((FONT, 14))
             .draw()
             .map_err(&err)?;
