@@ -34,8 +34,9 @@ use std::str::FromStr;
 
 use anyhow::{bail, ensure, Context, Result};
 use dfdx::prelude::Cpu;
-use mvae::data::{BatchOptions, HostBatch, Mnist, MultimodalDataset, Split};
-use mvae::{eval, Backend, Batch, ModelConfig, Mvae, Subset, TrainConfig, Trainer};
+use mvae::data::{Mnist, MultimodalDataset, Split};
+use mvae::impute::argmax;
+use mvae::{eval, Backend, ModelConfig, Mvae, Subset, TrainConfig, Trainer};
 
 const USAGE: &str = "\
 Hide labels and images of MNIST, train on what is left, and fill in the hidden entries of
@@ -190,14 +191,6 @@ impl PixelError {
     }
 }
 
-/// Index of the largest value.
-fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(k, _)| k)
-}
-
 /// Trains on the partial training set, imputes the hidden test entries, scores them.
 fn run<D: Backend>(
     args: &Args,
@@ -282,36 +275,28 @@ fn run<D: Backend>(
         model.modality_index("label")?,
     );
 
-    // Impute: encode what each partial test sample has (the masks leave the rest out), decode
-    // both modalities from the posterior mean, keep the decoded value where one was hidden.
+    // Impute: the library fills every hidden value from the posterior of what that sample has
+    // (the masks leave the rest out of the product) with the decoder's mean at its mean.
+    let (filled, _) = mvae::impute::impute(model, partial)?;
     let (mut right, mut majority_right, mut labels_imputed) = (0usize, 0usize, 0usize);
     let mut imputed = PixelError::default();
     let mut flat = PixelError::default();
     let mut by_class = PixelError::default();
-    let mut batches = partial.batches(&BatchOptions {
-        shuffle: false,
-        ..BatchOptions::new(500, 0)
-    })?;
-    let mut host = HostBatch::default();
-    while batches.next_into(&mut host) {
-        let batch = Batch::from_host_batch(model.modalities(), model.device(), &host)?;
-        let z = model.encode_all(&batch).mean;
-        let images = model.decode_mean(img, z.clone()).as_vec();
-        let labels = model.decode_mean(lab, z).as_vec();
-        for (j, &s) in host.indices.iter().enumerate() {
-            let truth_label = truth_lab.values()[s] as usize;
-            if !part_lab.present()[s] {
-                let guess = argmax(&labels[j * 10..(j + 1) * 10]);
-                right += usize::from(guess == truth_label);
-                majority_right += usize::from(majority == truth_label);
-                labels_imputed += 1;
-            }
-            if !part_img.present()[s] {
-                let truth = truth_img.sample(s).expect("in range");
-                imputed.add(truth, &images[j * dim..(j + 1) * dim]);
-                flat.add(truth, &mean);
-                by_class.add(truth, &class_mean[truth_label]);
-            }
+    let fill_img = filled.column("image").context("imputed images")?;
+    let fill_lab = filled.column("label").context("imputed labels")?;
+    for s in 0..partial.len() {
+        let truth_label = truth_lab.values()[s] as usize;
+        if !part_lab.present()[s] {
+            let guess = fill_lab.values()[s] as usize;
+            right += usize::from(guess == truth_label);
+            majority_right += usize::from(majority == truth_label);
+            labels_imputed += 1;
+        }
+        if !part_img.present()[s] {
+            let truth = truth_img.sample(s).expect("in range");
+            imputed.add(truth, fill_img.sample(s).expect("in range"));
+            flat.add(truth, &mean);
+            by_class.add(truth, &class_mean[truth_label]);
         }
     }
     ensure!(
