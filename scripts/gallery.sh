@@ -4,8 +4,8 @@
 # Usage: bash scripts/gallery.sh   (about 5 minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --bin mvae
-MVAE=target/release/mvae
+cargo build --bin mvae   # the dev profile is optimised (Cargo.toml)
+MVAE=target/debug/mvae
 OUT=target/gallery
 rm -rf "$OUT" && mkdir -p "$OUT" docs/gallery
 $MVAE train --dataset mnist --epochs 10 --anneal-epochs 2 --out "$OUT/mnist"
