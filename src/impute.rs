@@ -12,8 +12,8 @@ use crate::backend::{Backend, Latent};
 use crate::batch::{Batch, HostValues};
 use crate::data::{BatchOptions, DatasetBuilder, HostBatch, MultimodalDataset};
 use crate::likelihood::Likelihood;
-use crate::model::Mvae;
 use crate::modality::Modality;
+use crate::model::Mvae;
 use crate::{Error, Result};
 
 /// Samples per device batch.
@@ -119,12 +119,7 @@ pub fn impute<const L: usize, D: Backend>(
         builder = if specs.iter().any(|s| s.name() == c.name()) {
             builder.column(c.name(), c.dim(), filled.next().expect("one per modality"))
         } else {
-            builder.column_with_mask(
-                c.name(),
-                c.dim(),
-                c.values().to_vec(),
-                c.present().to_vec(),
-            )
+            builder.column_with_mask(c.name(), c.dim(), c.values().to_vec(), c.present().to_vec())
         };
     }
     let counts = specs
@@ -296,7 +291,10 @@ mod tests {
         let img = out.column("image").unwrap().sample(1).unwrap();
         assert!(img.iter().all(|v| (0.0..=1.0).contains(v)));
         let lab = out.column("label").unwrap();
-        assert!(lab.values().iter().all(|&v| v == 0.0 || v == 1.0 || v == 2.0));
+        assert!(lab
+            .values()
+            .iter()
+            .all(|&v| v == 0.0 || v == 1.0 || v == 2.0));
         assert_eq!(out.column("note").unwrap().values(), &[7.0, 8.0, 9.0]);
     }
 
