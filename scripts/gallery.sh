@@ -9,7 +9,7 @@ MVAE=target/debug/mvae
 OUT=target/gallery
 rm -rf "$OUT" && mkdir -p "$OUT" docs/gallery
 $MVAE train --dataset mnist --epochs 10 --anneal-epochs 2 --out "$OUT/mnist"
-$MVAE train --dataset av-digits --latent 8 --epochs 10 --anneal-epochs 2 --out "$OUT/av"
+$MVAE train --dataset av-digits --epochs 10 --anneal-epochs 2 --out "$OUT/av"
 $MVAE sample --checkpoint "$OUT/mnist" -n 32 --out "$OUT/sample"
 for f in curves latent reconstructions label_to_image; do
   cp "$OUT/mnist/pictures/$f.png" "docs/gallery/mnist_$f.png"

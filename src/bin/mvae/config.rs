@@ -63,8 +63,10 @@ impl Default for DataConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelSection {
-    /// Latent size (one of [`crate::LATENT_SIZES`]).
-    pub latent: usize,
+    /// Latent size (one of [`crate::LATENT_SIZES`]); by default 64 for `mnist` (the paper) and
+    /// 8 otherwise (with a wide latent, the experts of two rich modalities such as images and
+    /// sound keep their content in separate dimensions and cross-generation fails).
+    pub latent: Option<usize>,
     /// Encoder hidden sizes, input side first.
     pub encoder_hidden: Vec<usize>,
     /// Decoder hidden sizes, latent side first.
@@ -78,7 +80,7 @@ pub struct ModelSection {
 impl Default for ModelSection {
     fn default() -> Self {
         Self {
-            latent: 64,
+            latent: None,
             encoder_hidden: vec![512, 512],
             decoder_hidden: vec![512, 512, 512],
             activation: Activation::Swish,
@@ -158,12 +160,20 @@ impl RunConfig {
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/data"))
     }
 
+    /// The latent size: the configured one, else the data set's default.
+    pub fn latent(&self) -> usize {
+        self.model.latent.unwrap_or(match self.data.dataset {
+            DatasetKind::Mnist => 64,
+            DatasetKind::AvDigits | DatasetKind::Csv => 8,
+        })
+    }
+
     /// Checks what the library does not check itself.
     pub fn validate(&self) -> Result<()> {
-        if !crate::LATENT_SIZES.contains(&self.model.latent) {
+        if !crate::LATENT_SIZES.contains(&self.latent()) {
             bail!(
                 "latent size {} is not built into this tool; choose one of {:?}",
-                self.model.latent,
+                self.latent(),
                 crate::LATENT_SIZES
             );
         }
@@ -219,4 +229,51 @@ pub fn sizes(s: &str) -> Result<Vec<usize>, String> {
                 .map_err(|_| format!("{p:?} is not a layer size"))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latent_defaults_by_data_set_and_explicit_wins() {
+        let mut cfg = RunConfig::default();
+        assert_eq!(cfg.latent(), 64);
+        cfg.data.dataset = DatasetKind::AvDigits;
+        assert_eq!(cfg.latent(), 8);
+        cfg.model.latent = Some(32);
+        assert_eq!(cfg.latent(), 32);
+        cfg.model.latent = Some(20);
+        assert!(cfg.validate().is_err(), "20 is not compiled in");
+    }
+
+    #[test]
+    fn toml_round_trips_and_refuses_unknown_keys() {
+        let cfg: RunConfig = toml::from_str(
+            "[data]\ndataset = \"av_digits\"\nmissing = { label = 0.5 }\n[train]\nepochs = 3\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.data.dataset, DatasetKind::AvDigits);
+        assert_eq!(cfg.data.missing["label"], 0.5);
+        assert_eq!((cfg.train.epochs, cfg.latent()), (3, 8));
+        let back: RunConfig = toml::from_str(&toml::to_string_pretty(&cfg).unwrap()).unwrap();
+        assert_eq!(back, cfg);
+        assert!(toml::from_str::<RunConfig>("[train]\nepoch = 3\n").is_err());
+        assert!(toml::from_str::<RunConfig>("[data]\ndataset = \"cifar\"\n").is_err());
+    }
+
+    #[test]
+    fn flag_parsers_name_the_problem() {
+        assert_eq!(
+            key_value::<f64>("label=0.5").unwrap(),
+            ("label".into(), 0.5)
+        );
+        assert!(key_value::<f64>("label")
+            .unwrap_err()
+            .contains("NAME=VALUE"));
+        assert!(key_value::<f64>("label=x").unwrap_err().contains("label"));
+        assert_eq!(sizes("512, 256").unwrap(), vec![512, 256]);
+        assert!(sizes("512,a").is_err());
+        assert_eq!(group("xy=x,y").unwrap().1, vec!["x", "y"]);
+    }
 }
