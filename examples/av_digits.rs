@@ -27,8 +27,10 @@
 //! objective never decodes one modality from another's expert alone (`docs/results.md`,
 //! "AV digits").
 
+mod common;
+use common::num;
+
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -78,14 +80,6 @@ struct Args {
     cuda: bool,
 }
 
-/// Parses the value of `flag`, naming the flag and what it takes when it does not parse.
-fn num<T: FromStr>(flag: &str, value: String, what: &str) -> Result<T> {
-    value
-        .parse()
-        .ok()
-        .with_context(|| format!("{flag} takes {what}, not {value:?}"))
-}
-
 fn parse() -> Result<Args> {
     let mut a = Args {
         data: std::env::var_os("MVAE_DATA").map(PathBuf::from),
@@ -106,14 +100,14 @@ fn parse() -> Result<Args> {
         let whole = "a whole number";
         match flag.as_str() {
             "--data" => a.data = Some(val()?.into()),
-            "--epochs" => a.epochs = num(&flag, val()?, whole)?,
-            "--latent" => a.latent = num(&flag, val()?, whole)?,
-            "--anneal-epochs" => a.anneal_epochs = num(&flag, val()?, "a number")?,
-            "--audio-weight" => a.audio_weight = num(&flag, val()?, "a number")?,
-            "--subsets" => a.subsets = num(&flag, val()?, whole)?,
-            "--limit" => a.limit = Some(num(&flag, val()?, whole)?),
-            "--test-limit" => a.test_limit = Some(num(&flag, val()?, whole)?),
-            "--seed" => a.seed = num(&flag, val()?, whole)?,
+            "--epochs" => a.epochs = num(&flag, &val()?, whole)?,
+            "--latent" => a.latent = num(&flag, &val()?, whole)?,
+            "--anneal-epochs" => a.anneal_epochs = num(&flag, &val()?, "a number")?,
+            "--audio-weight" => a.audio_weight = num(&flag, &val()?, "a number")?,
+            "--subsets" => a.subsets = num(&flag, &val()?, whole)?,
+            "--limit" => a.limit = Some(num(&flag, &val()?, whole)?),
+            "--test-limit" => a.test_limit = Some(num(&flag, &val()?, whole)?),
+            "--seed" => a.seed = num(&flag, &val()?, whole)?,
             "--json" => a.json = true,
             "--cuda" => a.cuda = true,
             "-h" | "--help" => {

@@ -29,8 +29,10 @@
 //! Data: `--data DIR` or `MVAE_DATA` (a folder with `mnist/`), else the sample bundled in
 //! `examples/data` (3,000 training and 1,000 test images).
 
+mod common;
+use common::num;
+
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use anyhow::{bail, ensure, Context, Result};
 use dfdx::prelude::Cpu;
@@ -74,14 +76,6 @@ struct Args {
     cuda: bool,
 }
 
-/// Parses the value of `flag`, naming the flag and what it takes when it does not parse.
-fn num<T: FromStr>(flag: &str, value: String, what: &str) -> Result<T> {
-    value
-        .parse()
-        .ok()
-        .with_context(|| format!("{flag} takes {what}, not {value:?}"))
-}
-
 fn parse() -> Result<Args> {
     let mut a = Args {
         data: std::env::var_os("MVAE_DATA").map(PathBuf::from),
@@ -102,13 +96,13 @@ fn parse() -> Result<Args> {
         let rate = "a fraction between 0 and 1";
         match flag.as_str() {
             "--data" => a.data = Some(val()?.into()),
-            "--hide-labels" => a.hide_labels = num(&flag, val()?, rate)?,
-            "--hide-images" => a.hide_images = num(&flag, val()?, rate)?,
-            "--epochs" => a.epochs = num(&flag, val()?, whole)?,
-            "--anneal-epochs" => a.anneal_epochs = num(&flag, val()?, "a number")?,
-            "--hidden" => a.hidden = num(&flag, val()?, whole)?,
-            "--limit" => a.limit = Some(num(&flag, val()?, whole)?),
-            "--seed" => a.seed = num(&flag, val()?, whole)?,
+            "--hide-labels" => a.hide_labels = num(&flag, &val()?, rate)?,
+            "--hide-images" => a.hide_images = num(&flag, &val()?, rate)?,
+            "--epochs" => a.epochs = num(&flag, &val()?, whole)?,
+            "--anneal-epochs" => a.anneal_epochs = num(&flag, &val()?, "a number")?,
+            "--hidden" => a.hidden = num(&flag, &val()?, whole)?,
+            "--limit" => a.limit = Some(num(&flag, &val()?, whole)?),
+            "--seed" => a.seed = num(&flag, &val()?, whole)?,
             "--json" => a.json = true,
             "--cuda" => a.cuda = true,
             "-h" | "--help" => {

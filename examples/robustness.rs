@@ -30,8 +30,10 @@
 //! `--epochs 10`, a smaller network than the paper's (`--hidden 256`: encoders 256-256,
 //! decoders 256-256-256; `--hidden 512` is the paper's), latent 16.
 
+mod common;
+use common::num;
+
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use anyhow::{bail, ensure, Context, Result};
 use dfdx::prelude::Cpu;
@@ -90,15 +92,6 @@ struct Args {
     cuda: bool,
 }
 
-/// Parses the value of `flag`, naming the flag and what it takes when it does not parse.
-fn num<T: FromStr>(flag: &str, value: &str, what: &str) -> Result<T> {
-    value
-        .trim()
-        .parse()
-        .ok()
-        .with_context(|| format!("{flag} takes {what}, not {value:?}"))
-}
-
 fn parse() -> Result<Args> {
     let mut a = Args {
         data: std::env::var_os("MVAE_DATA").map(PathBuf::from),
@@ -122,7 +115,7 @@ fn parse() -> Result<Args> {
                 let list = val()?;
                 a.rates = list
                     .split(',')
-                    .map(|r| num(&flag, r, "comma-separated fractions between 0 and 1"))
+                    .map(|r| num(&flag, r.trim(), "comma-separated fractions between 0 and 1"))
                     .collect::<Result<_>>()?;
                 if let Some(r) = a.rates.iter().find(|r| !(0.0..=1.0).contains(*r)) {
                     bail!("--rates takes fractions between 0 and 1, not {r}");
