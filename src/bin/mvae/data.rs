@@ -157,17 +157,16 @@ fn column_codecs(
                 bail!("column {:?} is in two groups", table.header[c]);
             }
             used[c] = true;
-            let vals: Vec<f64> = (0..table.values.nrows())
+            let vals: Vec<f32> = (0..table.values.nrows())
                 .filter(|&r| table.present[[r, c]])
-                .map(|r| f64::from(table.values[[r, c]]))
+                .map(|r| table.values[[r, c]])
                 .collect();
             if vals.is_empty() {
                 bail!("column {:?} has no values", table.header[c]);
             }
-            let m = vals.iter().sum::<f64>() / vals.len() as f64;
-            let v = vals.iter().map(|x| (x - m).powi(2)).sum::<f64>() / vals.len() as f64;
-            mean.push(m as f32);
-            std.push((v.sqrt() as f32).max(mvae::data::normalizer::MIN_STD));
+            let fitted = Normalizer::fit(&vals, 1)?;
+            mean.push(fitted.mean[0]);
+            std.push(fitted.std[0]);
         }
         let columns = cols.iter().map(|&c| table.header[c].clone()).collect();
         codecs.insert(
