@@ -4,13 +4,21 @@
 
 use dfdx::prelude::*;
 
+use crate::kernels::Kernels;
+
 /// A dfdx device that `mvae` can run on.
 ///
-/// Blanket-implemented for every dfdx device with the kernels the library uses, so user code
-/// names `Cpu` or `Cuda` and never implements this trait.
-pub trait Backend: Device<f32> + Clone + Default + std::fmt::Debug + 'static {}
+/// Blanket-implemented for every dfdx device that has the library's own [`Kernels`] (`Cpu`,
+/// `Cuda`), so user code names `Cpu` or `Cuda` and never implements this trait.
+pub trait Backend:
+    Device<f32> + Kernels + Send + Sync + Clone + Default + std::fmt::Debug + 'static
+{
+}
 
-impl<D: Device<f32> + Clone + Default + std::fmt::Debug + 'static> Backend for D {}
+impl<D: Device<f32> + Kernels + Send + Sync + Clone + Default + std::fmt::Debug + 'static> Backend
+    for D
+{
+}
 
 /// A matrix of runtime shape: `(rows, columns)`.
 pub type Matrix<D, T = NoneTape> = Tensor<(usize, usize), f32, D, T>;

@@ -154,6 +154,41 @@ impl<D: Backend> Batch<D> {
     pub fn columns(&self) -> &[Option<Column<D>>] {
         &self.columns
     }
+
+    /// Samples `rows` of this batch as a batch of their own (copies on the device); columns
+    /// stay where they are, even where no sample of the part has the modality.
+    ///
+    /// # Panics
+    /// If `rows` reaches past the batch.
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> Self {
+        assert!(
+            rows.start <= rows.end && rows.end <= self.size,
+            "rows {rows:?} of a batch of {}",
+            self.size
+        );
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| {
+                c.as_ref().map(|c| Column {
+                    input: match &c.input {
+                        Input::Dense(x) => Input::Dense(x.clone().slice((rows.clone(), ..))),
+                        Input::Classes(ids) => {
+                            // dfdx slices float tensors only: ids go through the host.
+                            let part = ids.as_vec()[rows.clone()].to_vec();
+                            Input::Classes(ids.device().tensor_from_vec(part, (rows.len(),)))
+                        }
+                    },
+                    present: c.present.clone().slice((rows.clone(),)),
+                    present_host: c.present_host[rows.clone()].to_vec(),
+                })
+            })
+            .collect();
+        Self {
+            size: rows.len(),
+            columns,
+        }
+    }
 }
 
 fn batch_size(specs: &[ModalitySpec], given: &[HostValues<'_>]) -> Result<usize> {

@@ -8,6 +8,7 @@ pub mod codec;
 pub mod data;
 pub mod eval;
 pub mod impute;
+pub mod kernels;
 pub mod likelihood;
 pub mod modality;
 pub mod model;

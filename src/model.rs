@@ -249,11 +249,15 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
         let enc = &self.encoders[m];
         let act = self.config.activation;
         let h = match (&enc.input, input) {
-            (InputLayer::Dense(l), Input::Dense(x)) => l.forward(x.clone().put_tape(tape)),
-            (InputLayer::Embedding(e), Input::Classes(ids)) => e.lookup(ids.clone().put_tape(tape)),
+            (InputLayer::Dense(l), Input::Dense(x)) => {
+                l.forward_with(x.clone().put_tape(tape), act)
+            }
+            (InputLayer::Embedding(e), Input::Classes(ids)) => {
+                act.apply(e.lookup(ids.clone().put_tape(tape)))
+            }
             _ => panic!("input of modality {m} does not match its encoder"),
         };
-        let h = enc.hidden.forward(act.apply(h));
+        let h = enc.hidden.forward(h);
         let mean = enc.mean.forward(h.with_empty_tape());
         let logvar = enc.logvar.forward(h);
         Gaussian {

@@ -32,7 +32,7 @@ pub enum Activation {
 
 impl Activation {
     /// Applies the activation elementwise, keeping the tape.
-    pub fn apply<S: Shape, D: Backend, T: Tape<f32, D>>(
+    pub fn apply<S: Shape, D: Device<f32>, T: Tape<f32, D>>(
         self,
         x: Tensor<S, f32, D, T>,
     ) -> Tensor<S, f32, D, T> {
@@ -177,14 +177,13 @@ impl<D: Backend> Linear<D> {
 
     /// `x W^T + b` for a batch `x: (batch, inputs)`.
     pub fn forward<T: Tape<f32, D>>(&self, x: Matrix<D, T>) -> Matrix<D, T> {
-        let y = x.matmul(self.weight.clone().permute::<_, Axes2<1, 0>>());
-        match &self.bias {
-            Some(b) => {
-                let shape = *y.shape();
-                y + b.clone().broadcast_like::<_, Axis<0>>(&shape)
-            }
-            None => y,
-        }
+        self.forward_with(x, Activation::Identity)
+    }
+
+    /// `act(x W^T + b)`: the layer and its activation as one device kernel
+    /// ([`crate::kernels::Kernels::dense`]).
+    pub fn forward_with<T: Tape<f32, D>>(&self, x: Matrix<D, T>, act: Activation) -> Matrix<D, T> {
+        D::dense(x, &self.weight, self.bias.as_ref(), act)
     }
 }
 
@@ -264,7 +263,7 @@ impl<D: Backend> Mlp<D> {
     /// Runs the stack.
     pub fn forward<T: Tape<f32, D>>(&self, mut x: Matrix<D, T>) -> Matrix<D, T> {
         for l in &self.layers {
-            x = self.activation.apply(l.forward(x));
+            x = l.forward_with(x, self.activation);
         }
         x
     }

@@ -12,6 +12,7 @@
 use dfdx::prelude::*;
 use rand::seq::SliceRandom;
 use rand::Rng;
+use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, Vector};
@@ -114,6 +115,32 @@ pub struct TermStats {
     pub kl: f64,
 }
 
+impl TermStats {
+    /// The statistics of a whole batch from those of its parts (means weighted by the
+    /// samples that took part in each).
+    pub fn merge(parts: &[&TermStats]) -> TermStats {
+        let samples: usize = parts.iter().map(|p| p.samples).sum();
+        let mods = parts.iter().map(|p| p.nll.len()).max().unwrap_or(0);
+        let mut out = TermStats {
+            samples,
+            nll: vec![0.0; mods],
+            ..Default::default()
+        };
+        if samples == 0 {
+            return out;
+        }
+        for p in parts {
+            let w = p.samples as f64 / samples as f64;
+            out.loss += w * p.loss;
+            out.kl += w * p.kl;
+            for (o, v) in out.nll.iter_mut().zip(&p.nll) {
+                *o += w * v;
+            }
+        }
+        out
+    }
+}
+
 /// The loss of one batch, on the tape, with per-term statistics.
 pub struct Loss<D: Backend> {
     /// Scalar loss to minimise (sum of terms, each divided by the batch size).
@@ -130,6 +157,33 @@ pub fn loss<const L: usize, D: Backend>(
     beta: f32,
     rng: &mut impl Rng,
 ) -> Loss<D> {
+    let noise = draw_noise(terms.len(), batch.size() * L, rng);
+    let noise: Vec<&[f32]> = noise.iter().map(Vec::as_slice).collect();
+    loss_with_noise(model, batch, terms, beta, &noise)
+}
+
+/// The standard-normal draws of the reparameterisation: `len` values for each of `terms`
+/// terms, in term order (drawn for every term, used or not, so the stream does not depend
+/// on which samples take part).
+pub fn draw_noise(terms: usize, len: usize, rng: &mut impl Rng) -> Vec<Vec<f32>> {
+    (0..terms)
+        .map(|_| (0..len).map(|_| StandardNormal.sample(rng)).collect())
+        .collect()
+}
+
+/// [`loss`] with the reparameterisation's draws given: `noise[t]` holds `batch x L` values for
+/// term `t`.
+///
+/// # Panics
+/// If `noise` does not hold one slice of `batch x L` values per term.
+pub fn loss_with_noise<const L: usize, D: Backend>(
+    model: &Mvae<L, D>,
+    batch: &Batch<D>,
+    terms: &[Term],
+    beta: f32,
+    noise: &[&[f32]],
+) -> Loss<D> {
+    assert_eq!(noise.len(), terms.len(), "one noise slice per term");
     let n = batch.size();
     let dev = model.device().clone();
     let mods = model.modalities().len();
@@ -146,7 +200,7 @@ pub fn loss<const L: usize, D: Backend>(
         .collect();
     let mut total: Option<Tensor<Rank0, f32, D, OwnedTape<f32, D>>> = None;
     let mut stats = Vec::with_capacity(terms.len());
-    for &term in terms {
+    for (&term, &eps) in terms.iter().zip(noise) {
         let subset = match term {
             Term::Joint => Subset::all(mods),
             Term::Subset(s) => s,
@@ -180,7 +234,7 @@ pub fn loss<const L: usize, D: Backend>(
             mean: q.mean.with_empty_tape(),
             logvar: q.logvar.with_empty_tape(),
         };
-        let z = q.rsample(rng);
+        let z = q.rsample_with(eps);
         let kl = kl_q.kl_to_standard_normal();
         let kl_host = kl.as_vec();
         let mut per_sample = kl * beta;

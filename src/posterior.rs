@@ -81,10 +81,27 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Gaussian<L, D, T> {
     /// Draws `mean + exp(logvar / 2) * eps` with `eps ~ N(0, I)` from `rng` (drawn on the host,
     /// so a seed gives the same numbers on every device).
     pub fn rsample(self, rng: &mut impl Rng) -> Latent<L, D, T> {
+        let eps: Vec<f32> = (0..self.batch() * L)
+            .map(|_| StandardNormal.sample(rng))
+            .collect();
+        self.rsample_with(&eps)
+    }
+
+    /// `mean + exp(logvar / 2) * eps` with the given standard-normal draws, `batch x L`
+    /// row-major (so parts of a batch can share the draws of the whole).
+    ///
+    /// # Panics
+    /// If `eps` does not hold `batch x L` values.
+    pub fn rsample_with(self, eps: &[f32]) -> Latent<L, D, T> {
         let n = self.batch();
+        assert_eq!(
+            eps.len(),
+            n * L,
+            "rsample_with: {} draws for {n} x {L}",
+            eps.len()
+        );
         let dev = self.mean.device().clone();
-        let eps: Vec<f32> = (0..n * L).map(|_| StandardNormal.sample(rng)).collect();
-        let eps = dev.tensor_from_vec(eps, (n, Const::<L>));
+        let eps = dev.tensor_from_vec(eps.to_vec(), (n, Const::<L>));
         (self.logvar * 0.5).exp() * eps + self.mean
     }
 

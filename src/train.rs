@@ -2,11 +2,13 @@
 //!
 //! Same seed, same data, same config: same weights and the same numbers, run after run.
 
+use std::ops::Range;
 use std::time::Instant;
 
 use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
@@ -14,10 +16,35 @@ use crate::batch::Batch;
 use crate::codec::Codecs;
 use crate::data::{BatchOptions, HostBatch, MultimodalDataset};
 use crate::model::Mvae;
+use crate::nn::{ParamMut, ParamVisitor, Parameters};
 use crate::objective::{self, ObjectiveConfig, Term, TermStats};
 use crate::optim::{Adam, AdamSettings};
 use crate::subset::Subset;
 use crate::{Error, Result};
+
+/// One part of a batch after its forward and backward pass.
+struct PartResult<D: Backend> {
+    /// Its fraction of the batch's samples.
+    share: f32,
+    /// Its loss (mean over its samples).
+    value: f32,
+    terms: Vec<(Term, TermStats)>,
+    /// Its gradients (`None` when the loss is not finite).
+    grads: Option<Gradients<f32, D>>,
+}
+
+/// The per-term statistics of a batch from those of its parts.
+fn merge_terms<D: Backend>(parts: &[PartResult<D>]) -> Vec<(Term, TermStats)> {
+    if let [only] = parts {
+        return only.terms.clone();
+    }
+    (0..parts[0].terms.len())
+        .map(|t| {
+            let stats: Vec<&TermStats> = parts.iter().map(|p| &p.terms[t].1).collect();
+            (parts[0].terms[t].0, TermStats::merge(&stats))
+        })
+        .collect()
+}
 
 /// Settings of a training run.
 ///
@@ -183,14 +210,55 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
     /// # Errors
     /// [`Error::Diverged`] if the loss is not finite (the weights are then left unchanged).
     pub fn step(&mut self, batch: &Batch<D>) -> Result<Vec<(Term, TermStats)>> {
+        // The step runs on a rayon worker, so the kernels' two-way splits hand the second half
+        // to the other worker's deque instead of waking the pool from outside for every product.
+        rayon::scope(|_| self.step_in_pool(batch))
+    }
+
+    fn step_in_pool(&mut self, batch: &Batch<D>) -> Result<Vec<(Term, TermStats)>> {
         let beta = self.cfg.objective.beta_at(self.step);
         let terms = objective::terms(
             self.model.modalities().len(),
             &self.cfg.objective,
             &mut self.rng,
         );
-        let loss = objective::loss(&self.model, batch, &terms, beta, &mut self.rng);
-        let value = loss.value.as_vec()[0];
+        // The draws of the whole batch, so the parts below change nothing but the order of
+        // floating-point sums.
+        let n = batch.size();
+        let noise = objective::draw_noise(terms.len(), n * L, &mut self.rng);
+        let parts = D::training_parts(n).clamp(1, n.max(1));
+        let model = &self.model;
+        let run = |rows: Range<usize>| {
+            let part = (rows.len() < n).then(|| batch.rows(rows.clone()));
+            let eps: Vec<&[f32]> = noise
+                .iter()
+                .map(|v| &v[rows.start * L..rows.end * L])
+                .collect();
+            let loss = objective::loss_with_noise(
+                model,
+                part.as_ref().unwrap_or(batch),
+                &terms,
+                beta,
+                &eps,
+            );
+            let value = loss.value.as_vec()[0];
+            let grads = value.is_finite().then(|| loss.value.backward());
+            PartResult {
+                share: rows.len() as f32 / n as f32,
+                value,
+                terms: loss.terms,
+                grads,
+            }
+        };
+        let mut results: Vec<PartResult<D>> = if parts == 1 {
+            vec![run(0..n)]
+        } else {
+            (0..parts)
+                .into_par_iter()
+                .map(|p| run(p * n / parts..(p + 1) * n / parts))
+                .collect()
+        };
+        let value: f32 = results.iter().map(|r| r.share * r.value).sum();
         if !value.is_finite() {
             return Err(Error::Diverged {
                 step: self.step,
@@ -198,10 +266,27 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
                 value,
             });
         }
-        let mut grads = loss.value.backward();
+        let stats = merge_terms(&results);
+        let mut rest = results.split_off(1);
+        let first = results.pop().expect("one part at least");
+        let mut grads = first.grads.expect("finite loss");
+        let mut into_share = first.share;
+        for part in &mut rest {
+            let from = part.grads.as_mut().expect("finite loss");
+            let (a, b) = (into_share, part.share);
+            let mut blend = |_: &str, p: ParamMut<'_, D>| {
+                match p {
+                    ParamMut::Matrix(t) => D::blend_gradient(&mut grads, from, t, a, b),
+                    ParamMut::Vector(t) => D::blend_gradient(&mut grads, from, t, a, b),
+                }
+                .expect("gradient buffers of the model's own size");
+            };
+            self.model.visit_params(&mut ParamVisitor::new(&mut blend));
+            into_share = 1.0;
+        }
         self.adam.update(&mut self.model, &mut grads);
         self.step += 1;
-        Ok(loss.terms)
+        Ok(stats)
     }
 
     /// One pass over `data` in a fresh seeded order; `progress` is called after every step.

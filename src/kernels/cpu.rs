@@ -1,0 +1,254 @@
+//! [`Kernels`] on the `Cpu`: the dense layer as one forward pass and one backward closure.
+
+use dfdx::prelude::*;
+
+use super::activation::{self, Saved};
+use super::gemm::{matmul, Operand};
+use super::{dense_composed, Kernels};
+use crate::backend::{Matrix, Vector};
+use crate::nn::Activation;
+
+/// Whether a `Cpu` matrix is stored densely in row-major order (not a permuted or broadcast
+/// view). dfdx 0.13 keeps strides private, so they are read off the element addresses.
+fn is_row_major<T>(t: &Matrix<Cpu, T>) -> bool {
+    let (rows, cols) = *t.shape();
+    if rows == 0 || cols == 0 {
+        return true;
+    }
+    let at = |i: usize, j: usize| std::ptr::from_ref(&t[[i, j]]) as usize;
+    let size = std::mem::size_of::<f32>();
+    (rows < 2 || at(1, 0).wrapping_sub(at(0, 0)) == cols * size)
+        && (cols < 2 || at(0, 1).wrapping_sub(at(0, 0)) == size)
+}
+
+/// Whether a `Cpu` vector is stored densely (not broadcast).
+fn is_dense_vector(t: &Vector<Cpu>) -> bool {
+    let n = t.shape().0;
+    n < 2 || std::ptr::from_ref(&t[[1]]) as usize - std::ptr::from_ref(&t[[0]]) as usize == 4
+}
+
+/// The values of a dense tensor, row-major: dfdx 0.13 lends no slice of a tensor's storage,
+/// so they are copied.
+fn values<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Vec<f32> {
+    let mut v = vec![0f32; t.shape().num_elements()];
+    t.copy_into(&mut v);
+    v
+}
+
+impl Kernels for Cpu {
+    fn dense<T: Tape<f32, Self>>(
+        x: Matrix<Self, T>,
+        weight: &Matrix<Self>,
+        bias: Option<&Vector<Self>>,
+        act: Activation,
+    ) -> Matrix<Self, T> {
+        let (rows, inputs) = *x.shape();
+        let (outputs, w_inputs) = *weight.shape();
+        assert_eq!(
+            w_inputs, inputs,
+            "dense layer: weight has {w_inputs} inputs, x has {inputs} columns"
+        );
+        let dense = is_row_major(&x)
+            && is_row_major(weight)
+            && bias.is_none_or(|b| is_dense_vector(b) && b.shape().0 == outputs);
+        if !dense {
+            return dense_composed(x, weight, bias, act);
+        }
+        let (x, mut tape) = x.split_tape();
+        let xs = values(&x);
+        let ws = values(weight);
+        let mut y = vec![0f32; rows * outputs];
+        matmul(
+            &mut y,
+            (rows, outputs, inputs),
+            Operand::plain(&xs),
+            Operand::transposed(&ws),
+            false,
+        );
+        let bs = bias.map(values);
+        let saved = activation::forward(act, &mut y, outputs, bs.as_deref(), T::OWNS_TAPE);
+        let keep = T::OWNS_TAPE.then(|| y.clone());
+        let out = x.device().tensor_from_vec(y, (rows, outputs));
+        if let Some(ys) = keep {
+            let weight = weight.clone();
+            let bias = bias.cloned();
+            let y = out.clone();
+            let layer = Saves { xs, ws, ys, saved };
+            tape.add_backward_op(move |grads| {
+                backward(&x, &weight, bias.as_ref(), &y, &layer, act, grads)
+            });
+        }
+        out.put_tape(tape)
+    }
+
+    fn training_parts(batch: usize) -> usize {
+        // Two halves, each big enough for gemm to stay efficient (measured on the MNIST
+        // model: batch 100 in two parts of 50 on 2 threads; see docs/performance.md).
+        if batch >= 2 * MIN_PART {
+            2
+        } else {
+            1
+        }
+    }
+
+    fn blend_gradient<S: Shape>(
+        into: &mut Gradients<f32, Self>,
+        from: &mut Gradients<f32, Self>,
+        param: &Tensor<S, f32, Self>,
+        a: f32,
+        b: f32,
+    ) -> Result<(), CpuError> {
+        let src: &[f32] = from.get_or_alloc_mut(param)?;
+        let dst: &mut [f32] = into.get_or_alloc_mut(param)?;
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = a * *d + b * s;
+        }
+        Ok(())
+    }
+}
+
+/// The smallest part of a batch worth a thread of its own.
+const MIN_PART: usize = 32;
+
+/// Host copies a layer keeps for its backward pass.
+struct Saves {
+    xs: Vec<f32>,
+    ws: Vec<f32>,
+    ys: Vec<f32>,
+    saved: Saved,
+}
+
+/// Adds the gradients of `x`, `W` and `b` given `y`'s.
+fn backward(
+    x: &Matrix<Cpu>,
+    weight: &Matrix<Cpu>,
+    bias: Option<&Vector<Cpu>>,
+    y: &Matrix<Cpu>,
+    layer: &Saves,
+    act: Activation,
+    grads: &mut Gradients<f32, Cpu>,
+) -> Result<(), CpuError> {
+    let (rows, inputs) = *x.shape();
+    let outputs = y.shape().1;
+    let Saves { xs, ws, ys, saved } = layer;
+    // dz = dy * act'(z); dy is copied out because the gradient store lends one slot at a time.
+    let mut dz: Vec<f32> = grads.get_or_alloc_mut(y)?.to_vec();
+    activation::backward(act, &mut dz, ys, saved, outputs);
+    if let Some(b) = bias {
+        activation::bias_gradient(grads.get_or_alloc_mut(b)?, &dz, outputs);
+    }
+    // dW (outputs x inputs) += dz^T x
+    matmul(
+        grads.get_or_alloc_mut(weight)?,
+        (outputs, inputs, rows),
+        Operand::transposed(&dz),
+        Operand::plain(xs),
+        true,
+    );
+    // dx (rows x inputs) += dz W
+    matmul(
+        grads.get_or_alloc_mut(x)?,
+        (rows, inputs, outputs),
+        Operand::plain(&dz),
+        Operand::plain(ws),
+        true,
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn random(dev: &Cpu, rows: usize, cols: usize, rng: &mut impl Rng) -> Matrix<Cpu> {
+        let v: Vec<f32> = (0..rows * cols).map(|_| rng.gen_range(-2.0..2.0)).collect();
+        dev.tensor_from_vec(v, (rows, cols))
+    }
+
+    fn close(a: &[f32], b: &[f32], tol: f32, what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= tol * (1.0 + y.abs()),
+                "{what}[{i}]: kernel {x}, composed {y}"
+            );
+        }
+    }
+
+    /// Forward values and the gradients of x, W and b equal dfdx's composed layer, for every
+    /// activation, with and without bias, below and above the two-thread thresholds.
+    #[test]
+    fn kernel_matches_the_composed_layer() {
+        let dev = Cpu::default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let acts = [
+            Activation::Swish,
+            Activation::Relu,
+            Activation::Tanh,
+            Activation::Gelu,
+            Activation::Identity,
+        ];
+        for &(rows, inputs, outputs) in &[(3, 5, 4), (100, 300, 200)] {
+            for act in acts {
+                for with_bias in [true, false] {
+                    let x = random(&dev, rows, inputs, &mut rng);
+                    let w = random(&dev, outputs, inputs, &mut rng) * 0.1;
+                    let b = with_bias.then(|| {
+                        let v: Vec<f32> = (0..outputs).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                        dev.tensor_from_vec(v, (outputs,))
+                    });
+                    // a non-uniform upstream gradient: weights on the outputs
+                    let up = random(&dev, rows, outputs, &mut rng);
+                    let run = |kernel: bool| {
+                        let xt = x.leaky_trace();
+                        let y = if kernel {
+                            Cpu::dense(xt, &w, b.as_ref(), act)
+                        } else {
+                            dense_composed(xt, &w, b.as_ref(), act)
+                        };
+                        let values = y.as_vec();
+                        let g = (y * up.clone()).sum().backward();
+                        let gb = b.as_ref().map(|b| g.get(b).as_vec());
+                        (values, g.get(&x).as_vec(), g.get(&w).as_vec(), gb)
+                    };
+                    let (y1, gx1, gw1, gb1) = run(true);
+                    let (y2, gx2, gw2, gb2) = run(false);
+                    let what = format!("{act:?} {rows}x{inputs}->{outputs} bias {with_bias}");
+                    close(&y1, &y2, 1e-5, &format!("{what} y"));
+                    close(&gx1, &gx2, 1e-4, &format!("{what} dx"));
+                    close(&gw1, &gw2, 1e-4, &format!("{what} dW"));
+                    if let (Some(a), Some(b)) = (gb1, gb2) {
+                        close(&a, &b, 1e-4, &format!("{what} db"));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn untaped_forward_equals_taped_forward() {
+        let dev = Cpu::default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let x = random(&dev, 10, 6, &mut rng);
+        let w = random(&dev, 7, 6, &mut rng);
+        let a = Cpu::dense(x.clone(), &w, None, Activation::Swish).as_vec();
+        let b = Cpu::dense(x.leaky_trace(), &w, None, Activation::Swish).as_vec();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_strided_input_takes_the_composed_path() {
+        let dev = Cpu::default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let xt = random(&dev, 6, 4, &mut rng);
+        // x = xt^T as a permuted view: not row-major
+        let x: Matrix<Cpu> = xt.clone().permute::<_, Axes2<1, 0>>();
+        assert!(!is_row_major(&x));
+        assert!(is_row_major(&xt));
+        let w = random(&dev, 3, 6, &mut rng);
+        let got = Cpu::dense(x.clone(), &w, None, Activation::Tanh).as_vec();
+        let want = dense_composed(x, &w, None, Activation::Tanh).as_vec();
+        close(&got, &want, 1e-6, "strided");
+    }
+}

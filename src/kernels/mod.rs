@@ -1,0 +1,97 @@
+//! The project's own kernels for the hot path of training: a dense layer `act(x W^T + b)` as
+//! one tape operation.
+//!
+//! [`Kernels`] is implemented per device. On the `Cpu` it is one gemm 0.19 product (AVX-512
+//! where present, split over two threads) plus one fused bias + activation pass forward, and
+//! one fused derivative pass plus two products backward ([`cpu`]). On other devices (`Cuda`) it
+//! is [`dense_composed`], the same layer from dfdx's own ops; the CPU kernels are tested
+//! against it.
+
+use dfdx::prelude::*;
+
+use crate::backend::{Matrix, Vector};
+use crate::nn::Activation;
+
+pub mod activation;
+mod cpu;
+pub mod gemm;
+
+/// Device kernels the library provides beyond dfdx's.
+pub trait Kernels: Device<f32> + Send + Sync + Clone + Default + std::fmt::Debug + 'static {
+    /// `act(x W^T + b)` for `x: (batch, inputs)`, `W: (outputs, inputs)`, `b: (outputs,)`,
+    /// recording its backward pass on `x`'s tape (gradients for `x`, `W` and `b`).
+    ///
+    /// # Panics
+    /// If `W`'s inputs differ from `x`'s width (layers are sized when the model is built).
+    fn dense<T: Tape<f32, Self>>(
+        x: Matrix<Self, T>,
+        weight: &Matrix<Self>,
+        bias: Option<&Vector<Self>>,
+        act: Activation,
+    ) -> Matrix<Self, T>;
+
+    /// Into how many parts a training batch of `batch` samples is cut, each part's forward
+    /// and backward pass running on its own thread (on the CPU, where dfdx's elementwise
+    /// kernels are single-threaded); `1` where one device runs the whole batch.
+    ///
+    /// A function of the batch size only, never of the thread count, so a seed gives the
+    /// same run on any machine.
+    fn training_parts(batch: usize) -> usize {
+        let _ = batch;
+        1
+    }
+
+    /// `into = a * into + b * from` for the gradient of `param` (the merge of the parts'
+    /// gradients); a gradient missing from `from` counts as zero.
+    ///
+    /// # Errors
+    /// The device's allocation error.
+    fn blend_gradient<S: Shape>(
+        into: &mut Gradients<f32, Self>,
+        from: &mut Gradients<f32, Self>,
+        param: &Tensor<S, f32, Self>,
+        a: f32,
+        b: f32,
+    ) -> Result<(), Self::Err>;
+}
+
+/// [`Kernels::dense`] from dfdx's ops: a matmul, a broadcast bias add and the activation.
+pub fn dense_composed<D: Device<f32>, T: Tape<f32, D>>(
+    x: Matrix<D, T>,
+    weight: &Matrix<D>,
+    bias: Option<&Vector<D>>,
+    act: Activation,
+) -> Matrix<D, T> {
+    let y = x.matmul(weight.clone().permute::<_, Axes2<1, 0>>());
+    let y = match bias {
+        Some(b) => {
+            let shape = *y.shape();
+            y + b.clone().broadcast_like::<_, Axis<0>>(&shape)
+        }
+        None => y,
+    };
+    act.apply(y)
+}
+
+#[cfg(feature = "cuda")]
+impl Kernels for Cuda {
+    fn dense<T: Tape<f32, Self>>(
+        x: Matrix<Self, T>,
+        weight: &Matrix<Self>,
+        bias: Option<&Vector<Self>>,
+        act: Activation,
+    ) -> Matrix<Self, T> {
+        dense_composed(x, weight, bias, act)
+    }
+
+    fn blend_gradient<S: Shape>(
+        _into: &mut Gradients<f32, Self>,
+        _from: &mut Gradients<f32, Self>,
+        _param: &Tensor<S, f32, Self>,
+        _a: f32,
+        _b: f32,
+    ) -> Result<(), Self::Err> {
+        // `training_parts` is 1 on CUDA, so the trainer never has two parts to merge.
+        unreachable!("CUDA trains each batch in one part")
+    }
+}
