@@ -2,7 +2,7 @@
 
 use dfdx::prelude::*;
 
-use super::activation::{self, Saved};
+use super::activation;
 use super::gemm::{matmul, Operand};
 use super::{dense_composed, Kernels};
 use crate::backend::{Matrix, Vector};
@@ -67,15 +67,18 @@ impl Kernels for Cpu {
         );
         let bs = bias.map(values);
         let saved = activation::forward(act, &mut y, outputs, bs.as_deref(), T::OWNS_TAPE);
-        let keep = T::OWNS_TAPE.then(|| y.clone());
         let out = x.device().tensor_from_vec(y, (rows, outputs));
-        if let Some(ys) = keep {
+        if T::OWNS_TAPE {
             let weight = weight.clone();
             let bias = bias.cloned();
             let y = out.clone();
-            let layer = Saves { xs, ws, ys, saved };
+            let layer = Saves {
+                xs,
+                ws,
+                deriv: saved,
+            };
             tape.add_backward_op(move |grads| {
-                backward(&x, &weight, bias.as_ref(), &y, &layer, act, grads)
+                backward(&x, &weight, bias.as_ref(), &y, &layer, grads)
             });
         }
         out.put_tape(tape)
@@ -114,8 +117,8 @@ const MIN_PART: usize = 32;
 struct Saves {
     xs: Vec<f32>,
     ws: Vec<f32>,
-    ys: Vec<f32>,
-    saved: Saved,
+    /// `act'(z)`; `None` for the identity.
+    deriv: Option<Vec<f32>>,
 }
 
 /// Adds the gradients of `x`, `W` and `b` given `y`'s.
@@ -125,15 +128,14 @@ fn backward(
     bias: Option<&Vector<Cpu>>,
     y: &Matrix<Cpu>,
     layer: &Saves,
-    act: Activation,
     grads: &mut Gradients<f32, Cpu>,
 ) -> Result<(), CpuError> {
     let (rows, inputs) = *x.shape();
     let outputs = y.shape().1;
-    let Saves { xs, ws, ys, saved } = layer;
+    let Saves { xs, ws, deriv } = layer;
     // dz = dy * act'(z); dy is copied out because the gradient store lends one slot at a time.
     let mut dz: Vec<f32> = grads.get_or_alloc_mut(y)?.to_vec();
-    activation::backward(act, &mut dz, ys, saved, outputs);
+    activation::backward(&mut dz, deriv.as_deref(), outputs);
     if let Some(b) = bias {
         activation::bias_gradient(grads.get_or_alloc_mut(b)?, &dz, outputs);
     }
