@@ -15,8 +15,8 @@ use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, Vector};
-use crate::batch::Batch;
+use crate::backend::{Backend, Latent, Vector};
+use crate::batch::{Batch, Input};
 use crate::model::Mvae;
 use crate::posterior::{self, WeightedExpert};
 use crate::subset::Subset;
@@ -198,7 +198,8 @@ pub fn loss_with_noise<const L: usize, D: Backend>(
             })
         })
         .collect();
-    let mut total: Option<Tensor<Rank0, f32, D, OwnedTape<f32, D>>> = None;
+    // 1. Per term: who takes part, the posterior, its KL and a latent sample.
+    let mut active: Vec<Option<ActiveTerm<L, D>>> = Vec::with_capacity(terms.len());
     let mut stats = Vec::with_capacity(terms.len());
     for (&term, &eps) in terms.iter().zip(noise) {
         let subset = match term {
@@ -216,13 +217,16 @@ pub fn loss_with_noise<const L: usize, D: Backend>(
             })
             .collect();
         let count = w.iter().filter(|&&x| x).count();
-        let mut ts = TermStats {
-            samples: count,
-            nll: vec![0.0; mods],
-            ..Default::default()
-        };
+        stats.push((
+            term,
+            TermStats {
+                samples: count,
+                nll: vec![0.0; mods],
+                ..Default::default()
+            },
+        ));
         if count == 0 || used.is_empty() {
-            stats.push((term, ts));
+            active.push(None);
             continue;
         }
         let q = posterior::combine(
@@ -237,44 +241,89 @@ pub fn loss_with_noise<const L: usize, D: Backend>(
         let z = q.rsample_with(eps);
         let kl = kl_q.kl_to_standard_normal();
         let kl_host = kl.as_vec();
-        let mut per_sample = kl * beta;
-        // Every decoder gets a copy of z except the last, which takes z itself and with it the
-        // tape of the product and the reparameterisation.
-        let mut z = Some(z);
-        for (j, &m) in used.iter().enumerate() {
-            let col = batch.column(m).expect("used modalities have a column");
-            let zm = if j + 1 == used.len() {
-                z.take().expect("taken once, by the last decoder")
-            } else {
-                z.as_ref().expect("still here").with_empty_tape()
-            };
-            let out = model.decode(m, zm);
-            let nll = model.log_likelihood(m, out, &col.input) * -1.0;
-            let nll = match col.mask() {
-                Some(p) => nll * p.clone(),
-                None => nll,
-            };
-            let nll_host = nll.as_vec();
-            ts.nll[m] = mean_where(&nll_host, &w);
-            let lambda = model.modalities()[m].weight;
-            per_sample = per_sample + nll * lambda;
+        stats.last_mut().expect("pushed").1.kl = mean_where(&kl_host, &w);
+        active.push(Some(ActiveTerm {
+            per_sample: Some(kl * beta),
+            z: Some(z),
+            used,
+            w,
+            count,
+        }));
+    }
+    // 2. Per modality: one decoder pass over the latents of every term that scores it,
+    // stacked along the batch (larger products, each weight read once), then each term's
+    // rows of the log-likelihood back to that term.
+    for m in 0..mods {
+        let scoring: Vec<usize> = (0..active.len())
+            .filter(|&t| active[t].as_ref().is_some_and(|a| a.used.contains(&m)))
+            .collect();
+        if scoring.is_empty() {
+            continue;
         }
-        let per_sample = if count < n {
+        let col = batch.column(m).expect("used modalities have a column");
+        // Each term's z: a copy, or z itself (and with it the tape of the product and the
+        // reparameterisation) at the term's last decoder.
+        let zs: Vec<Latent<L, D, OwnedTape<f32, D>>> = scoring
+            .iter()
+            .map(|&t| {
+                let a = active[t].as_mut().expect("scoring terms are active");
+                if a.used.last() == Some(&m) {
+                    a.z.take().expect("taken once, by the last decoder")
+                } else {
+                    a.z.as_ref().expect("still here").with_empty_tape()
+                }
+            })
+            .collect();
+        let k = zs.len();
+        let z = stack_rows(zs);
+        let target = repeat_rows(&col.input, k);
+        let nll = model.log_likelihood(m, model.decode(m, z), &target) * -1.0;
+        let lambda = model.modalities()[m].weight;
+        let mut nll = Some(nll);
+        for (i, &t) in scoring.iter().enumerate() {
+            let rows = i * n..(i + 1) * n;
+            let part = if i + 1 == k {
+                let all = nll.take().expect("taken once, by the last term");
+                if k == 1 {
+                    all
+                } else {
+                    all.slice((rows,))
+                }
+            } else {
+                nll.as_ref()
+                    .expect("still here")
+                    .with_empty_tape()
+                    .slice((rows,))
+            };
+            let part = match col.mask() {
+                Some(p) => part * p.clone(),
+                None => part,
+            };
+            let a = active[t].as_mut().expect("scoring terms are active");
+            stats[t].1.nll[m] = mean_where(&part.as_vec(), &a.w);
+            let so_far = a.per_sample.take().expect("put back after every modality");
+            a.per_sample = Some(so_far + part * lambda);
+        }
+    }
+    // 3. Per term: its loss, on the tape and on the host.
+    let mut total: Option<Tensor<Rank0, f32, D, OwnedTape<f32, D>>> = None;
+    for (t, a) in active.into_iter().enumerate() {
+        let Some(a) = a else { continue };
+        let per_sample = a.per_sample.expect("every active term has its sum");
+        let per_sample = if a.count < n {
             let w_dev: Vector<D> =
-                dev.tensor_from_vec(w.iter().map(|&x| f32::from(u8::from(x))).collect(), (n,));
+                dev.tensor_from_vec(a.w.iter().map(|&x| f32::from(u8::from(x))).collect(), (n,));
             per_sample * w_dev
         } else {
             per_sample
         };
         let loss_host = per_sample.as_vec();
-        ts.loss = loss_host.iter().map(|&x| f64::from(x)).sum::<f64>() / count as f64;
-        ts.kl = mean_where(&kl_host, &w);
+        stats[t].1.loss = loss_host.iter().map(|&x| f64::from(x)).sum::<f64>() / a.count as f64;
         let term_total = per_sample.sum::<Rank0, _>() * (1.0 / n as f32);
         total = Some(match total {
             None => term_total,
             Some(t) => t + term_total,
         });
-        stats.push((term, ts));
     }
     let mut value = total.unwrap_or_else(|| dev.zeros::<Rank0>().put_tape(OwnedTape::default()));
     // Hand the encoders' tapes to the loss so their backward ops run.
@@ -288,6 +337,48 @@ pub fn loss_with_noise<const L: usize, D: Backend>(
     Loss {
         value,
         terms: stats,
+    }
+}
+
+/// A term of [`loss_with_noise`] that some sample takes part in, between its phases.
+struct ActiveTerm<const L: usize, D: Backend> {
+    /// `beta KL + sum of lambda-weighted NLLs` so far, per sample.
+    per_sample: Option<Vector<D, OwnedTape<f32, D>>>,
+    /// The latent sample, until its last decoder takes it.
+    z: Option<Latent<L, D, OwnedTape<f32, D>>>,
+    /// The modalities it scores, in model order.
+    used: Vec<usize>,
+    /// Which samples take part.
+    w: Vec<bool>,
+    /// How many do.
+    count: usize,
+}
+
+/// The latents stacked along the batch, in order.
+fn stack_rows<const L: usize, D: Backend>(
+    zs: Vec<Latent<L, D, OwnedTape<f32, D>>>,
+) -> Latent<L, D, OwnedTape<f32, D>> {
+    let mut it = zs.into_iter();
+    let first = it.next().expect("at least one latent");
+    it.fold(first, |acc, z| (acc, z).concat_along(Axis::<0>))
+}
+
+/// `input` repeated `k` times along the batch (the targets of stacked latents).
+fn repeat_rows<D: Backend>(input: &Input<D>, k: usize) -> Input<D> {
+    if k == 1 {
+        return input.clone();
+    }
+    match input {
+        Input::Dense(x) => {
+            let first = x.clone();
+            Input::Dense((1..k).fold(first, |acc, _| (acc, x.clone()).concat_along(Axis::<0>)))
+        }
+        Input::Classes(ids) => {
+            // dfdx concatenates float tensors only: ids go through the host.
+            let host = ids.as_vec();
+            let n = host.len();
+            Input::Classes(ids.device().tensor_from_vec(host.repeat(k), (n * k,)))
+        }
     }
 }
 
@@ -388,6 +479,42 @@ mod tests {
     fn loss_value(model: &Mvae<3, Cpu>, b: &Batch<Cpu>) -> f64 {
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         f64::from(loss(model, b, &terms_all(), 0.7, &mut rng).value.as_vec()[0])
+    }
+
+    /// Stacking the terms' latents through each decoder changes nothing: every term's
+    /// statistics and the total equal those of the term computed on its own.
+    #[test]
+    fn terms_computed_together_equal_terms_computed_alone() {
+        let model = small_model();
+        let b = batch(&model);
+        let terms = terms_all();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let noise = draw_noise(terms.len(), b.size() * 3, &mut rng);
+        let all: Vec<&[f32]> = noise.iter().map(Vec::as_slice).collect();
+        let together = loss_with_noise(&model, &b, &terms, 0.7, &all);
+        let mut total = 0.0;
+        for (t, term) in terms.iter().enumerate() {
+            let alone = loss_with_noise(&model, &b, &[*term], 0.7, &all[t..=t]);
+            total += alone.value.as_vec()[0];
+            let (got, want) = (&together.terms[t].1, &alone.terms[0].1);
+            assert_eq!(got.samples, want.samples, "{term:?}");
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-5 * (1.0 + b.abs());
+            assert!(
+                close(got.loss, want.loss),
+                "{term:?} loss {} vs {}",
+                got.loss,
+                want.loss
+            );
+            assert!(close(got.kl, want.kl), "{term:?} kl");
+            for m in 0..4 {
+                assert!(close(got.nll[m], want.nll[m]), "{term:?} nll[{m}]");
+            }
+        }
+        let got = together.value.as_vec()[0];
+        assert!(
+            (got - total).abs() <= 1e-5 * total.abs(),
+            "{got} vs {total}"
+        );
     }
 
     /// Every parameter's gradient (a few entries of each) against central differences of
