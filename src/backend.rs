@@ -10,15 +10,9 @@ use crate::kernels::Kernels;
 ///
 /// Blanket-implemented for every dfdx device that has the library's own [`Kernels`] (`Cpu`,
 /// `Cuda`), so user code names `Cpu` or `Cuda` and never implements this trait.
-pub trait Backend:
-    Device<f32> + Kernels + Send + Sync + Clone + Default + std::fmt::Debug + 'static
-{
-}
+pub trait Backend: Device<f32> + Kernels + Clone + Default + std::fmt::Debug + 'static {}
 
-impl<D: Device<f32> + Kernels + Send + Sync + Clone + Default + std::fmt::Debug + 'static> Backend
-    for D
-{
-}
+impl<D: Device<f32> + Kernels + Clone + Default + std::fmt::Debug + 'static> Backend for D {}
 
 /// A matrix of runtime shape: `(rows, columns)`.
 pub type Matrix<D, T = NoneTape> = Tensor<(usize, usize), f32, D, T>;

@@ -2,6 +2,7 @@
 //!
 //! Same seed, same data, same config: same weights and the same numbers, run after run.
 
+use std::any::Any;
 use std::ops::Range;
 use std::time::Instant;
 
@@ -21,6 +22,44 @@ use crate::objective::{self, ObjectiveConfig, Term, TermStats};
 use crate::optim::{Adam, AdamSettings};
 use crate::subset::Subset;
 use crate::{Error, Result};
+
+/// What every part of a step shares.
+struct PartContext<'a, const L: usize, D: Backend> {
+    model: &'a Mvae<L, D>,
+    batch: &'a Batch<D>,
+    terms: &'a [Term],
+    beta: f32,
+    /// Each term's noise for the whole batch.
+    noise: &'a [Vec<f32>],
+}
+
+impl<const L: usize, D: Backend> PartContext<'_, L, D> {
+    /// The forward and backward pass of the batch's samples `rows`.
+    fn run(&self, rows: Range<usize>) -> PartResult<D> {
+        let n = self.batch.size();
+        let part = (rows.len() < n).then(|| self.batch.rows(rows.clone()));
+        let eps: Vec<&[f32]> = self
+            .noise
+            .iter()
+            .map(|v| &v[rows.start * L..rows.end * L])
+            .collect();
+        let loss = objective::loss_with_noise(
+            self.model,
+            part.as_ref().unwrap_or(self.batch),
+            self.terms,
+            self.beta,
+            &eps,
+        );
+        let value = loss.value.as_vec()[0];
+        let grads = value.is_finite().then(|| loss.value.backward());
+        PartResult {
+            share: rows.len() as f32 / n as f32,
+            value,
+            terms: loss.terms,
+            grads,
+        }
+    }
+}
 
 /// One part of a batch after its forward and backward pass.
 struct PartResult<D: Backend> {
@@ -210,12 +249,34 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
     /// # Errors
     /// [`Error::Diverged`] if the loss is not finite (the weights are then left unchanged).
     pub fn step(&mut self, batch: &Batch<D>) -> Result<Vec<(Term, TermStats)>> {
-        // The step runs on a rayon worker, so the kernels' two-way splits hand the second half
-        // to the other worker's deque instead of waking the pool from outside for every product.
-        rayon::scope(|_| self.step_in_pool(batch))
+        // On the CPU the parts run on rayon's threads. dfdx's CUDA device is neither Send nor
+        // Sync, so the generic path cannot ask for that: the CPU is picked out by type, where
+        // the compiler checks the thread bounds on the concrete types.
+        let any_self: &mut dyn Any = self;
+        if let Some(cpu) = any_self.downcast_mut::<Trainer<L, Cpu>>() {
+            let cpu_batch: &dyn Any = batch;
+            let cpu_batch = cpu_batch
+                .downcast_ref::<Batch<Cpu>>()
+                .expect("a Trainer<Cpu> steps on a Batch<Cpu>");
+            // Inside the pool the kernels' two-way splits hand work to the other worker's
+            // deque instead of waking the pool from outside for every product.
+            return rayon::scope(|_| {
+                cpu.step_parts(cpu_batch, |ctx, ranges| {
+                    ranges.into_par_iter().map(|r| ctx.run(r)).collect()
+                })
+            });
+        }
+        self.step_parts(batch, |ctx, ranges| {
+            ranges.into_iter().map(|r| ctx.run(r)).collect()
+        })
     }
 
-    fn step_in_pool(&mut self, batch: &Batch<D>) -> Result<Vec<(Term, TermStats)>> {
+    /// One step with the batch cut into `D::training_parts` parts, which `map_parts` runs
+    /// (one after the other, or on threads).
+    fn step_parts<M>(&mut self, batch: &Batch<D>, map_parts: M) -> Result<Vec<(Term, TermStats)>>
+    where
+        M: FnOnce(&PartContext<'_, L, D>, Vec<Range<usize>>) -> Vec<PartResult<D>>,
+    {
         let beta = self.cfg.objective.beta_at(self.step);
         let terms = objective::terms(
             self.model.modalities().len(),
@@ -227,36 +288,20 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
         let n = batch.size();
         let noise = objective::draw_noise(terms.len(), n * L, &mut self.rng);
         let parts = D::training_parts(n).clamp(1, n.max(1));
-        let model = &self.model;
-        let run = |rows: Range<usize>| {
-            let part = (rows.len() < n).then(|| batch.rows(rows.clone()));
-            let eps: Vec<&[f32]> = noise
-                .iter()
-                .map(|v| &v[rows.start * L..rows.end * L])
-                .collect();
-            let loss = objective::loss_with_noise(
-                model,
-                part.as_ref().unwrap_or(batch),
-                &terms,
-                beta,
-                &eps,
-            );
-            let value = loss.value.as_vec()[0];
-            let grads = value.is_finite().then(|| loss.value.backward());
-            PartResult {
-                share: rows.len() as f32 / n as f32,
-                value,
-                terms: loss.terms,
-                grads,
-            }
+        let ctx = PartContext {
+            model: &self.model,
+            batch,
+            terms: &terms,
+            beta,
+            noise: &noise,
         };
         let mut results: Vec<PartResult<D>> = if parts == 1 {
-            vec![run(0..n)]
+            vec![ctx.run(0..n)]
         } else {
-            (0..parts)
-                .into_par_iter()
-                .map(|p| run(p * n / parts..(p + 1) * n / parts))
-                .collect()
+            let ranges = (0..parts)
+                .map(|p| p * n / parts..(p + 1) * n / parts)
+                .collect();
+            map_parts(&ctx, ranges)
         };
         let value: f32 = results.iter().map(|r| r.share * r.value).sum();
         if !value.is_finite() {

@@ -17,7 +17,7 @@ mod cpu;
 pub mod gemm;
 
 /// Device kernels the library provides beyond dfdx's.
-pub trait Kernels: Device<f32> + Send + Sync + Clone + Default + std::fmt::Debug + 'static {
+pub trait Kernels: Device<f32> + Clone + Default + std::fmt::Debug + 'static {
     /// `act(x W^T + b)` for `x: (batch, inputs)`, `W: (outputs, inputs)`, `b: (outputs,)`,
     /// recording its backward pass on `x`'s tape (gradients for `x`, `W` and `b`).
     ///
