@@ -103,8 +103,20 @@ impl Kernels for Cpu {
     ) -> Result<(), CpuError> {
         let src: &[f32] = from.get_or_alloc_mut(param)?;
         let dst: &mut [f32] = into.get_or_alloc_mut(param)?;
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d = a * *d + b * s;
+        let blend = |dst: &mut [f32], src: &[f32]| {
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d = a * *d + b * s;
+            }
+        };
+        // Large weight matrices on both threads: this pass runs between the parts and Adam,
+        // while nothing else does.
+        if dst.len() >= 1 << 16 && rayon::current_num_threads() > 1 {
+            let half = dst.len() / 2;
+            let (d0, d1) = dst.split_at_mut(half);
+            let (s0, s1) = src.split_at(half.min(src.len()));
+            rayon::join(|| blend(d0, s0), || blend(d1, s1));
+        } else {
+            blend(dst, src);
         }
         Ok(())
     }
@@ -224,6 +236,33 @@ mod tests {
                         close(&a, &b, 1e-4, &format!("{what} db"));
                     }
                 }
+            }
+        }
+    }
+
+    /// `into = a into + b from`, on the split path (a large matrix) and the plain one.
+    #[test]
+    fn blend_gradient_is_a_weighted_sum() {
+        let dev = Cpu::default();
+        for (rows, cols) in [(300, 300), (3, 4)] {
+            let p: Matrix<Cpu> = dev.zeros_like(&(rows, cols));
+            let n = rows * cols;
+            let mut into: Gradients<f32, Cpu> = Gradients::leaky();
+            let mut from: Gradients<f32, Cpu> = Gradients::leaky();
+            for (i, v) in into.get_or_alloc_mut(&p).unwrap().iter_mut().enumerate() {
+                *v = i as f32;
+            }
+            for (i, v) in from.get_or_alloc_mut(&p).unwrap().iter_mut().enumerate() {
+                *v = (n - i) as f32;
+            }
+            Cpu::blend_gradient(&mut into, &mut from, &p, 0.25, 0.75).unwrap();
+            let got = into.get(&p).as_vec();
+            for (i, g) in got.iter().enumerate() {
+                let want = 0.25 * i as f32 + 0.75 * (n - i) as f32;
+                assert!(
+                    (g - want).abs() <= 1e-3 * want.abs().max(1.0),
+                    "{i}: {g} vs {want}"
+                );
             }
         }
     }
