@@ -250,7 +250,7 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
         let act = self.config.activation;
         let h = match (&enc.input, input) {
             (InputLayer::Dense(l), Input::Dense(x)) => {
-                l.forward_with(x.clone().put_tape(tape), act)
+                l.forward_on_data(x.clone().put_tape(tape), act)
             }
             (InputLayer::Embedding(e), Input::Classes(ids)) => {
                 act.apply(e.lookup(ids.clone().put_tape(tape)))

@@ -185,6 +185,15 @@ impl<D: Backend> Linear<D> {
     pub fn forward_with<T: Tape<f32, D>>(&self, x: Matrix<D, T>, act: Activation) -> Matrix<D, T> {
         D::dense(x, &self.weight, self.bias.as_ref(), act)
     }
+
+    /// [`Linear::forward_with`] on data (an encoder's input): no gradient for `x` is computed.
+    pub fn forward_on_data<T: Tape<f32, D>>(
+        &self,
+        x: Matrix<D, T>,
+        act: Activation,
+    ) -> Matrix<D, T> {
+        D::dense_on_data(x, &self.weight, self.bias.as_ref(), act)
+    }
 }
 
 /// An embedding table: row `i` is the vector of class `i` (equal to one-hot(ids) `W`, without

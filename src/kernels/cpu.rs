@@ -42,46 +42,16 @@ impl Kernels for Cpu {
         bias: Option<&Vector<Self>>,
         act: Activation,
     ) -> Matrix<Self, T> {
-        let (rows, inputs) = *x.shape();
-        let (outputs, w_inputs) = *weight.shape();
-        assert_eq!(
-            w_inputs, inputs,
-            "dense layer: weight has {w_inputs} inputs, x has {inputs} columns"
-        );
-        let dense = is_row_major(&x)
-            && is_row_major(weight)
-            && bias.is_none_or(|b| is_dense_vector(b) && b.shape().0 == outputs);
-        if !dense {
-            return dense_composed(x, weight, bias, act);
-        }
-        let (x, mut tape) = x.split_tape();
-        let xs = values(&x);
-        let ws = values(weight);
-        let mut y = vec![0f32; rows * outputs];
-        matmul(
-            &mut y,
-            (rows, outputs, inputs),
-            Operand::plain(&xs),
-            Operand::transposed(&ws),
-            false,
-        );
-        let bs = bias.map(values);
-        let saved = activation::forward(act, &mut y, outputs, bs.as_deref(), T::OWNS_TAPE);
-        let out = x.device().tensor_from_vec(y, (rows, outputs));
-        if T::OWNS_TAPE {
-            let weight = weight.clone();
-            let bias = bias.cloned();
-            let y = out.clone();
-            let layer = Saves {
-                xs,
-                ws,
-                deriv: saved,
-            };
-            tape.add_backward_op(move |grads| {
-                backward(&x, &weight, bias.as_ref(), &y, &layer, grads)
-            });
-        }
-        out.put_tape(tape)
+        dense(x, weight, bias, act, true)
+    }
+
+    fn dense_on_data<T: Tape<f32, Self>>(
+        x: Matrix<Self, T>,
+        weight: &Matrix<Self>,
+        bias: Option<&Vector<Self>>,
+        act: Activation,
+    ) -> Matrix<Self, T> {
+        dense(x, weight, bias, act, false)
     }
 
     fn training_parts(batch: usize) -> usize {
@@ -125,6 +95,56 @@ impl Kernels for Cpu {
 /// The smallest part of a batch worth a thread of its own.
 const MIN_PART: usize = 32;
 
+/// [`Kernels::dense`] on the CPU; `input_grad`: whether the backward pass adds `x`'s gradient.
+fn dense<T: Tape<f32, Cpu>>(
+    x: Matrix<Cpu, T>,
+    weight: &Matrix<Cpu>,
+    bias: Option<&Vector<Cpu>>,
+    act: Activation,
+    input_grad: bool,
+) -> Matrix<Cpu, T> {
+    let (rows, inputs) = *x.shape();
+    let (outputs, w_inputs) = *weight.shape();
+    assert_eq!(
+        w_inputs, inputs,
+        "dense layer: weight has {w_inputs} inputs, x has {inputs} columns"
+    );
+    let dense = is_row_major(&x)
+        && is_row_major(weight)
+        && bias.is_none_or(|b| is_dense_vector(b) && b.shape().0 == outputs);
+    if !dense {
+        return dense_composed(x, weight, bias, act);
+    }
+    let (x, mut tape) = x.split_tape();
+    let xs = values(&x);
+    let ws = values(weight);
+    let mut y = vec![0f32; rows * outputs];
+    matmul(
+        &mut y,
+        (rows, outputs, inputs),
+        Operand::plain(&xs),
+        Operand::transposed(&ws),
+        false,
+    );
+    let bs = bias.map(values);
+    let saved = activation::forward(act, &mut y, outputs, bs.as_deref(), T::OWNS_TAPE);
+    let out = x.device().tensor_from_vec(y, (rows, outputs));
+    if T::OWNS_TAPE {
+        let weight = weight.clone();
+        let bias = bias.cloned();
+        let y = out.clone();
+        let layer = Saves {
+            xs,
+            ws,
+            deriv: saved,
+        };
+        tape.add_backward_op(move |grads| {
+            backward(&x, &weight, bias.as_ref(), &y, &layer, input_grad, grads)
+        });
+    }
+    out.put_tape(tape)
+}
+
 /// Host copies a layer keeps for its backward pass.
 struct Saves {
     xs: Vec<f32>,
@@ -140,6 +160,7 @@ fn backward(
     bias: Option<&Vector<Cpu>>,
     y: &Matrix<Cpu>,
     layer: &Saves,
+    input_grad: bool,
     grads: &mut Gradients<f32, Cpu>,
 ) -> Result<(), CpuError> {
     let (rows, inputs) = *x.shape();
@@ -159,14 +180,16 @@ fn backward(
         Operand::plain(xs),
         true,
     );
-    // dx (rows x inputs) += dz W
-    matmul(
-        grads.get_or_alloc_mut(x)?,
-        (rows, inputs, outputs),
-        Operand::plain(&dz),
-        Operand::plain(ws),
-        true,
-    );
+    if input_grad {
+        // dx (rows x inputs) += dz W
+        matmul(
+            grads.get_or_alloc_mut(x)?,
+            (rows, inputs, outputs),
+            Operand::plain(&dz),
+            Operand::plain(ws),
+            true,
+        );
+    }
     Ok(())
 }
 
@@ -238,6 +261,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// On data, the layer computes the same values and parameter gradients and leaves `x`'s
+    /// gradient out.
+    #[test]
+    fn on_data_skips_only_the_input_gradient() {
+        let dev = Cpu::default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+        let x = random(&dev, 8, 5, &mut rng);
+        let w = random(&dev, 4, 5, &mut rng);
+        let b: Vector<Cpu> = dev.tensor_from_vec(vec![0.1, -0.2, 0.3, 0.0], (4,));
+        let run = |on_data: bool| {
+            let xt = x.leaky_trace();
+            let y = if on_data {
+                Cpu::dense_on_data(xt, &w, Some(&b), Activation::Swish)
+            } else {
+                Cpu::dense(xt, &w, Some(&b), Activation::Swish)
+            };
+            let v = y.as_vec();
+            let mut g = y.sum().backward();
+            let gx = g.get_or_alloc_mut(&x).unwrap().to_vec();
+            (v, g.get(&w).as_vec(), g.get(&b).as_vec(), gx)
+        };
+        let (y1, gw1, gb1, gx1) = run(true);
+        let (y2, gw2, gb2, gx2) = run(false);
+        assert_eq!((y1, gw1, gb1), (y2, gw2, gb2));
+        assert!(gx1.iter().all(|&g| g == 0.0));
+        assert!(gx2.iter().any(|&g| g != 0.0));
     }
 
     /// `into = a into + b from`, on the split path (a large matrix) and the plain one.

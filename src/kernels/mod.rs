@@ -30,6 +30,17 @@ pub trait Kernels: Device<f32> + Clone + Default + std::fmt::Debug + 'static {
         act: Activation,
     ) -> Matrix<Self, T>;
 
+    /// [`Kernels::dense`] on an `x` that is data, not a result: the backward pass leaves out
+    /// `x`'s gradient (for the first layer of an encoder, the product `dz W` nobody reads).
+    fn dense_on_data<T: Tape<f32, Self>>(
+        x: Matrix<Self, T>,
+        weight: &Matrix<Self>,
+        bias: Option<&Vector<Self>>,
+        act: Activation,
+    ) -> Matrix<Self, T> {
+        Self::dense(x, weight, bias, act)
+    }
+
     /// Into how many parts a training batch of `batch` samples is cut, each part's forward
     /// and backward pass running on its own thread (on the CPU, where dfdx's elementwise
     /// kernels are single-threaded); `1` where one device runs the whole batch.
