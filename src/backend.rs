@@ -9,10 +9,11 @@ use crate::kernels::Kernels;
 /// A dfdx device that `mvae` can run on.
 ///
 /// Blanket-implemented for every dfdx device that has the library's own [`Kernels`] (`Cpu`,
-/// `Cuda`), so user code names `Cpu` or `Cuda` and never implements this trait.
-pub trait Backend: Device<f32> + Kernels + Clone + Default + std::fmt::Debug + 'static {}
+/// `Cuda`; `Kernels` is where the `Device<f32> + Clone + Default + Debug` bounds live), so user
+/// code names `Cpu` or `Cuda` and never implements this trait.
+pub trait Backend: Kernels {}
 
-impl<D: Device<f32> + Kernels + Clone + Default + std::fmt::Debug + 'static> Backend for D {}
+impl<D: Kernels> Backend for D {}
 
 /// A matrix of runtime shape: `(rows, columns)`.
 pub type Matrix<D, T = NoneTape> = Tensor<(usize, usize), f32, D, T>;

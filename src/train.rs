@@ -295,14 +295,10 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
             beta,
             noise: &noise,
         };
-        let mut results: Vec<PartResult<D>> = if parts == 1 {
-            vec![ctx.run(0..n)]
-        } else {
-            let ranges = (0..parts)
-                .map(|p| p * n / parts..(p + 1) * n / parts)
-                .collect();
-            map_parts(&ctx, ranges)
-        };
+        let ranges = (0..parts)
+            .map(|p| p * n / parts..(p + 1) * n / parts)
+            .collect();
+        let results = map_parts(&ctx, ranges);
         let value: f32 = results.iter().map(|r| r.share * r.value).sum();
         if !value.is_finite() {
             return Err(Error::Diverged {
@@ -312,11 +308,11 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
             });
         }
         let stats = merge_terms(&results);
-        let mut rest = results.split_off(1);
-        let first = results.pop().expect("one part at least");
+        let mut results = results.into_iter();
+        let first = results.next().expect("one part at least");
         let mut grads = first.grads.expect("finite loss");
         let mut into_share = first.share;
-        for part in &mut rest {
+        for mut part in results {
             let from = part.grads.as_mut().expect("finite loss");
             let (a, b) = (into_share, part.share);
             let mut blend = |_: &str, p: ParamMut<'_, D>| {

@@ -98,13 +98,25 @@ pub fn forward(
 /// `dz = dy * act'`, written over `dy`; `deriv` as [`forward`] returned it.
 pub fn backward(dy: &mut [f32], deriv: Option<&[f32]>, cols: usize) {
     let Some(deriv) = deriv else { return };
-    match halves(dy.len(), cols) {
+    let at = halves(dy.len(), cols);
+    zip_in_halves(dy, deriv, at, multiply);
+}
+
+/// Runs `f` on `dst` and `src` cut at `at` into two halves on two threads, or on the whole on
+/// this thread when `at` is `None`.
+pub(crate) fn zip_in_halves(
+    dst: &mut [f32],
+    src: &[f32],
+    at: Option<usize>,
+    f: impl Fn(&mut [f32], &[f32]) + Sync,
+) {
+    match at {
         Some(at) => {
-            let (g0, g1) = dy.split_at_mut(at);
-            let (d0, d1) = deriv.split_at(at);
-            rayon::join(|| multiply(g0, d0), || multiply(g1, d1));
+            let (d0, d1) = dst.split_at_mut(at);
+            let (s0, s1) = src.split_at(at.min(src.len()));
+            rayon::join(|| f(d0, s0), || f(d1, s1));
         }
-        None => multiply(dy, deriv),
+        None => f(dst, src),
     }
 }
 

@@ -23,8 +23,8 @@ fn is_row_major<T>(t: &Matrix<Cpu, T>) -> bool {
 
 /// Whether a `Cpu` vector is stored densely (not broadcast).
 fn is_dense_vector(t: &Vector<Cpu>) -> bool {
-    let n = t.shape().0;
-    n < 2 || std::ptr::from_ref(&t[[1]]) as usize - std::ptr::from_ref(&t[[0]]) as usize == 4
+    let at = |i: usize| std::ptr::from_ref(&t[[i]]) as usize;
+    t.shape().0 < 2 || at(1).wrapping_sub(at(0)) == std::mem::size_of::<f32>()
 }
 
 /// The values of a dense tensor, row-major: dfdx 0.13 lends no slice of a tensor's storage,
@@ -73,21 +73,15 @@ impl Kernels for Cpu {
     ) -> Result<(), CpuError> {
         let src: &[f32] = from.get_or_alloc_mut(param)?;
         let dst: &mut [f32] = into.get_or_alloc_mut(param)?;
-        let blend = |dst: &mut [f32], src: &[f32]| {
+        // Large weight matrices on both threads: this pass runs between the parts and Adam,
+        // while nothing else does.
+        let at =
+            (dst.len() >= 1 << 16 && rayon::current_num_threads() > 1).then_some(dst.len() / 2);
+        activation::zip_in_halves(dst, src, at, |dst, src| {
             for (d, s) in dst.iter_mut().zip(src) {
                 *d = a * *d + b * s;
             }
-        };
-        // Large weight matrices on both threads: this pass runs between the parts and Adam,
-        // while nothing else does.
-        if dst.len() >= 1 << 16 && rayon::current_num_threads() > 1 {
-            let half = dst.len() / 2;
-            let (d0, d1) = dst.split_at_mut(half);
-            let (s0, s1) = src.split_at(half.min(src.len()));
-            rayon::join(|| blend(d0, s0), || blend(d1, s1));
-        } else {
-            blend(dst, src);
-        }
+        });
         Ok(())
     }
 }
