@@ -7,7 +7,6 @@
 use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, Latent, Matrix, Vector};
@@ -336,7 +335,7 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
 
     /// `n` latents from the prior N(0, I), drawn from `rng`.
     pub fn sample_prior(&self, n: usize, rng: &mut impl Rng) -> Latent<L, D> {
-        let v: Vec<f32> = (0..n * L).map(|_| StandardNormal.sample(rng)).collect();
+        let v = posterior::normal_draws(n * L, rng);
         self.dev.tensor_from_vec(v, (n, Const::<L>))
     }
 

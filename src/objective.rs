@@ -12,7 +12,6 @@
 use dfdx::prelude::*;
 use rand::seq::SliceRandom;
 use rand::Rng;
-use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, Latent, Vector};
@@ -167,7 +166,7 @@ pub fn loss<const L: usize, D: Backend>(
 /// on which samples take part).
 pub fn draw_noise(terms: usize, len: usize, rng: &mut impl Rng) -> Vec<Vec<f32>> {
     (0..terms)
-        .map(|_| (0..len).map(|_| StandardNormal.sample(rng)).collect())
+        .map(|_| posterior::normal_draws(len, rng))
         .collect()
 }
 

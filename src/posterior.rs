@@ -81,10 +81,8 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Gaussian<L, D, T> {
     /// Draws `mean + exp(logvar / 2) * eps` with `eps ~ N(0, I)` from `rng` (drawn on the host,
     /// so a seed gives the same numbers on every device).
     pub fn rsample(self, rng: &mut impl Rng) -> Latent<L, D, T> {
-        let eps: Vec<f32> = (0..self.batch() * L)
-            .map(|_| StandardNormal.sample(rng))
-            .collect();
-        self.rsample_with(&eps)
+        let eps = normal_draws(self.batch() * L, rng);
+        self.reparameterise(eps)
     }
 
     /// `mean + exp(logvar / 2) * eps` with the given standard-normal draws, `batch x L`
@@ -93,6 +91,10 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Gaussian<L, D, T> {
     /// # Panics
     /// If `eps` does not hold `batch x L` values.
     pub fn rsample_with(self, eps: &[f32]) -> Latent<L, D, T> {
+        self.reparameterise(eps.to_vec())
+    }
+
+    fn reparameterise(self, eps: Vec<f32>) -> Latent<L, D, T> {
         let n = self.batch();
         assert_eq!(
             eps.len(),
@@ -101,7 +103,7 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Gaussian<L, D, T> {
             eps.len()
         );
         let dev = self.mean.device().clone();
-        let eps = dev.tensor_from_vec(eps.to_vec(), (n, Const::<L>));
+        let eps = dev.tensor_from_vec(eps, (n, Const::<L>));
         (self.logvar * 0.5).exp() * eps + self.mean
     }
 
@@ -111,6 +113,11 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Gaussian<L, D, T> {
         let terms = var + self.mean.square() - self.logvar - 1.0;
         terms.sum::<(usize,), Axis<1>>() * 0.5
     }
+}
+
+/// `len` draws from N(0, 1), from `rng` on the host: the noise of every latent sample.
+pub fn normal_draws(len: usize, rng: &mut impl Rng) -> Vec<f32> {
+    (0..len).map(|_| StandardNormal.sample(rng)).collect()
 }
 
 /// The product of the N(0, I) prior with the given experts (in precision form).
