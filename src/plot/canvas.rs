@@ -71,6 +71,24 @@ impl Canvas {
         BitMapBackend::with_buffer(&mut self.buf, (self.width, self.height)).into_drawing_area()
     }
 
+    /// The drawing area with `title` above it (none when empty) in `FONT` at `size` points. The
+    /// canvas starts white, so there is nothing to fill first.
+    ///
+    /// # Errors
+    /// A drawing error, named after `what`.
+    pub(crate) fn titled_area(
+        &mut self,
+        what: &str,
+        title: &str,
+        size: u32,
+    ) -> Result<DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>> {
+        let root = self.area();
+        if title.is_empty() {
+            return Ok(root);
+        }
+        root.titled(title, (FONT, size)).map_err(drawing(what))
+    }
+
     /// Sets one pixel; coordinates outside the canvas are ignored.
     pub(crate) fn put(&mut self, x: i64, y: i64, rgb: [u8; 3]) {
         if x < 0 || y < 0 || x >= self.width as i64 || y >= self.height as i64 {

@@ -100,9 +100,7 @@ pub fn training_curves(path: &Path, metrics: &[EpochMetrics]) -> Result<()> {
     let mut canvas = Canvas::new("training curves", SIZE.0, SIZE.1)?;
     let err = drawing("training curves");
     {
-        let root = canvas.area();
-        root.fill(&WHITE).map_err(&err)?;
-        let root = root.titled("training curves", (FONT, 24)).map_err(&err)?;
+        let root = canvas.titled_area("training curves", "training curves", 24)?;
         let (top, bottom) = root.split_vertically(SIZE.1 * 52 / 100);
         let (left, right) = bottom.split_horizontally(SIZE.0 * 62 / 100);
         panel(

@@ -113,13 +113,7 @@ pub fn latent_scatter_with(
     let mut canvas = Canvas::new("scatter", options.size.0, options.size.1)?;
     let err = drawing("scatter plot");
     {
-        let root = canvas.area();
-        root.fill(&WHITE).map_err(&err)?;
-        let root = if options.title.is_empty() {
-            root
-        } else {
-            root.titled(&options.title, (FONT, 24)).map_err(&err)?
-        };
+        let root = canvas.titled_area("scatter plot", &options.title, 24)?;
         let (plot, legend) = root.split_horizontally(options.size.0 - legend_w);
         let mut chart = ChartBuilder::on(&plot)
             .margin(15)

@@ -108,13 +108,7 @@ pub fn spectrogram_image(
     let err = drawing("spectrogram");
     let bar_w = 95.min(options.size.0 / 3);
     let (heat, bar) = {
-        let root = canvas.area();
-        root.fill(&WHITE).map_err(&err)?;
-        let root = if options.title.is_empty() {
-            root
-        } else {
-            root.titled(&options.title, (FONT, 22)).map_err(&err)?
-        };
+        let root = canvas.titled_area("spectrogram", &options.title, 22)?;
         let (left, right) = root.split_horizontally(options.size.0 - bar_w);
         let mut chart = ChartBuilder::on(&left)
             .margin(10)
