@@ -112,16 +112,19 @@ fn dense<T: Tape<f32, Cpu>>(
     let (x, mut tape) = x.split_tape();
     let xs = values(&x);
     let ws = values(weight);
-    let mut y = vec![0f32; rows * outputs];
+    // y^T = W x^T, (outputs, rows): laid out this way gemm reads W where it lies instead of
+    // repacking the whole matrix for a few rows of x (it packs x, the small operand).
+    let mut yt = vec![0f32; rows * outputs];
     matmul(
-        &mut y,
-        (rows, outputs, inputs),
-        Operand::plain(&xs),
-        Operand::transposed(&ws),
+        &mut yt,
+        (outputs, rows, inputs),
+        Operand::plain(&ws),
+        Operand::transposed(&xs),
         false,
     );
     let bs = bias.map(values);
-    let saved = activation::forward(act, &mut y, outputs, bs.as_deref(), T::OWNS_TAPE);
+    let mut y = transpose_with_bias(&yt, outputs, rows, bs.as_deref());
+    let saved = activation::forward(act, &mut y, outputs, T::OWNS_TAPE);
     let out = x.device().tensor_from_vec(y, (rows, outputs));
     if T::OWNS_TAPE {
         let weight = weight.clone();
@@ -137,6 +140,23 @@ fn dense<T: Tape<f32, Cpu>>(
         });
     }
     out.put_tape(tape)
+}
+
+/// `src^T + bias`: `src` is `(cols, rows)` row-major, the result `(rows, cols)`, `bias` one
+/// value per column of the result.
+///
+/// Row by row of the result: the `cols` lines of `src` it reads stay in the L1 cache for the
+/// next rows (`cols` x 64 bytes: 32 KiB at 512 columns).
+fn transpose_with_bias(src: &[f32], cols: usize, rows: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows * cols);
+    for r in 0..rows {
+        let column = src[r..].iter().step_by(rows).take(cols);
+        match bias {
+            Some(b) => out.extend(column.zip(b).map(|(v, b)| v + b)),
+            None => out.extend(column),
+        }
+    }
+    out
 }
 
 /// Host copies a layer keeps for its backward pass.

@@ -95,21 +95,21 @@ pub fn matmul(
     let dst_ptr = SendPtr(dst.as_mut_ptr());
     let a_ptr = SendPtr(a.data.as_ptr() as *mut f32);
     let b_ptr = SendPtr(b.data.as_ptr() as *mut f32);
-    // Columns [c0, c1) of the product.
-    let run = move |c0: usize, c1: usize| {
+    // The block rows [r0, r1) x columns [c0, c1) of the product.
+    let run = move |(r0, r1): (usize, usize), (c0, c1): (usize, usize)| {
         let (dst_ptr, a_ptr, b_ptr) = (dst_ptr, a_ptr, b_ptr);
         // SAFETY: the asserts above keep every index of the (m, n, k) product inside the
-        // slices; columns [c0, c1) of dst are written by this call only.
+        // slices; the block of dst is written by this call only.
         unsafe {
             gemm(
-                m,
+                r1 - r0,
                 c1 - c0,
                 k,
-                dst_ptr.0.add(c0),
+                dst_ptr.0.add(r0 * n + c0),
                 1,
                 n as isize,
                 accumulate,
-                a_ptr.0,
+                a_ptr.0.offset(r0 as isize * a_rs),
                 a_cs,
                 a_rs,
                 b_ptr.0.offset(c0 as isize * b_cs),
@@ -124,13 +124,18 @@ pub fn matmul(
             )
         }
     };
-    if m * n * k >= SPLIT_MIN_MACS && n >= 32 && rayon::current_num_threads() > 1 {
-        // Cut at a multiple of 16 columns (one AVX-512 register) so both halves keep whole
-        // vectors.
-        let half = (n / 2).div_ceil(16) * 16;
-        rayon::join(|| run(0, half), || run(half, n));
+    // Cut the longer side of dst at a multiple of 16 (one AVX-512 register) so both halves
+    // keep whole vectors, and each thread reads half of the operand along that side.
+    let long = m.max(n);
+    if m * n * k >= SPLIT_MIN_MACS && long >= 32 && rayon::current_num_threads() > 1 {
+        let half = (long / 2).div_ceil(16) * 16;
+        if m >= n {
+            rayon::join(|| run((0, half), (0, n)), || run((half, m), (0, n)));
+        } else {
+            rayon::join(|| run((0, m), (0, half)), || run((0, m), (half, n)));
+        }
     } else {
-        run(0, n);
+        run((0, m), (0, n));
     }
 }
 
@@ -175,8 +180,9 @@ mod tests {
 
     #[test]
     fn every_layout_and_the_split_match_the_triple_loop() {
-        // 100 x 200 x 512 is over the split threshold; 7 x 5 x 3 is not.
-        for &(m, n, k) in &[(7, 5, 3), (100, 200, 512), (3, 1, 9)] {
+        // 100 x 200 x 512 (split by columns) and 200 x 100 x 512 (by rows) are over the
+        // split threshold; 7 x 5 x 3 is not.
+        for &(m, n, k) in &[(7, 5, 3), (100, 200, 512), (200, 100, 512), (3, 1, 9)] {
             for (at, bt) in [(false, false), (true, false), (false, true), (true, true)] {
                 let a = values(m * k, 1);
                 let b = values(k * n, 2);

@@ -2,8 +2,9 @@
 //! one tape operation.
 //!
 //! [`Kernels`] is implemented per device. On the `Cpu` it is one gemm 0.19 product (AVX-512
-//! where present, split over two threads) plus one fused bias + activation pass forward, and
-//! one fused derivative pass plus two products backward ([`cpu`]). On other devices (`Cuda`) it
+//! where present, split over two threads) computed as `(x W^T)^T` so that gemm reads the
+//! weights where they lie, a copy that lays it out row-major and adds the bias, and one fused
+//! activation pass forward; one fused derivative pass plus two products backward ([`cpu`]). On other devices (`Cuda`) it
 //! is [`dense_composed`], the same layer from dfdx's own ops; the CPU kernels are tested
 //! against it.
 
