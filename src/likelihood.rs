@@ -63,7 +63,7 @@ pub enum Target<'a, D: Backend> {
 
 /// `log p(x | params)` per sample for Bernoulli logits `(batch, dim)`.
 pub fn bernoulli<D: Backend, T: Tape<f32, D>>(logits: Matrix<D, T>, x: &Matrix<D>) -> Vector<D, T> {
-    logits.bce_with_logits(x.clone()).sum::<(usize,), Axis<1>>() * -1.0
+    D::bernoulli_log_likelihood(logits, x)
 }
 
 /// `log p(y | logits)` per sample for categorical logits `(batch, classes)`.

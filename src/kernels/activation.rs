@@ -145,6 +145,7 @@ macro_rules! multiversion {
         }
     };
 }
+pub(crate) use multiversion;
 
 multiversion! {
     fn multiply(dy: &mut [f32], deriv: &[f32]) {

@@ -2,9 +2,9 @@
 
 use dfdx::prelude::*;
 
-use super::activation;
 use super::gemm::{matmul, Operand};
-use super::{dense_composed, Kernels};
+use super::{activation, bernoulli};
+use super::{bernoulli_composed, dense_composed, Kernels};
 use crate::backend::{Matrix, Vector};
 use crate::nn::Activation;
 
@@ -52,6 +52,40 @@ impl Kernels for Cpu {
         act: Activation,
     ) -> Matrix<Self, T> {
         dense(x, weight, bias, act, false)
+    }
+
+    fn bernoulli_log_likelihood<T: Tape<f32, Self>>(
+        logits: Matrix<Self, T>,
+        x: &Matrix<Self>,
+    ) -> Vector<Self, T> {
+        let (rows, cols) = *logits.shape();
+        assert_eq!(
+            *x.shape(),
+            (rows, cols),
+            "bernoulli likelihood: logits and values differ in shape"
+        );
+        if !(is_row_major(&logits) && is_row_major(x)) {
+            return bernoulli_composed(logits, x);
+        }
+        let (logits, mut tape) = logits.split_tape();
+        let (ls, xs) = (values(&logits), values(x));
+        let mut out = vec![0f32; rows];
+        let mut deriv = if T::OWNS_TAPE {
+            vec![0f32; rows * cols]
+        } else {
+            Vec::new()
+        };
+        bernoulli::forward(&ls, &xs, cols, &mut out, &mut deriv);
+        let out = logits.device().tensor_from_vec(out, (rows,));
+        if T::OWNS_TAPE {
+            let y = out.clone();
+            tape.add_backward_op(move |grads| {
+                let g = grads.get_or_alloc_mut(&y)?.to_vec();
+                bernoulli::backward(grads.get_or_alloc_mut(&logits)?, &deriv, &g, cols);
+                Ok(())
+            });
+        }
+        out.put_tape(tape)
     }
 
     fn training_parts(batch: usize) -> usize {
@@ -330,6 +364,52 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The Bernoulli log-likelihood and its logits' gradient equal dfdx's composed version,
+    /// logits from saturated to small, targets binary and fractional.
+    #[test]
+    fn bernoulli_matches_the_composed_likelihood() {
+        let dev = Cpu::default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let (rows, cols) = (6, 300);
+        let l: Vec<f32> = (0..rows * cols)
+            .map(|i| match i % 5 {
+                0 => rng.gen_range(-30.0..30.0),
+                1 => rng.gen_range(-1e-3..1e-3),
+                _ => rng.gen_range(-4.0..4.0),
+            })
+            .collect();
+        let x: Vec<f32> = (0..rows * cols)
+            .map(|i| {
+                if i % 3 == 0 {
+                    rng.gen_range(0.0..1.0)
+                } else {
+                    f32::from(u8::from(rng.gen_bool(0.3)))
+                }
+            })
+            .collect();
+        let l: Matrix<Cpu> = dev.tensor_from_vec(l, (rows, cols));
+        let x: Matrix<Cpu> = dev.tensor_from_vec(x, (rows, cols));
+        let up: Vector<Cpu> =
+            dev.tensor_from_vec((0..rows).map(|r| r as f32 - 2.5).collect(), (rows,));
+        let run = |kernel: bool| {
+            let lt = l.leaky_trace();
+            let y = if kernel {
+                Cpu::bernoulli_log_likelihood(lt, &x)
+            } else {
+                bernoulli_composed(lt, &x)
+            };
+            let v = y.as_vec();
+            let g = (y * up.clone()).sum().backward();
+            (v, g.get(&l).as_vec())
+        };
+        let (y1, g1) = run(true);
+        let (y2, g2) = run(false);
+        close(&y1, &y2, 1e-5, "log p");
+        close(&g1, &g2, 1e-5, "d/dlogits");
+        let untaped = Cpu::bernoulli_log_likelihood(l.clone(), &x).as_vec();
+        assert_eq!(untaped, y1);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::backend::{Matrix, Vector};
 use crate::nn::Activation;
 
 pub mod activation;
+pub mod bernoulli;
 mod cpu;
 pub mod gemm;
 
@@ -40,6 +41,15 @@ pub trait Kernels: Device<f32> + Clone + Default + std::fmt::Debug + 'static {
         act: Activation,
     ) -> Matrix<Self, T> {
         Self::dense(x, weight, bias, act)
+    }
+
+    /// `log p(x | logits)` per row for independent Bernoulli variables,
+    /// `sum_j x_j l_j - softplus(l_j)`, recorded on `logits`' tape (no gradient for `x`).
+    fn bernoulli_log_likelihood<T: Tape<f32, Self>>(
+        logits: Matrix<Self, T>,
+        x: &Matrix<Self>,
+    ) -> Vector<Self, T> {
+        bernoulli_composed(logits, x)
     }
 
     /// Into how many parts a training batch of `batch` samples is cut, each part's forward
@@ -83,6 +93,15 @@ pub fn dense_composed<D: Device<f32>, T: Tape<f32, D>>(
         None => y,
     };
     act.apply(y)
+}
+
+/// [`Kernels::bernoulli_log_likelihood`] from dfdx's ops: binary cross-entropy with logits,
+/// summed per row and negated.
+pub fn bernoulli_composed<D: Device<f32>, T: Tape<f32, D>>(
+    logits: Matrix<D, T>,
+    x: &Matrix<D>,
+) -> Vector<D, T> {
+    logits.bce_with_logits(x.clone()).sum::<(usize,), Axis<1>>() * -1.0
 }
 
 #[cfg(feature = "cuda")]
