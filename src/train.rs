@@ -16,8 +16,8 @@ use crate::backend::Backend;
 use crate::batch::Batch;
 use crate::codec::Codecs;
 use crate::data::{BatchOptions, HostBatch, MultimodalDataset};
+use crate::kernels::{Kernels, PartGradients};
 use crate::model::Mvae;
-use crate::nn::{ParamMut, ParamVisitor, Parameters};
 use crate::objective::{self, ObjectiveConfig, Term, TermStats};
 use crate::optim::{Adam, AdamSettings};
 use crate::subset::Subset;
@@ -60,6 +60,9 @@ impl<const L: usize, D: Backend> PartContext<'_, L, D> {
         }
     }
 }
+
+/// The per-term statistics of one step.
+type StepStats = Vec<(Term, TermStats)>;
 
 /// One part of a batch after its forward and backward pass.
 struct PartResult<D: Backend> {
@@ -260,20 +263,38 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
                 .expect("a Trainer<Cpu> steps on a Batch<Cpu>");
             // Inside the pool the kernels' two-way splits hand work to the other worker's
             // deque instead of waking the pool from outside for every product.
+            let parts = Cpu::training_parts(batch.size());
             return rayon::scope(|_| {
-                cpu.step_parts(cpu_batch, |ctx, ranges| {
+                let (mut grads, stats) = cpu.batch_gradients(cpu_batch, parts, |ctx, ranges| {
                     ranges.into_par_iter().map(|r| ctx.run(r)).collect()
-                })
+                })?;
+                cpu.update(&mut grads);
+                Ok(stats)
             });
         }
-        self.step_parts(batch, |ctx, ranges| {
+        let parts = D::training_parts(batch.size());
+        let (mut grads, stats) = self.batch_gradients(batch, parts, |ctx, ranges| {
             ranges.into_iter().map(|r| ctx.run(r)).collect()
-        })
+        })?;
+        self.update(&mut grads);
+        Ok(stats)
     }
 
-    /// One step with the batch cut into `D::training_parts` parts, which `map_parts` runs
-    /// (one after the other, or on threads).
-    fn step_parts<M>(&mut self, batch: &Batch<D>, map_parts: M) -> Result<Vec<(Term, TermStats)>>
+    /// The Adam update that ends a step.
+    fn update(&mut self, grads: &mut Gradients<f32, D>) {
+        self.adam.update(&mut self.model, grads);
+        self.step += 1;
+    }
+
+    /// The gradient of a step's loss and its per-term statistics, with the batch cut into
+    /// `parts` parts which `map_parts` runs (one after the other, or on threads). Draws the
+    /// step's terms and noise.
+    fn batch_gradients<M>(
+        &mut self,
+        batch: &Batch<D>,
+        parts: usize,
+        map_parts: M,
+    ) -> Result<(Gradients<f32, D>, StepStats)>
     where
         M: FnOnce(&PartContext<'_, L, D>, Vec<Range<usize>>) -> Vec<PartResult<D>>,
     {
@@ -287,7 +308,7 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
         // floating-point sums.
         let n = batch.size();
         let noise = objective::draw_noise(terms.len(), n * L, &mut self.rng);
-        let parts = D::training_parts(n).clamp(1, n.max(1));
+        let parts = parts.clamp(1, n.max(1));
         let ctx = PartContext {
             model: &self.model,
             batch,
@@ -308,26 +329,16 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
             });
         }
         let stats = merge_terms(&results);
-        let mut results = results.into_iter();
-        let first = results.next().expect("one part at least");
-        let mut grads = first.grads.expect("finite loss");
-        let mut into_share = first.share;
-        for mut part in results {
-            let from = part.grads.as_mut().expect("finite loss");
-            let (a, b) = (into_share, part.share);
-            let mut blend = |_: &str, p: ParamMut<'_, D>| {
-                match p {
-                    ParamMut::Matrix(t) => D::blend_gradient(&mut grads, from, t, a, b),
-                    ParamMut::Vector(t) => D::blend_gradient(&mut grads, from, t, a, b),
-                }
-                .expect("gradient buffers of the model's own size");
-            };
-            self.model.visit_params(&mut ParamVisitor::new(&mut blend));
-            into_share = 1.0;
-        }
-        self.adam.update(&mut self.model, &mut grads);
-        self.step += 1;
-        Ok(stats)
+        let parts = results
+            .into_iter()
+            .map(|r| PartGradients {
+                grads: r.grads.expect("finite loss"),
+                share: r.share,
+            })
+            .collect();
+        let grads =
+            D::merge_parts(&mut self.model, parts).expect("gradient buffers of the model's size");
+        Ok((grads, stats))
     }
 
     /// One pass over `data` in a fresh seeded order; `progress` is called after every step.
@@ -489,5 +500,106 @@ impl TermAccumulator {
             })
             .collect();
         (loss, terms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::HostValues;
+    use crate::likelihood::Variance;
+    use crate::modality::{Continuous, Image, Label, ModalitySpec};
+    use crate::model::ModelConfig;
+    use crate::nn::{ParamMut, ParamVisitor, Parameters};
+
+    /// Every parameter's gradient by dotted name (zero where a step left none).
+    fn gradients(
+        model: &mut Mvae<4, Cpu>,
+        grads: &mut Gradients<f32, Cpu>,
+    ) -> Vec<(String, Vec<f32>)> {
+        let mut out = Vec::new();
+        let mut f = |name: &str, p: ParamMut<'_, Cpu>| {
+            let g = match p {
+                ParamMut::Matrix(t) => grads.get_or_alloc_mut(t).unwrap().to_vec(),
+                ParamMut::Vector(t) => grads.get_or_alloc_mut(t).unwrap().to_vec(),
+            };
+            out.push((name.to_string(), g));
+        };
+        model.visit_params(&mut ParamVisitor::new(&mut f));
+        out
+    }
+
+    /// A batch cut into parts on rayon's threads gives the gradient of the batch run as one
+    /// part, for every parameter, with missing values and a random subset term.
+    #[test]
+    fn parts_give_the_gradient_of_the_whole_batch() {
+        let cfg = ModelConfig::new(vec![
+            ModalitySpec::new(Image::new("image", 4, 4))
+                .encoder_hidden(&[8])
+                .decoder_hidden(&[8, 6]),
+            ModalitySpec::new(Label::new("label", 3)).weight(2.0),
+            ModalitySpec::new(Continuous::new("vec", 2, Variance::Learned)),
+        ]);
+        let n = 70;
+        let img: Vec<f32> = (0..n * 16).map(|i| ((i * 37) % 11) as f32 / 10.0).collect();
+        let lab: Vec<f32> = (0..n).map(|i| (i % 3) as f32).collect();
+        let vec: Vec<f32> = (0..n * 2)
+            .map(|i| ((i * 13) % 7) as f32 / 3.0 - 1.0)
+            .collect();
+        let lab_present: Vec<bool> = (0..n).map(|i| i % 4 != 1).collect();
+        let vec_present: Vec<bool> = (0..n).map(|i| i % 5 != 2).collect();
+        let mut train = TrainConfig::default();
+        train.objective.random_subsets = 1;
+        let make = || {
+            let model = Mvae::<4, Cpu>::new(&cfg, &Cpu::default(), 5).unwrap();
+            Trainer::new(model, train.clone()).unwrap()
+        };
+        let (mut one, mut three) = (make(), make());
+        let batch = Batch::from_host(
+            one.model.modalities(),
+            one.model.device(),
+            &[
+                HostValues {
+                    name: "image",
+                    values: &img,
+                    present: None,
+                },
+                HostValues {
+                    name: "label",
+                    values: &lab,
+                    present: Some(&lab_present),
+                },
+                HostValues {
+                    name: "vec",
+                    values: &vec,
+                    present: Some(&vec_present),
+                },
+            ],
+        )
+        .unwrap();
+        let (mut g1, _) = one
+            .batch_gradients(&batch, 1, |ctx, ranges| {
+                ranges.into_iter().map(|r| ctx.run(r)).collect()
+            })
+            .unwrap();
+        let (mut g3, _) = rayon::scope(|_| {
+            three.batch_gradients(&batch, 3, |ctx, ranges| {
+                ranges.into_par_iter().map(|r| ctx.run(r)).collect()
+            })
+        })
+        .unwrap();
+        let a = gradients(&mut one.model, &mut g1);
+        let b = gradients(&mut three.model, &mut g3);
+        assert_eq!(a.len(), b.len());
+        for ((name, x), (_, y)) in a.iter().zip(&b) {
+            let scale = x.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            assert!(x.iter().any(|&v| v != 0.0), "{name}: no gradient at all");
+            for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                assert!(
+                    (u - v).abs() <= 1e-4 * scale,
+                    "{name}[{i}]: one part {u}, three {v}"
+                );
+            }
+        }
     }
 }

@@ -4,9 +4,9 @@ use dfdx::prelude::*;
 
 use super::gemm::{matmul, Operand};
 use super::{activation, bernoulli};
-use super::{bernoulli_composed, dense_composed, Kernels};
+use super::{bernoulli_composed, dense_composed, Kernels, PartGradients};
 use crate::backend::{Matrix, Vector};
-use crate::nn::Activation;
+use crate::nn::{Activation, ParamMut, ParamVisitor, Parameters};
 
 /// Whether a `Cpu` matrix is stored densely in row-major order (not a permuted or broadcast
 /// view). dfdx 0.13 keeps strides private, so they are read off the element addresses.
@@ -98,26 +98,53 @@ impl Kernels for Cpu {
         }
     }
 
-    fn blend_gradient<S: Shape>(
-        into: &mut Gradients<f32, Self>,
-        from: &mut Gradients<f32, Self>,
-        param: &Tensor<S, f32, Self>,
-        a: f32,
-        b: f32,
-    ) -> Result<(), CpuError> {
-        let src: &[f32] = from.get_or_alloc_mut(param)?;
-        let dst: &mut [f32] = into.get_or_alloc_mut(param)?;
-        // Large weight matrices on both threads: this pass runs between the parts and Adam,
-        // while nothing else does.
-        let at =
-            (dst.len() >= 1 << 16 && rayon::current_num_threads() > 1).then_some(dst.len() / 2);
-        activation::zip_in_halves(dst, src, at, |dst, src| {
-            for (d, s) in dst.iter_mut().zip(src) {
-                *d = a * *d + b * s;
-            }
-        });
-        Ok(())
+    fn merge_parts<P: Parameters<Self>>(
+        model: &mut P,
+        parts: Vec<PartGradients<Self>>,
+    ) -> Result<Gradients<f32, Self>, CpuError> {
+        let mut parts = parts.into_iter();
+        let first = parts.next().expect("one part at least");
+        let mut grads = first.grads;
+        let mut into_share = first.share;
+        for mut part in parts {
+            let (a, b) = (into_share, part.share);
+            let from = &mut part.grads;
+            let mut result = Ok(());
+            let mut blend = |_: &str, p: ParamMut<'_, Self>| {
+                let r = match p {
+                    ParamMut::Matrix(t) => blend_gradient(&mut grads, from, t, a, b),
+                    ParamMut::Vector(t) => blend_gradient(&mut grads, from, t, a, b),
+                };
+                result = result.and(r);
+            };
+            model.visit_params(&mut ParamVisitor::new(&mut blend));
+            result?;
+            into_share = 1.0;
+        }
+        Ok(grads)
     }
+}
+
+/// `into = a * into + b * from` for the gradient of `param` (a slot missing from `from`
+/// counts as zero).
+fn blend_gradient<S: Shape>(
+    into: &mut Gradients<f32, Cpu>,
+    from: &mut Gradients<f32, Cpu>,
+    param: &Tensor<S, f32, Cpu>,
+    a: f32,
+    b: f32,
+) -> Result<(), CpuError> {
+    let src: &[f32] = from.get_or_alloc_mut(param)?;
+    let dst: &mut [f32] = into.get_or_alloc_mut(param)?;
+    // Large weight matrices on both threads: this pass runs between the parts and Adam,
+    // while nothing else does.
+    let at = (dst.len() >= 1 << 16 && rayon::current_num_threads() > 1).then_some(dst.len() / 2);
+    activation::zip_in_halves(dst, src, at, |dst, src| {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = a * *d + b * s;
+        }
+    });
+    Ok(())
 }
 
 /// The smallest part of a batch worth a thread of its own.
@@ -170,7 +197,7 @@ fn dense<T: Tape<f32, Cpu>>(
             deriv: saved,
         };
         tape.add_backward_op(move |grads| {
-            backward(&x, &weight, bias.as_ref(), &y, &layer, input_grad, grads)
+            backward(&x, &weight, bias.as_ref(), &y, layer, input_grad, grads)
         });
     }
     out.put_tape(tape)
@@ -207,7 +234,7 @@ fn backward(
     weight: &Matrix<Cpu>,
     bias: Option<&Vector<Cpu>>,
     y: &Matrix<Cpu>,
-    layer: &Saves,
+    layer: Saves,
     input_grad: bool,
     grads: &mut Gradients<f32, Cpu>,
 ) -> Result<(), CpuError> {
@@ -220,24 +247,24 @@ fn backward(
     if let Some(b) = bias {
         activation::bias_gradient(grads.get_or_alloc_mut(b)?, &dz, outputs);
     }
-    // dW (outputs x inputs) += dz^T x
-    matmul(
-        grads.get_or_alloc_mut(weight)?,
-        (outputs, inputs, rows),
-        Operand::transposed(&dz),
-        Operand::plain(xs),
-        true,
-    );
     if input_grad {
         // dx (rows x inputs) += dz W
         matmul(
             grads.get_or_alloc_mut(x)?,
             (rows, inputs, outputs),
             Operand::plain(&dz),
-            Operand::plain(ws),
+            Operand::plain(&ws),
             true,
         );
     }
+    // dW (outputs x inputs) += dz^T x
+    matmul(
+        grads.get_or_alloc_mut(weight)?,
+        (outputs, inputs, rows),
+        Operand::transposed(&dz),
+        Operand::plain(&xs),
+        true,
+    );
     Ok(())
 }
 
@@ -354,7 +381,7 @@ mod tests {
             for (i, v) in from.get_or_alloc_mut(&p).unwrap().iter_mut().enumerate() {
                 *v = (n - i) as f32;
             }
-            Cpu::blend_gradient(&mut into, &mut from, &p, 0.25, 0.75).unwrap();
+            blend_gradient(&mut into, &mut from, &p, 0.25, 0.75).unwrap();
             let got = into.get(&p).as_vec();
             for (i, g) in got.iter().enumerate() {
                 let want = 0.25 * i as f32 + 0.75 * (n - i) as f32;
@@ -410,6 +437,47 @@ mod tests {
         close(&g1, &g2, 1e-5, "d/dlogits");
         let untaped = Cpu::bernoulli_log_likelihood(l.clone(), &x).as_vec();
         assert_eq!(untaped, y1);
+    }
+
+    /// A layer's gradients merged from training parts equal the plain backward pass of the
+    /// batch: one part, and two halves each scored by its own mean.
+    #[test]
+    fn merged_parts_give_the_batch_gradient() {
+        let dev = Cpu::default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        let mut layer = crate::nn::Linear::new(6, 5, true, &mut rng, &dev);
+        let x = random(&dev, 10, 6, &mut rng);
+        let up = random(&dev, 10, 5, &mut rng);
+        // the mean over rows of <y, up>, for rows `r`
+        let loss = |layer: &crate::nn::Linear<Cpu>, r: std::ops::Range<usize>| {
+            let n = r.len() as f32;
+            let xr = x.clone().slice((r.clone(), ..)).realize::<(usize, usize)>();
+            let ur = up.clone().slice((r, ..)).realize::<(usize, usize)>();
+            let y = layer.forward_with(xr.leaky_trace(), Activation::Swish);
+            ((y * ur).sum() / n).backward()
+        };
+        let plain = loss(&layer, 0..10);
+        let (w, b) = (layer.weight.clone(), layer.bias.clone().unwrap());
+        let want = (plain.get(&w).as_vec(), plain.get(&b).as_vec());
+        let one: std::ops::Range<usize> = 0..10;
+        for halves in [vec![one], vec![0..4, 4..10]] {
+            let parts: Vec<PartGradients<Cpu>> = halves
+                .into_iter()
+                .map(|r| {
+                    let share = r.len() as f32 / 10.0;
+                    PartGradients {
+                        grads: loss(&layer, r),
+                        share,
+                    }
+                })
+                .collect();
+            let count = parts.len();
+            let mut got = Cpu::merge_parts(&mut layer, parts).unwrap();
+            let gw = got.get_or_alloc_mut(&w).unwrap().to_vec();
+            let gb = got.get_or_alloc_mut(&b).unwrap().to_vec();
+            close(&gw, &want.0, 1e-5, &format!("dW, {count} parts"));
+            close(&gb, &want.1, 1e-5, &format!("db, {count} parts"));
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use dfdx::prelude::*;
 
 use crate::backend::{Matrix, Vector};
-use crate::nn::Activation;
+use crate::nn::{Activation, Parameters};
 
 pub mod activation;
 pub mod bernoulli;
@@ -63,18 +63,25 @@ pub trait Kernels: Device<f32> + Clone + Default + std::fmt::Debug + 'static {
         1
     }
 
-    /// `into = a * into + b * from` for the gradient of `param` (the merge of the parts'
-    /// gradients); a gradient missing from `from` counts as zero.
+    /// The gradient of the whole batch from its parts': `sum_i share_i * grads_i`.
     ///
     /// # Errors
     /// The device's allocation error.
-    fn blend_gradient<S: Shape>(
-        into: &mut Gradients<f32, Self>,
-        from: &mut Gradients<f32, Self>,
-        param: &Tensor<S, f32, Self>,
-        a: f32,
-        b: f32,
-    ) -> Result<(), Self::Err>;
+    ///
+    /// # Panics
+    /// If `parts` is empty.
+    fn merge_parts<P: Parameters<Self>>(
+        model: &mut P,
+        parts: Vec<PartGradients<Self>>,
+    ) -> Result<Gradients<f32, Self>, Self::Err>;
+}
+
+/// One part of a batch after its backward pass, on its way into the batch's gradient.
+pub struct PartGradients<D: Kernels> {
+    /// The gradients of the part's own mean loss.
+    pub grads: Gradients<f32, D>,
+    /// Its fraction of the batch's samples.
+    pub share: f32,
 }
 
 /// [`Kernels::dense`] from dfdx's ops: a matmul, a broadcast bias add and the activation.
@@ -115,14 +122,14 @@ impl Kernels for Cuda {
         dense_composed(x, weight, bias, act)
     }
 
-    fn blend_gradient<S: Shape>(
-        _into: &mut Gradients<f32, Self>,
-        _from: &mut Gradients<f32, Self>,
-        _param: &Tensor<S, f32, Self>,
-        _a: f32,
-        _b: f32,
-    ) -> Result<(), Self::Err> {
-        // `training_parts` is 1 on CUDA, so the trainer never has two parts to merge.
-        unreachable!("CUDA trains each batch in one part")
+    fn merge_parts<P: Parameters<Self>>(
+        _model: &mut P,
+        parts: Vec<PartGradients<Self>>,
+    ) -> Result<Gradients<f32, Self>, Self::Err> {
+        // `training_parts` is 1 on CUDA: the one part's gradient is the batch's.
+        let [only]: [PartGradients<Self>; 1] = parts
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("CUDA trains each batch in one part"));
+        Ok(only.grads)
     }
 }
