@@ -1,6 +1,6 @@
-//! The elementwise half of a dense layer on the CPU, fused: the activation and its derivative
-//! in one pass forward (the bias is added by the copy that lays the product out row-major,
-//! `cpu::transpose_with_bias`); one product backward.
+//! The elementwise half of a dense layer on the CPU, fused: bias, activation and the
+//! activation's derivative in one pass forward (when the product comes out transposed, the
+//! bias is added by the copy that lays it out row-major instead); one product backward.
 //!
 //! dfdx 0.13 spends one single-threaded pass over memory per elementwise op and per gradient
 //! (Swish alone is a sigmoid, a product and their two backward kernels). Here the forward pass
@@ -62,10 +62,16 @@ fn halves(len: usize, cols: usize) -> Option<usize> {
         .then_some(rows / 2 * cols)
 }
 
-/// In place, `y = act(y)` over rows of `cols` values. When `keep` (a layer on a tape)
+/// In place, `y = act(y + bias)` over rows of `cols` values. When `keep` (a layer on a tape)
 /// returns `act'` at each element for [`backward`]; `None` for the identity (derivative 1) or
 /// when not kept.
-pub fn forward(act: Activation, y: &mut [f32], cols: usize, keep: bool) -> Option<Vec<f32>> {
+pub fn forward(
+    act: Activation,
+    y: &mut [f32],
+    cols: usize,
+    bias: Option<&[f32]>,
+    keep: bool,
+) -> Option<Vec<f32>> {
     let keep = keep && act != Activation::Identity;
     let mut deriv = if keep {
         vec![0f32; y.len()]
@@ -81,11 +87,11 @@ pub fn forward(act: Activation, y: &mut [f32], cols: usize, keep: bool) -> Optio
                 (&mut [][..], &mut [][..])
             };
             rayon::join(
-                || forward_slice(act, y0, d0, cols),
-                || forward_slice(act, y1, d1, cols),
+                || forward_slice(act, y0, d0, cols, bias),
+                || forward_slice(act, y1, d1, cols, bias),
             );
         }
-        None => forward_slice(act, y, &mut deriv, cols),
+        None => forward_slice(act, y, &mut deriv, cols, bias),
     }
     keep.then_some(deriv)
 }
@@ -156,9 +162,14 @@ multiversion! {
 }
 
 multiversion! {
-    fn forward_slice(act: Activation, y: &mut [f32], deriv: &mut [f32], cols: usize) {
+    fn forward_slice(act: Activation, y: &mut [f32], deriv: &mut [f32], cols: usize, bias: Option<&[f32]>) {
         let keep = !deriv.is_empty();
         for (r, row) in y.chunks_exact_mut(cols).enumerate() {
+            if let Some(b) = bias {
+                for (v, b) in row.iter_mut().zip(b) {
+                    *v += b;
+                }
+            }
             if !keep {
                 match act {
                     Activation::Identity => {}

@@ -173,19 +173,34 @@ fn dense<T: Tape<f32, Cpu>>(
     let (x, mut tape) = x.split_tape();
     let xs = values(&x);
     let ws = values(weight);
-    // y^T = W x^T, (outputs, rows): laid out this way gemm reads W where it lies instead of
-    // repacking the whole matrix for a few rows of x (it packs x, the small operand).
-    let mut yt = vec![0f32; rows * outputs];
-    matmul(
-        &mut yt,
-        (outputs, rows, inputs),
-        Operand::plain(&ws),
-        Operand::transposed(&xs),
-        false,
-    );
     let bs = bias.map(values);
-    let mut y = transpose_with_bias(&yt, outputs, rows, bs.as_deref());
-    let saved = activation::forward(act, &mut y, outputs, T::OWNS_TAPE);
+    // gemm repacks one of the two operands for its micro-kernels; the product is laid out so
+    // that it is the smaller one. A few rows of x through a wide layer (training): y^T = W
+    // x^T, which gemm computes reading W where it lies, then laid out row-major with the bias
+    // added on the way. Many rows through a narrow layer (evaluation, K samples per image):
+    // y = x W^T directly, the bias added in the activation pass.
+    let (mut y, bias_left) = if rows <= outputs {
+        let mut yt = vec![0f32; rows * outputs];
+        matmul(
+            &mut yt,
+            (outputs, rows, inputs),
+            Operand::plain(&ws),
+            Operand::transposed(&xs),
+            false,
+        );
+        (transpose_with_bias(&yt, outputs, rows, bs.as_deref()), None)
+    } else {
+        let mut y = vec![0f32; rows * outputs];
+        matmul(
+            &mut y,
+            (rows, outputs, inputs),
+            Operand::plain(&xs),
+            Operand::transposed(&ws),
+            false,
+        );
+        (y, bs.as_deref())
+    };
+    let saved = activation::forward(act, &mut y, outputs, bias_left, T::OWNS_TAPE);
     let out = x.device().tensor_from_vec(y, (rows, outputs));
     if T::OWNS_TAPE {
         let weight = weight.clone();
@@ -289,7 +304,8 @@ mod tests {
     }
 
     /// Forward values and the gradients of x, W and b equal dfdx's composed layer, for every
-    /// activation, with and without bias, below and above the two-thread thresholds.
+    /// activation, with and without bias, in both layouts of the forward product, below and
+    /// above the two-thread thresholds.
     #[test]
     fn kernel_matches_the_composed_layer() {
         let dev = Cpu::default();
@@ -301,7 +317,9 @@ mod tests {
             Activation::Gelu,
             Activation::Identity,
         ];
-        for &(rows, inputs, outputs) in &[(3, 5, 4), (100, 300, 200)] {
+        // Both layouts of the forward product (rows <= outputs: transposed), each below and
+        // above the two-thread thresholds.
+        for &(rows, inputs, outputs) in &[(3, 5, 4), (100, 300, 200), (9, 7, 3), (600, 300, 100)] {
             for act in acts {
                 for with_bias in [true, false] {
                     let x = random(&dev, rows, inputs, &mut rng);
