@@ -107,22 +107,35 @@ impl Kernels for Cpu {
         let mut grads = first.grads;
         let mut into_share = first.share;
         for mut part in parts {
-            let (a, b) = (into_share, part.share);
-            let from = &mut part.grads;
-            let mut result = Ok(());
-            let mut blend = |_: &str, p: ParamMut<'_, Self>| {
-                let r = match p {
-                    ParamMut::Matrix(t) => blend_gradient(&mut grads, from, t, a, b),
-                    ParamMut::Vector(t) => blend_gradient(&mut grads, from, t, a, b),
-                };
-                result = result.and(r);
-            };
-            model.visit_params(&mut ParamVisitor::new(&mut blend));
-            result?;
+            blend_all(model, &mut grads, &mut part.grads, into_share, part.share)?;
             into_share = 1.0;
+        }
+        if into_share != 1.0 {
+            // a lone part that is not the whole batch
+            blend_all(model, &mut grads, &mut Gradients::leaky(), into_share, 0.0)?;
         }
         Ok(grads)
     }
+}
+
+/// [`blend_gradient`] for every parameter of `model`.
+fn blend_all<P: Parameters<Cpu>>(
+    model: &mut P,
+    into: &mut Gradients<f32, Cpu>,
+    from: &mut Gradients<f32, Cpu>,
+    a: f32,
+    b: f32,
+) -> Result<(), CpuError> {
+    let mut result = Ok(());
+    let mut blend = |_: &str, p: ParamMut<'_, Cpu>| {
+        let r = match p {
+            ParamMut::Matrix(t) => blend_gradient(into, from, t, a, b),
+            ParamMut::Vector(t) => blend_gradient(into, from, t, a, b),
+        };
+        result = result.and(r);
+    };
+    model.visit_params(&mut ParamVisitor::new(&mut blend));
+    result
 }
 
 /// `into = a * into + b * from` for the gradient of `param` (a slot missing from `from`
@@ -496,6 +509,19 @@ mod tests {
             close(&gw, &want.0, 1e-5, &format!("dW, {count} parts"));
             close(&gb, &want.1, 1e-5, &format!("db, {count} parts"));
         }
+        // a lone part weighted by a share below 1 is scaled too
+        let lone = vec![PartGradients {
+            grads: loss(&layer, 0..10),
+            share: 0.5,
+        }];
+        let mut got = Cpu::merge_parts(&mut layer, lone).unwrap();
+        let half: Vec<f32> = want.0.iter().map(|v| 0.5 * v).collect();
+        close(
+            &got.get_or_alloc_mut(&w).unwrap().to_vec(),
+            &half,
+            1e-5,
+            "dW, share 0.5",
+        );
     }
 
     #[test]
