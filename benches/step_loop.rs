@@ -11,8 +11,10 @@
 //! steps, as a smoke test.
 
 use dfdx::prelude::Cpu;
-use mvae::data::{Mnist, Split};
-use mvae::{Batch, HostValues, ModelConfig, Mvae, TrainConfig, Trainer};
+use mvae::{ModelConfig, Mvae, TrainConfig, Trainer};
+
+#[path = "batch/mod.rs"]
+mod batch;
 
 fn main() -> anyhow::Result<()> {
     let bench = std::env::args().any(|a| a == "--bench");
@@ -21,27 +23,8 @@ fn main() -> anyhow::Result<()> {
         (true, Ok(v)) => v.parse()?,
         (true, Err(_)) => 100,
     };
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/mnist");
-    let m = Mnist::load(&dir, Split::Train, Some(100))?;
-    let dev = Cpu::default();
-    let model = Mvae::<64, Cpu>::new(&ModelConfig::mnist(), &dev, 0)?;
-    let labels: Vec<f32> = m.labels.iter().map(|&l| f32::from(l)).collect();
-    let batch = Batch::from_host(
-        model.modalities(),
-        &dev,
-        &[
-            HostValues {
-                name: "image",
-                values: &m.images,
-                present: None,
-            },
-            HostValues {
-                name: "label",
-                values: &labels,
-                present: None,
-            },
-        ],
-    )?;
+    let model = Mvae::<64, Cpu>::new(&ModelConfig::mnist(), &Cpu::default(), 0)?;
+    let (_, batch) = batch::first_hundred(&model);
     let mut trainer = Trainer::new(model, TrainConfig::default())?;
     for _ in 0..if bench { 20 } else { 1 } {
         trainer.step(&batch)?;
@@ -53,7 +36,7 @@ fn main() -> anyhow::Result<()> {
     let ms = start.elapsed().as_secs_f64() * 1e3 / steps as f64;
     println!(
         "{{\"bench\":\"step_loop\",\"steps\":{steps},\"ms_per_step\":{ms:.3},\"samples_per_second\":{:.1},\"rayon_threads\":{}}}",
-        100.0 * 1e3 / ms,
+        batch::BATCH as f64 * 1e3 / ms,
         rayon::current_num_threads()
     );
     Ok(())

@@ -9,38 +9,14 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dfdx::prelude::*;
-use mvae::data::{Mnist, Split};
-use mvae::{Batch, HostValues, ModelConfig, Mvae, TrainConfig, Trainer};
+use mvae::{ModelConfig, Mvae, TrainConfig, Trainer};
 
-const BATCH: usize = 100;
-
-fn sample() -> Mnist {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/mnist");
-    Mnist::load(&dir, Split::Train, Some(BATCH)).expect("bundled MNIST sample")
-}
+use batch::BATCH;
 
 fn library_step(c: &mut Criterion) {
-    let m = sample();
     let dev = Cpu::default();
     let model = Mvae::<64, Cpu>::new(&ModelConfig::mnist(), &dev, 0).unwrap();
-    let labels: Vec<f32> = m.labels.iter().map(|&l| f32::from(l)).collect();
-    let batch = Batch::from_host(
-        model.modalities(),
-        &dev,
-        &[
-            HostValues {
-                name: "image",
-                values: &m.images,
-                present: None,
-            },
-            HostValues {
-                name: "label",
-                values: &labels,
-                present: None,
-            },
-        ],
-    )
-    .unwrap();
+    let (m, batch) = batch::first_hundred(&model);
     let mut trainer = Trainer::new(model, TrainConfig::default()).unwrap();
     let mut g = c.benchmark_group("train_step");
     g.throughput(Throughput::Elements(BATCH as u64));
@@ -57,6 +33,8 @@ fn library_step(c: &mut Criterion) {
 
 #[path = "bare/mod.rs"]
 mod bare;
+#[path = "batch/mod.rs"]
+mod batch;
 
 criterion_group!(benches, library_step);
 criterion_main!(benches);
