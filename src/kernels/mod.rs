@@ -1,12 +1,13 @@
-//! The project's own kernels for the hot path of training: a dense layer `act(x W^T + b)` as
-//! one tape operation.
+//! The project's own kernels for the hot path of training: a dense layer `act(x W^T + b)` and
+//! the Bernoulli log-likelihood, each as one tape operation, and the merge of a batch trained
+//! in parts.
 //!
-//! [`Kernels`] is implemented per device. On the `Cpu` it is one gemm 0.19 product (AVX-512
-//! where present, split over two threads) computed as `(x W^T)^T` so that gemm reads the
-//! weights where they lie, a copy that lays it out row-major and adds the bias, and one fused
-//! activation pass forward; one fused derivative pass plus two products backward ([`cpu`]). On other devices (`Cuda`) it
-//! is [`dense_composed`], the same layer from dfdx's own ops; the CPU kernels are tested
-//! against it.
+//! [`Kernels`] is implemented per device. On the `Cpu` (`kernels/cpu.rs`) a dense layer is one
+//! gemm 0.19 product (AVX-512 where present, split over two threads) laid out so that gemm
+//! repacks the smaller operand, and one fused bias + activation pass forward; one fused
+//! derivative pass plus two products backward. On other devices (`Cuda`) it is
+//! [`dense_composed`], the same layer from dfdx's own ops; the CPU kernels are tested against
+//! it, as the Bernoulli kernel is against [`bernoulli_composed`].
 
 use dfdx::prelude::*;
 
