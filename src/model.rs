@@ -105,7 +105,7 @@ pub enum InputLayer<D: Backend> {
 }
 
 impl<D: Backend> Parameters<D> for InputLayer<D> {
-    fn visit_params(&mut self, v: &mut ParamVisitor<'_, D>) {
+    fn visit_params<'p>(&'p mut self, v: &mut ParamVisitor<'_, 'p, D>) {
         match self {
             InputLayer::Dense(l) => l.visit_params(v),
             InputLayer::Embedding(e) => e.visit_params(v),
@@ -346,7 +346,7 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
 }
 
 impl<const L: usize, D: Backend> Parameters<D> for Mvae<L, D> {
-    fn visit_params(&mut self, v: &mut ParamVisitor<'_, D>) {
+    fn visit_params<'p>(&'p mut self, v: &mut ParamVisitor<'_, 'p, D>) {
         let names: Vec<String> = self
             .modalities()
             .iter()

@@ -81,14 +81,17 @@ pub enum ParamMut<'a, D: Backend> {
 /// Walks every parameter with its dotted path name (`encoders.image.0.weight`).
 ///
 /// The path buffer is reused, so walking allocates nothing after the first time.
-pub struct ParamVisitor<'f, D: Backend> {
+///
+/// `'p` is how long the visited parameters stay borrowed: a visitor may keep them (see
+/// [`Parameters::params_mut`]).
+pub struct ParamVisitor<'f, 'p, D: Backend> {
     path: String,
-    f: &'f mut dyn FnMut(&str, ParamMut<'_, D>),
+    f: &'f mut dyn FnMut(&str, ParamMut<'p, D>),
 }
 
-impl<'f, D: Backend> ParamVisitor<'f, D> {
+impl<'f, 'p, D: Backend> ParamVisitor<'f, 'p, D> {
     /// A visitor that calls `f` on each parameter.
-    pub fn new(f: &'f mut dyn FnMut(&str, ParamMut<'_, D>)) -> Self {
+    pub fn new(f: &'f mut dyn FnMut(&str, ParamMut<'p, D>)) -> Self {
         Self {
             path: String::with_capacity(64),
             f,
@@ -108,7 +111,7 @@ impl<'f, D: Backend> ParamVisitor<'f, D> {
     }
 
     /// Visits one parameter named `name` under the current path.
-    pub fn visit(&mut self, name: &str, p: ParamMut<'_, D>) {
+    pub fn visit(&mut self, name: &str, p: ParamMut<'p, D>) {
         let len = self.path.len();
         if len > 0 {
             self.path.push('.');
@@ -122,7 +125,15 @@ impl<'f, D: Backend> ParamVisitor<'f, D> {
 /// Something that owns parameters.
 pub trait Parameters<D: Backend> {
     /// Calls the visitor on every parameter, in a fixed order.
-    fn visit_params(&mut self, v: &mut ParamVisitor<'_, D>);
+    fn visit_params<'p>(&'p mut self, v: &mut ParamVisitor<'_, 'p, D>);
+
+    /// Every parameter in visiting order, borrowed all at once (to update them on several
+    /// threads).
+    fn params_mut(&mut self) -> Vec<ParamMut<'_, D>> {
+        let mut out = Vec::new();
+        self.visit_params(&mut ParamVisitor::new(&mut |_, p| out.push(p)));
+        out
+    }
 
     /// The number of scalar parameters.
     fn num_params(&mut self) -> usize {
@@ -223,13 +234,13 @@ impl<D: Backend> Embedding<D> {
 }
 
 impl<D: Backend> Parameters<D> for Embedding<D> {
-    fn visit_params(&mut self, v: &mut ParamVisitor<'_, D>) {
+    fn visit_params<'p>(&'p mut self, v: &mut ParamVisitor<'_, 'p, D>) {
         v.visit("weight", ParamMut::Matrix(&mut self.weight));
     }
 }
 
 impl<D: Backend> Parameters<D> for Linear<D> {
-    fn visit_params(&mut self, v: &mut ParamVisitor<'_, D>) {
+    fn visit_params<'p>(&'p mut self, v: &mut ParamVisitor<'_, 'p, D>) {
         v.visit("weight", ParamMut::Matrix(&mut self.weight));
         if let Some(b) = &mut self.bias {
             v.visit("bias", ParamMut::Vector(b));
@@ -279,7 +290,7 @@ impl<D: Backend> Mlp<D> {
 }
 
 impl<D: Backend> Parameters<D> for Mlp<D> {
-    fn visit_params(&mut self, v: &mut ParamVisitor<'_, D>) {
+    fn visit_params<'p>(&'p mut self, v: &mut ParamVisitor<'_, 'p, D>) {
         for (i, l) in self.layers.iter_mut().enumerate() {
             v.scope(i, |v| l.visit_params(v));
         }

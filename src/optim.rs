@@ -98,15 +98,94 @@ impl<D: Backend> Adam<D> {
 
     /// One update of every parameter of `model` from `grads` (a parameter without gradient
     /// gets a zero gradient, which still decays its moments, as in PyTorch's Adam).
+    ///
+    /// The parameters' gradients and moments are taken out of their stores, so the device's
+    /// [`crate::kernels::Kernels::adam_update`] can update parameters side by side (on both cores of a CPU),
+    /// then the moments are put back.
     pub fn update<P: Parameters<D>>(&mut self, model: &mut P, grads: &mut Gradients<f32, D>) {
         self.step += 1;
-        let (cfg, t, m1, m2) = (&self.cfg, self.step, &mut self.moment1, &mut self.moment2);
-        let mut f = |_: &str, p: ParamMut<'_, D>| match p {
-            ParamMut::Matrix(p) => step_one(cfg, t, p, m1, m2, grads),
-            ParamMut::Vector(p) => step_one(cfg, t, p, m1, m2, grads),
-        };
-        model.visit_params(&mut ParamVisitor::new(&mut f));
+        let (m1, m2) = (&mut self.moment1, &mut self.moment2);
+        let mut slots: Vec<AdamSlot<'_, D>> = model
+            .params_mut()
+            .into_iter()
+            .map(|param| {
+                let take = |store: &mut Gradients<f32, D>| take_slot(store, &param);
+                AdamSlot {
+                    grad: take(grads),
+                    moment1: take(m1),
+                    moment2: take(m2),
+                    param,
+                }
+            })
+            .collect();
+        D::adam_update(&self.cfg, self.step, &mut slots).expect("Adam kernel");
+        for s in slots {
+            put_slot(m1, &s.param, s.moment1);
+            put_slot(m2, &s.param, s.moment2);
+        }
     }
+}
+
+/// A gradient-sized buffer on device `D`.
+pub type Slot<D> = <D as Storage<f32>>::Vec;
+
+/// One parameter with its gradient and moments, out of their stores for the update.
+pub struct AdamSlot<'p, D: Backend> {
+    /// The parameter, updated in place.
+    pub param: ParamMut<'p, D>,
+    /// Its gradient.
+    pub grad: Slot<D>,
+    /// Its first moment.
+    pub moment1: Slot<D>,
+    /// Its second moment.
+    pub moment2: Slot<D>,
+}
+
+impl<D: Backend> AdamSlot<'_, D> {
+    /// Number of scalars in the parameter.
+    pub fn len(&self) -> usize {
+        match &self.param {
+            ParamMut::Matrix(p) => p.shape().num_elements(),
+            ParamMut::Vector(p) => p.shape().num_elements(),
+        }
+    }
+
+    /// Whether the parameter holds no scalars.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// dfdx's Adam kernel on this parameter.
+    ///
+    /// # Errors
+    /// The device's error.
+    pub fn update(&mut self, cfg: &AdamConfig, t: i32) -> std::result::Result<(), D::Err> {
+        let (m, v, g) = (&mut self.moment1, &mut self.moment2, &self.grad);
+        match &mut self.param {
+            ParamMut::Matrix(p) => cfg.try_update(t, p, m, v, g),
+            ParamMut::Vector(p) => cfg.try_update(t, p, m, v, g),
+        }
+    }
+}
+
+/// Moves the slot of `p` out of `store` (zeros if it had none), leaving an empty one.
+fn take_slot<D: Backend>(store: &mut Gradients<f32, D>, p: &ParamMut<'_, D>) -> Slot<D> {
+    let (slot, dev) = match p {
+        ParamMut::Matrix(p) => (store.get_or_alloc_mut(*p), p.device()),
+        ParamMut::Vector(p) => (store.get_or_alloc_mut(*p), p.device()),
+    };
+    let slot = slot.expect("device allocation for Adam");
+    let empty = Storage::<f32>::try_alloc_len(dev, 0).expect("device allocation for Adam");
+    std::mem::replace(slot, empty)
+}
+
+/// Puts `values` back as the slot of `p` in `store`.
+fn put_slot<D: Backend>(store: &mut Gradients<f32, D>, p: &ParamMut<'_, D>, values: Slot<D>) {
+    let slot = match p {
+        ParamMut::Matrix(p) => store.get_or_alloc_mut(*p),
+        ParamMut::Vector(p) => store.get_or_alloc_mut(*p),
+    };
+    *slot.expect("the slot taken out") = values;
 }
 
 /// Both Adam moments of one parameter, as host values in the parameter's element order.
@@ -241,22 +320,6 @@ fn write_slot_by_gradient<S: Shape, D: Backend>(
     Ok(())
 }
 
-fn step_one<S: Shape, D: Backend>(
-    cfg: &AdamConfig,
-    t: i32,
-    p: &mut Tensor<S, f32, D>,
-    m1: &mut Gradients<f32, D>,
-    m2: &mut Gradients<f32, D>,
-    grads: &mut Gradients<f32, D>,
-) {
-    let g = grads
-        .get_or_alloc_mut(p)
-        .expect("device allocation for a gradient");
-    let a = m1.get_or_alloc_mut(p).expect("device allocation for Adam");
-    let b = m2.get_or_alloc_mut(p).expect("device allocation for Adam");
-    cfg.try_update(t, p, a, b, g).expect("Adam kernel");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,5 +341,82 @@ mod tests {
         let mut want = values;
         want[1] = 0.0;
         assert_eq!(bits(&slots.get(&p).as_vec()), bits(&want));
+    }
+
+    /// Host values of every parameter of `model`, in visiting order.
+    fn values(model: &mut impl Parameters<Cpu>) -> Vec<Vec<f32>> {
+        let as_vec = |p: &ParamMut<'_, Cpu>| match p {
+            ParamMut::Matrix(t) => t.as_vec(),
+            ParamMut::Vector(t) => t.as_vec(),
+        };
+        model.params_mut().iter().map(as_vec).collect()
+    }
+
+    /// Three updates equal AdamW's closed form in every scalar of a model whose parameters
+    /// differ in size, run on one thread and on a pool of two (where the CPU deals the
+    /// parameters to both threads); a parameter without gradient still moves.
+    #[test]
+    fn update_matches_the_closed_form() {
+        use crate::nn::{Activation, Mlp};
+        use rand::{Rng, SeedableRng};
+        let dev = Cpu::default();
+        let settings = AdamSettings {
+            lr: 0.01,
+            betas: [0.8, 0.95],
+            eps: 1e-6,
+            weight_decay: 0.1,
+        };
+        let [b1, b2] = settings.betas.map(|b| b as f32);
+        let (lr, eps, wd) = (settings.lr as f32, settings.eps as f32, 0.1f32);
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+            let mut model = Mlp::<Cpu>::new(7, &[300, 5, 40], Activation::Swish, &mut rng, &dev);
+            let mut want = values(&mut model);
+            let mut m: Vec<Vec<f32>> = want.iter().map(|p| vec![0.0; p.len()]).collect();
+            let mut v = m.clone();
+            let mut adam = Adam::new(&settings).unwrap();
+            for t in 1..=3 {
+                let mut grads = Gradients::leaky();
+                let mut given = Vec::new();
+                for (i, p) in model.params_mut().iter().enumerate() {
+                    let n = want[i].len();
+                    // the last bias gets no gradient at the second step
+                    let g: Vec<f32> = if t == 2 && i == want.len() - 1 {
+                        vec![0.0; n]
+                    } else {
+                        let g: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                        match p {
+                            ParamMut::Matrix(p) => write_slot(&mut grads, *p, &g).unwrap(),
+                            ParamMut::Vector(p) => write_slot(&mut grads, *p, &g).unwrap(),
+                        }
+                        g
+                    };
+                    given.push(g);
+                }
+                pool.install(|| adam.update(&mut model, &mut grads));
+                for (i, g) in given.iter().enumerate() {
+                    for j in 0..g.len() {
+                        m[i][j] = b1 * m[i][j] + (1.0 - b1) * g[j];
+                        v[i][j] = b2 * v[i][j] + (1.0 - b2) * g[j] * g[j];
+                        let m_hat = m[i][j] / (1.0 - b1.powi(t));
+                        let v_hat = v[i][j] / (1.0 - b2.powi(t));
+                        let p = want[i][j];
+                        want[i][j] = p - lr * m_hat / (v_hat.sqrt() + eps) - lr * wd * p;
+                    }
+                }
+            }
+            for (i, (got, want)) in values(&mut model).iter().zip(&want).enumerate() {
+                for (j, (a, b)) in got.iter().zip(want).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                        "{threads} threads, parameter {i}[{j}]: {a} vs {b}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -100,7 +100,7 @@ pub struct Classifier<D: Backend> {
 }
 
 impl<D: Backend> Parameters<D> for Classifier<D> {
-    fn visit_params(&mut self, v: &mut ParamVisitor<'_, D>) {
+    fn visit_params<'p>(&'p mut self, v: &mut ParamVisitor<'_, 'p, D>) {
         v.scope("hidden", |v| self.hidden.visit_params(v));
         v.scope("out", |v| self.out.visit_params(v));
     }

@@ -7,6 +7,7 @@ use super::{activation, bernoulli};
 use super::{bernoulli_composed, dense_composed, Kernels, PartGradients};
 use crate::backend::{Matrix, Vector};
 use crate::nn::{Activation, ParamMut, ParamVisitor, Parameters};
+use crate::optim::AdamSlot;
 
 /// Whether a `Cpu` matrix is stored densely in row-major order (not a permuted or broadcast
 /// view). dfdx 0.13 keeps strides private, so they are read off the element addresses.
@@ -115,6 +116,36 @@ impl Kernels for Cpu {
             blend_all(model, &mut grads, &mut Gradients::leaky(), into_share, 0.0)?;
         }
         Ok(grads)
+    }
+
+    fn adam_update(
+        cfg: &AdamConfig,
+        t: i32,
+        slots: &mut [AdamSlot<'_, Self>],
+    ) -> Result<(), CpuError> {
+        // dfdx's Adam kernel runs on one thread: the parameters are dealt into two groups of
+        // about equal size, one per thread (each parameter's update is independent).
+        if rayon::current_num_threads() < 2 {
+            return slots.iter_mut().try_for_each(|s| s.update(cfg, t));
+        }
+        let mut order: Vec<&mut AdamSlot<'_, Cpu>> = slots.iter_mut().collect();
+        order.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let (mut size_a, mut size_b) = (0, 0);
+        for s in order {
+            if size_a <= size_b {
+                size_a += s.len();
+                a.push(s);
+            } else {
+                size_b += s.len();
+                b.push(s);
+            }
+        }
+        let run = |group: Vec<&mut AdamSlot<'_, Cpu>>| {
+            group.into_iter().try_for_each(|s| s.update(cfg, t))
+        };
+        let (ra, rb) = rayon::join(|| run(a), || run(b));
+        ra.and(rb)
     }
 }
 

@@ -13,6 +13,7 @@ use dfdx::prelude::*;
 
 use crate::backend::{Matrix, Vector};
 use crate::nn::{Activation, Parameters};
+use crate::optim::AdamSlot;
 
 pub mod activation;
 pub mod bernoulli;
@@ -75,6 +76,18 @@ pub trait Kernels: Device<f32> + Clone + Default + std::fmt::Debug + 'static {
         model: &mut P,
         parts: Vec<PartGradients<Self>>,
     ) -> Result<Gradients<f32, Self>, Self::Err>;
+
+    /// Adam step `t` on every parameter in `slots`, one after the other by default.
+    ///
+    /// # Errors
+    /// The device's error.
+    fn adam_update(
+        cfg: &AdamConfig,
+        t: i32,
+        slots: &mut [AdamSlot<'_, Self>],
+    ) -> Result<(), Self::Err> {
+        slots.iter_mut().try_for_each(|s| s.update(cfg, t))
+    }
 }
 
 /// One part of a batch after its backward pass, on its way into the batch's gradient.
