@@ -4,6 +4,7 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
+use crate::kernels::PartGradients;
 use crate::nn::{ParamMut, ParamVisitor, Parameters};
 use crate::{Error, Result};
 
@@ -98,27 +99,42 @@ impl<D: Backend> Adam<D> {
 
     /// One update of every parameter of `model` from `grads` (a parameter without gradient
     /// gets a zero gradient, which still decays its moments, as in PyTorch's Adam).
+    pub fn update<P: Parameters<D>>(&mut self, model: &mut P, grads: Gradients<f32, D>) {
+        self.update_parts(model, vec![PartGradients { grads, share: 1.0 }]);
+    }
+
+    /// [`Adam::update`] from the gradients of a batch's parts: the batch's gradient is
+    /// `sum_i share_i * grads_i`, formed per parameter right before its update.
     ///
     /// The parameters' gradients and moments are taken out of their stores, so the device's
     /// [`crate::kernels::Kernels::adam_update`] can update parameters side by side (on both cores of a CPU),
     /// then the moments are put back.
-    pub fn update<P: Parameters<D>>(&mut self, model: &mut P, grads: &mut Gradients<f32, D>) {
+    ///
+    /// # Panics
+    /// If `parts` is empty, or holds several parts on a device that trains each batch in one.
+    pub fn update_parts<P: Parameters<D>>(
+        &mut self,
+        model: &mut P,
+        mut parts: Vec<PartGradients<D>>,
+    ) {
+        assert!(!parts.is_empty(), "Adam: a batch of no parts");
         self.step += 1;
+        let shares: Vec<f32> = parts.iter().map(|p| p.share).collect();
         let (m1, m2) = (&mut self.moment1, &mut self.moment2);
         let mut slots: Vec<AdamSlot<'_, D>> = model
             .params_mut()
             .into_iter()
-            .map(|param| {
-                let take = |store: &mut Gradients<f32, D>| take_slot(store, &param);
-                AdamSlot {
-                    grad: take(grads),
-                    moment1: take(m1),
-                    moment2: take(m2),
-                    param,
-                }
+            .map(|param| AdamSlot {
+                grads: parts
+                    .iter_mut()
+                    .map(|part| take_slot(&mut part.grads, &param))
+                    .collect(),
+                moment1: take_slot(m1, &param),
+                moment2: take_slot(m2, &param),
+                param,
             })
             .collect();
-        D::adam_update(&self.cfg, self.step, &mut slots).expect("Adam kernel");
+        D::adam_update(&self.cfg, self.step, &shares, &mut slots).expect("Adam kernel");
         for s in slots {
             put_slot(m1, &s.param, s.moment1);
             put_slot(m2, &s.param, s.moment2);
@@ -133,8 +149,8 @@ pub type Slot<D> = <D as Storage<f32>>::Vec;
 pub struct AdamSlot<'p, D: Backend> {
     /// The parameter, updated in place.
     pub param: ParamMut<'p, D>,
-    /// Its gradient.
-    pub grad: Slot<D>,
+    /// Its gradient in each part of the batch; the first becomes the batch's gradient.
+    pub grads: Vec<Slot<D>>,
     /// Its first moment.
     pub moment1: Slot<D>,
     /// Its second moment.
@@ -155,12 +171,12 @@ impl<D: Backend> AdamSlot<'_, D> {
         self.len() == 0
     }
 
-    /// dfdx's Adam kernel on this parameter.
+    /// dfdx's Adam kernel on this parameter, with the gradient in `grads[0]`.
     ///
     /// # Errors
     /// The device's error.
     pub fn update(&mut self, cfg: &AdamConfig, t: i32) -> std::result::Result<(), D::Err> {
-        let (m, v, g) = (&mut self.moment1, &mut self.moment2, &self.grad);
+        let (m, v, g) = (&mut self.moment1, &mut self.moment2, &self.grads[0]);
         match &mut self.param {
             ParamMut::Matrix(p) => cfg.try_update(t, p, m, v, g),
             ParamMut::Vector(p) => cfg.try_update(t, p, m, v, g),
@@ -353,8 +369,10 @@ mod tests {
     }
 
     /// Three updates equal AdamW's closed form in every scalar of a model whose parameters
-    /// differ in size, run on one thread and on a pool of two (where the CPU deals the
-    /// parameters to both threads); a parameter without gradient still moves.
+    /// differ in size, from a batch in one part and in two and three parts (the gradient is
+    /// `sum_i share_i * grads_i`), run on one thread and on a pool of two (where the CPU deals
+    /// the parameters to both threads). A part that leaves a parameter without gradient counts
+    /// as zero. `eps` is large enough that the update depends on the gradient's scale.
     #[test]
     fn update_matches_the_closed_form() {
         use crate::nn::{Activation, Mlp};
@@ -363,7 +381,7 @@ mod tests {
         let settings = AdamSettings {
             lr: 0.01,
             betas: [0.8, 0.95],
-            eps: 1e-6,
+            eps: 0.05,
             weight_decay: 0.1,
         };
         let [b1, b2] = settings.betas.map(|b| b as f32);
@@ -373,48 +391,63 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-            let mut model = Mlp::<Cpu>::new(7, &[300, 5, 40], Activation::Swish, &mut rng, &dev);
-            let mut want = values(&mut model);
-            let mut m: Vec<Vec<f32>> = want.iter().map(|p| vec![0.0; p.len()]).collect();
-            let mut v = m.clone();
-            let mut adam = Adam::new(&settings).unwrap();
-            for t in 1..=3 {
-                let mut grads = Gradients::leaky();
-                let mut given = Vec::new();
-                for (i, p) in model.params_mut().iter().enumerate() {
-                    let n = want[i].len();
-                    // the last bias gets no gradient at the second step
-                    let g: Vec<f32> = if t == 2 && i == want.len() - 1 {
-                        vec![0.0; n]
-                    } else {
-                        let g: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
-                        match p {
-                            ParamMut::Matrix(p) => write_slot(&mut grads, *p, &g).unwrap(),
-                            ParamMut::Vector(p) => write_slot(&mut grads, *p, &g).unwrap(),
+            for shares in [vec![1.0f32], vec![0.3, 0.7], vec![0.2, 0.5, 0.3]] {
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+                let mut model =
+                    Mlp::<Cpu>::new(7, &[300, 5, 40], Activation::Swish, &mut rng, &dev);
+                let mut want = values(&mut model);
+                let mut m: Vec<Vec<f32>> = want.iter().map(|p| vec![0.0; p.len()]).collect();
+                let mut v = m.clone();
+                let mut adam = Adam::new(&settings).unwrap();
+                for t in 1..=3 {
+                    // the batch's gradient of each parameter, summed over the parts
+                    let mut batch: Vec<Vec<f32>> = m.iter().map(|p| vec![0.0; p.len()]).collect();
+                    let mut parts = Vec::new();
+                    for (k, &share) in shares.iter().enumerate() {
+                        let mut grads = Gradients::leaky();
+                        for (i, p) in model.params_mut().iter().enumerate() {
+                            if t == 2 && k == 0 && i == want.len() - 1 {
+                                continue; // the last bias: no gradient in this part
+                            }
+                            let g: Vec<f32> = (0..want[i].len())
+                                .map(|_| rng.gen_range(-1.0..1.0))
+                                .collect();
+                            match p {
+                                ParamMut::Matrix(p) => write_slot(&mut grads, *p, &g).unwrap(),
+                                ParamMut::Vector(p) => write_slot(&mut grads, *p, &g).unwrap(),
+                            }
+                            for (b, g) in batch[i].iter_mut().zip(g) {
+                                *b += share * g;
+                            }
                         }
-                        g
-                    };
-                    given.push(g);
-                }
-                pool.install(|| adam.update(&mut model, &mut grads));
-                for (i, g) in given.iter().enumerate() {
-                    for j in 0..g.len() {
-                        m[i][j] = b1 * m[i][j] + (1.0 - b1) * g[j];
-                        v[i][j] = b2 * v[i][j] + (1.0 - b2) * g[j] * g[j];
-                        let m_hat = m[i][j] / (1.0 - b1.powi(t));
-                        let v_hat = v[i][j] / (1.0 - b2.powi(t));
-                        let p = want[i][j];
-                        want[i][j] = p - lr * m_hat / (v_hat.sqrt() + eps) - lr * wd * p;
+                        parts.push(PartGradients { grads, share });
+                    }
+                    pool.install(|| {
+                        if shares.len() == 1 {
+                            let grads = parts.pop().unwrap().grads;
+                            adam.update(&mut model, grads);
+                        } else {
+                            adam.update_parts(&mut model, parts);
+                        }
+                    });
+                    for (i, g) in batch.iter().enumerate() {
+                        for j in 0..g.len() {
+                            m[i][j] = b1 * m[i][j] + (1.0 - b1) * g[j];
+                            v[i][j] = b2 * v[i][j] + (1.0 - b2) * g[j] * g[j];
+                            let m_hat = m[i][j] / (1.0 - b1.powi(t));
+                            let v_hat = v[i][j] / (1.0 - b2.powi(t));
+                            let p = want[i][j];
+                            want[i][j] = p - lr * m_hat / (v_hat.sqrt() + eps) - lr * wd * p;
+                        }
                     }
                 }
-            }
-            for (i, (got, want)) in values(&mut model).iter().zip(&want).enumerate() {
-                for (j, (a, b)) in got.iter().zip(want).enumerate() {
-                    assert!(
-                        (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
-                        "{threads} threads, parameter {i}[{j}]: {a} vs {b}"
-                    );
+                for (i, (got, want)) in values(&mut model).iter().zip(&want).enumerate() {
+                    for (j, (a, b)) in got.iter().zip(want).enumerate() {
+                        assert!(
+                            (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                            "{threads} threads, shares {shares:?}, parameter {i}[{j}]: {a} vs {b}"
+                        );
+                    }
                 }
             }
         }

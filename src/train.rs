@@ -265,36 +265,36 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
             // deque instead of waking the pool from outside for every product.
             let parts = Cpu::training_parts(batch.size());
             return rayon::scope(|_| {
-                let (mut grads, stats) = cpu.batch_gradients(cpu_batch, parts, |ctx, ranges| {
+                let (grads, stats) = cpu.batch_gradients(cpu_batch, parts, |ctx, ranges| {
                     ranges.into_par_iter().map(|r| ctx.run(r)).collect()
                 })?;
-                cpu.update(&mut grads);
+                cpu.update(grads);
                 Ok(stats)
             });
         }
         let parts = D::training_parts(batch.size());
-        let (mut grads, stats) = self.batch_gradients(batch, parts, |ctx, ranges| {
+        let (grads, stats) = self.batch_gradients(batch, parts, |ctx, ranges| {
             ranges.into_iter().map(|r| ctx.run(r)).collect()
         })?;
-        self.update(&mut grads);
+        self.update(grads);
         Ok(stats)
     }
 
     /// The Adam update that ends a step.
-    fn update(&mut self, grads: &mut Gradients<f32, D>) {
-        self.adam.update(&mut self.model, grads);
+    fn update(&mut self, parts: Vec<PartGradients<D>>) {
+        self.adam.update_parts(&mut self.model, parts);
         self.step += 1;
     }
 
-    /// The gradient of a step's loss and its per-term statistics, with the batch cut into
-    /// `parts` parts which `map_parts` runs (one after the other, or on threads). Draws the
-    /// step's terms and noise.
+    /// The gradients of a step's loss in each of the `parts` parts the batch is cut into, which
+    /// `map_parts` runs (one after the other, or on threads), and the step's per-term
+    /// statistics. Draws the step's terms and noise.
     fn batch_gradients<M>(
         &mut self,
         batch: &Batch<D>,
         parts: usize,
         map_parts: M,
-    ) -> Result<(Gradients<f32, D>, StepStats)>
+    ) -> Result<(Vec<PartGradients<D>>, StepStats)>
     where
         M: FnOnce(&PartContext<'_, L, D>, Vec<Range<usize>>) -> Vec<PartResult<D>>,
     {
@@ -336,9 +336,7 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
                 share: r.share,
             })
             .collect();
-        let grads =
-            D::merge_parts(&mut self.model, parts).expect("gradient buffers of the model's size");
-        Ok((grads, stats))
+        Ok((parts, stats))
     }
 
     /// One pass over `data` in a fresh seeded order; `progress` is called after every step.
@@ -512,18 +510,26 @@ mod tests {
     use crate::model::ModelConfig;
     use crate::nn::{ParamMut, ParamVisitor, Parameters};
 
-    /// Every parameter's gradient by dotted name (zero where a step left none).
+    /// Every parameter's gradient in the batch, `sum_i share_i * grads_i` over its parts, by
+    /// dotted name (zero where a part left none).
     fn gradients(
         model: &mut Mvae<4, Cpu>,
-        grads: &mut Gradients<f32, Cpu>,
+        parts: &mut [PartGradients<Cpu>],
     ) -> Vec<(String, Vec<f32>)> {
         let mut out = Vec::new();
         let mut f = |name: &str, p: ParamMut<'_, Cpu>| {
-            let g = match p {
-                ParamMut::Matrix(t) => grads.get_or_alloc_mut(t).unwrap().to_vec(),
-                ParamMut::Vector(t) => grads.get_or_alloc_mut(t).unwrap().to_vec(),
-            };
-            out.push((name.to_string(), g));
+            let mut sum: Vec<f32> = Vec::new();
+            for part in parts.iter_mut() {
+                let g = match &p {
+                    ParamMut::Matrix(t) => part.grads.get_or_alloc_mut(*t).unwrap().to_vec(),
+                    ParamMut::Vector(t) => part.grads.get_or_alloc_mut(*t).unwrap().to_vec(),
+                };
+                sum.resize(g.len(), 0.0);
+                for (s, g) in sum.iter_mut().zip(g) {
+                    *s += part.share * g;
+                }
+            }
+            out.push((name.to_string(), sum));
         };
         model.visit_params(&mut ParamVisitor::new(&mut f));
         out
@@ -588,6 +594,7 @@ mod tests {
             })
         })
         .unwrap();
+        assert_eq!((g1.len(), g3.len()), (1, 3));
         let a = gradients(&mut one.model, &mut g1);
         let b = gradients(&mut three.model, &mut g3);
         assert_eq!(a.len(), b.len());

@@ -227,8 +227,7 @@ impl<D: Backend> Classifier<D> {
                 let logits = model.logits(x.put_tape(OwnedTape::default()));
                 let loss =
                     likelihood::categorical(logits, &y).sum::<Rank0, _>() * (-1.0 / n as f32);
-                let mut grads = loss.backward();
-                adam.update(&mut model, &mut grads);
+                adam.update(&mut model, loss.backward());
             }
         }
         if seen == 0 {

@@ -4,9 +4,9 @@ use dfdx::prelude::*;
 
 use super::gemm::{matmul, Operand};
 use super::{activation, bernoulli};
-use super::{bernoulli_composed, dense_composed, Kernels, PartGradients};
+use super::{bernoulli_composed, dense_composed, Kernels};
 use crate::backend::{Matrix, Vector};
-use crate::nn::{Activation, ParamMut, ParamVisitor, Parameters};
+use crate::nn::Activation;
 use crate::optim::AdamSlot;
 
 /// Whether a `Cpu` matrix is stored densely in row-major order (not a permuted or broadcast
@@ -99,34 +99,24 @@ impl Kernels for Cpu {
         }
     }
 
-    fn merge_parts<P: Parameters<Self>>(
-        model: &mut P,
-        parts: Vec<PartGradients<Self>>,
-    ) -> Result<Gradients<f32, Self>, CpuError> {
-        let mut parts = parts.into_iter();
-        let first = parts.next().expect("one part at least");
-        let mut grads = first.grads;
-        let mut into_share = first.share;
-        for mut part in parts {
-            blend_all(model, &mut grads, &mut part.grads, into_share, part.share)?;
-            into_share = 1.0;
-        }
-        if into_share != 1.0 {
-            // a lone part that is not the whole batch
-            blend_all(model, &mut grads, &mut Gradients::leaky(), into_share, 0.0)?;
-        }
-        Ok(grads)
-    }
-
     fn adam_update(
         cfg: &AdamConfig,
         t: i32,
+        shares: &[f32],
         slots: &mut [AdamSlot<'_, Self>],
     ) -> Result<(), CpuError> {
+        // Each parameter's gradient is blended from the parts' right before dfdx's Adam kernel
+        // reads it, while it is in this core's cache.
+        let update = |s: &mut AdamSlot<'_, Cpu>| {
+            let (batch, parts) = s.grads.split_first_mut().expect("one part at least");
+            let parts: Vec<&[f32]> = parts.iter().map(|g| g.as_slice()).collect();
+            blend(batch, &parts, shares);
+            s.update(cfg, t)
+        };
         // dfdx's Adam kernel runs on one thread: the parameters are dealt into two groups of
         // about equal size, one per thread (each parameter's update is independent).
         if rayon::current_num_threads() < 2 {
-            return slots.iter_mut().try_for_each(|s| s.update(cfg, t));
+            return slots.iter_mut().try_for_each(update);
         }
         let mut order: Vec<&mut AdamSlot<'_, Cpu>> = slots.iter_mut().collect();
         order.sort_by_key(|s| std::cmp::Reverse(s.len()));
@@ -141,54 +131,32 @@ impl Kernels for Cpu {
                 b.push(s);
             }
         }
-        let run = |group: Vec<&mut AdamSlot<'_, Cpu>>| {
-            group.into_iter().try_for_each(|s| s.update(cfg, t))
-        };
+        let run = |group: Vec<&mut AdamSlot<'_, Cpu>>| group.into_iter().try_for_each(update);
         let (ra, rb) = rayon::join(|| run(a), || run(b));
         ra.and(rb)
     }
 }
 
-/// [`blend_gradient`] for every parameter of `model`.
-fn blend_all<P: Parameters<Cpu>>(
-    model: &mut P,
-    into: &mut Gradients<f32, Cpu>,
-    from: &mut Gradients<f32, Cpu>,
-    a: f32,
-    b: f32,
-) -> Result<(), CpuError> {
-    let mut result = Ok(());
-    let mut blend = |_: &str, p: ParamMut<'_, Cpu>| {
-        let r = match p {
-            ParamMut::Matrix(t) => blend_gradient(into, from, t, a, b),
-            ParamMut::Vector(t) => blend_gradient(into, from, t, a, b),
-        };
-        result = result.and(r);
-    };
-    model.visit_params(&mut ParamVisitor::new(&mut blend));
-    result
-}
-
-/// `into = a * into + b * from` for the gradient of `param` (a slot missing from `from`
-/// counts as zero).
-fn blend_gradient<S: Shape>(
-    into: &mut Gradients<f32, Cpu>,
-    from: &mut Gradients<f32, Cpu>,
-    param: &Tensor<S, f32, Cpu>,
-    a: f32,
-    b: f32,
-) -> Result<(), CpuError> {
-    let src: &[f32] = from.get_or_alloc_mut(param)?;
-    let dst: &mut [f32] = into.get_or_alloc_mut(param)?;
-    // Large weight matrices on both threads: this pass runs between the parts and Adam,
-    // while nothing else does.
-    let at = (dst.len() >= 1 << 16 && rayon::current_num_threads() > 1).then_some(dst.len() / 2);
-    activation::zip_in_halves(dst, src, at, |dst, src| {
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d = a * *d + b * s;
+/// `batch = shares[0] * batch + sum_i shares[i + 1] * parts[i]`: the gradient of a batch from
+/// its parts' (each the gradient of the part's mean loss).
+fn blend(batch: &mut [f32], parts: &[&[f32]], shares: &[f32]) {
+    assert_eq!(parts.len() + 1, shares.len(), "one share per part");
+    let a = shares[0];
+    match parts.split_first() {
+        None if a == 1.0 => {}
+        None => batch.iter_mut().for_each(|d| *d *= a),
+        Some((first, rest)) => {
+            let b = shares[1];
+            for (d, s) in batch.iter_mut().zip(*first) {
+                *d = a * *d + b * s;
+            }
+            for (part, &b) in rest.iter().zip(&shares[2..]) {
+                for (d, s) in batch.iter_mut().zip(*part) {
+                    *d += b * s;
+                }
+            }
         }
-    });
-    Ok(())
+    }
 }
 
 /// The smallest part of a batch worth a thread of its own.
@@ -428,28 +396,22 @@ mod tests {
         assert!(gx2.iter().any(|&g| g != 0.0));
     }
 
-    /// `into = a into + b from`, on the split path (a large matrix) and the plain one.
+    /// `blend` gives `sum_i shares[i] * parts[i]` for one part (whole or not), two and three.
     #[test]
-    fn blend_gradient_is_a_weighted_sum() {
-        let dev = Cpu::default();
-        for (rows, cols) in [(300, 300), (3, 4)] {
-            let p: Matrix<Cpu> = dev.zeros_like(&(rows, cols));
-            let n = rows * cols;
-            let mut into: Gradients<f32, Cpu> = Gradients::leaky();
-            let mut from: Gradients<f32, Cpu> = Gradients::leaky();
-            for (i, v) in into.get_or_alloc_mut(&p).unwrap().iter_mut().enumerate() {
-                *v = i as f32;
-            }
-            for (i, v) in from.get_or_alloc_mut(&p).unwrap().iter_mut().enumerate() {
-                *v = (n - i) as f32;
-            }
-            blend_gradient(&mut into, &mut from, &p, 0.25, 0.75).unwrap();
-            let got = into.get(&p).as_vec();
-            for (i, g) in got.iter().enumerate() {
-                let want = 0.25 * i as f32 + 0.75 * (n - i) as f32;
+    fn blend_is_the_weighted_sum_of_the_parts() {
+        let n = 37;
+        let part =
+            |k: usize| -> Vec<f32> { (0..n).map(|i| ((i * (k + 3)) % 11) as f32 - 5.0).collect() };
+        for shares in [vec![1.0], vec![0.5], vec![0.3, 0.7], vec![0.2, 0.5, 0.3]] {
+            let mut batch = part(0);
+            let others: Vec<Vec<f32>> = (1..shares.len()).map(part).collect();
+            let refs: Vec<&[f32]> = others.iter().map(Vec::as_slice).collect();
+            blend(&mut batch, &refs, &shares);
+            for (i, got) in batch.iter().enumerate() {
+                let want: f32 = shares.iter().enumerate().map(|(k, s)| s * part(k)[i]).sum();
                 assert!(
-                    (g - want).abs() <= 1e-3 * want.abs().max(1.0),
-                    "{i}: {g} vs {want}"
+                    (got - want).abs() <= 1e-5,
+                    "{shares:?}[{i}]: {got} vs {want}"
                 );
             }
         }
@@ -499,61 +461,6 @@ mod tests {
         close(&g1, &g2, 1e-5, "d/dlogits");
         let untaped = Cpu::bernoulli_log_likelihood(l.clone(), &x).as_vec();
         assert_eq!(untaped, y1);
-    }
-
-    /// A layer's gradients merged from training parts equal the plain backward pass of the
-    /// batch: one part, and two halves each scored by its own mean.
-    #[test]
-    fn merged_parts_give_the_batch_gradient() {
-        let dev = Cpu::default();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
-        let mut layer = crate::nn::Linear::new(6, 5, true, &mut rng, &dev);
-        let x = random(&dev, 10, 6, &mut rng);
-        let up = random(&dev, 10, 5, &mut rng);
-        // the mean over rows of <y, up>, for rows `r`
-        let loss = |layer: &crate::nn::Linear<Cpu>, r: std::ops::Range<usize>| {
-            let n = r.len() as f32;
-            let xr = x.clone().slice((r.clone(), ..)).realize::<(usize, usize)>();
-            let ur = up.clone().slice((r, ..)).realize::<(usize, usize)>();
-            let y = layer.forward_with(xr.leaky_trace(), Activation::Swish);
-            ((y * ur).sum() / n).backward()
-        };
-        let plain = loss(&layer, 0..10);
-        let (w, b) = (layer.weight.clone(), layer.bias.clone().unwrap());
-        let want = (plain.get(&w).as_vec(), plain.get(&b).as_vec());
-        // Lists of row ranges, the first holding the one range of the whole batch.
-        #[allow(clippy::single_range_in_vec_init)]
-        for halves in [vec![0..10], vec![0..4, 4..10]] {
-            let parts: Vec<PartGradients<Cpu>> = halves
-                .into_iter()
-                .map(|r| {
-                    let share = r.len() as f32 / 10.0;
-                    PartGradients {
-                        grads: loss(&layer, r),
-                        share,
-                    }
-                })
-                .collect();
-            let count = parts.len();
-            let mut got = Cpu::merge_parts(&mut layer, parts).unwrap();
-            let gw = got.get_or_alloc_mut(&w).unwrap().to_vec();
-            let gb = got.get_or_alloc_mut(&b).unwrap().to_vec();
-            close(&gw, &want.0, 1e-5, &format!("dW, {count} parts"));
-            close(&gb, &want.1, 1e-5, &format!("db, {count} parts"));
-        }
-        // a lone part weighted by a share below 1 is scaled too
-        let lone = vec![PartGradients {
-            grads: loss(&layer, 0..10),
-            share: 0.5,
-        }];
-        let mut got = Cpu::merge_parts(&mut layer, lone).unwrap();
-        let half: Vec<f32> = want.0.iter().map(|v| 0.5 * v).collect();
-        close(
-            &got.get_or_alloc_mut(&w).unwrap().to_vec(),
-            &half,
-            1e-5,
-            "dW, share 0.5",
-        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The project's own kernels for the hot path of training: a dense layer `act(x W^T + b)` and
-//! the Bernoulli log-likelihood, each as one tape operation, and the merge of a batch trained
-//! in parts.
+//! the Bernoulli log-likelihood, each as one tape operation, and Adam's update from the
+//! gradients of a batch trained in parts.
 //!
 //! [`Kernels`] is implemented per device. On the `Cpu` (`kernels/cpu.rs`) a dense layer is one
 //! gemm 0.19 product (AVX-512 where present, split over two threads) laid out so that gemm
@@ -12,7 +12,7 @@
 use dfdx::prelude::*;
 
 use crate::backend::{Matrix, Vector};
-use crate::nn::{Activation, Parameters};
+use crate::nn::Activation;
 use crate::optim::AdamSlot;
 
 pub mod activation;
@@ -65,32 +65,30 @@ pub trait Kernels: Device<f32> + Clone + Default + std::fmt::Debug + 'static {
         1
     }
 
-    /// The gradient of the whole batch from its parts': `sum_i share_i * grads_i`.
+    /// Adam step `t` on every parameter in `slots`, each from the gradient of the whole batch,
+    /// `sum_i shares[i] * grads[i]` over the batch's parts.
     ///
-    /// # Errors
-    /// The device's allocation error.
-    ///
-    /// # Panics
-    /// If `parts` is empty.
-    fn merge_parts<P: Parameters<Self>>(
-        model: &mut P,
-        parts: Vec<PartGradients<Self>>,
-    ) -> Result<Gradients<f32, Self>, Self::Err>;
-
-    /// Adam step `t` on every parameter in `slots`, one after the other by default.
+    /// By default one parameter after the other, from a batch in one part.
     ///
     /// # Errors
     /// The device's error.
+    ///
+    /// # Panics
+    /// By default, if `shares` is not `[1.0]`: a device whose [`Kernels::training_parts`] is
+    /// above 1 implements the blend.
     fn adam_update(
         cfg: &AdamConfig,
         t: i32,
+        shares: &[f32],
         slots: &mut [AdamSlot<'_, Self>],
     ) -> Result<(), Self::Err> {
+        assert_eq!(shares, [1.0], "this device trains each batch in one part");
         slots.iter_mut().try_for_each(|s| s.update(cfg, t))
     }
 }
 
-/// One part of a batch after its backward pass, on its way into the batch's gradient.
+/// One part of a batch after its backward pass, on its way into the batch's gradient
+/// ([`crate::optim::Adam::update_parts`]).
 pub struct PartGradients<D: Kernels> {
     /// The gradients of the part's own mean loss.
     pub grads: Gradients<f32, D>,
@@ -134,16 +132,5 @@ impl Kernels for Cuda {
         act: Activation,
     ) -> Matrix<Self, T> {
         dense_composed(x, weight, bias, act)
-    }
-
-    fn merge_parts<P: Parameters<Self>>(
-        _model: &mut P,
-        parts: Vec<PartGradients<Self>>,
-    ) -> Result<Gradients<f32, Self>, Self::Err> {
-        // `training_parts` is 1 on CUDA: the one part's gradient is the batch's.
-        let [only]: [PartGradients<Self>; 1] = parts
-            .try_into()
-            .unwrap_or_else(|_| unreachable!("CUDA trains each batch in one part"));
-        Ok(only.grads)
     }
 }
