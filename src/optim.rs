@@ -107,8 +107,8 @@ impl<D: Backend> Adam<D> {
     /// `sum_i share_i * grads_i`, formed per parameter right before its update.
     ///
     /// The parameters' gradients and moments are taken out of their stores, so the device's
-    /// [`crate::kernels::Kernels::adam_update`] can update parameters side by side (on both cores of a CPU),
-    /// then the moments are put back.
+    /// [`crate::kernels::Kernels::adam_update`] can update parameters side by side (on both
+    /// cores of a CPU); then the moments are put back.
     ///
     /// # Panics
     /// If `parts` is empty, or holds several parts on a device that trains each batch in one.
