@@ -78,6 +78,21 @@ pub enum ParamMut<'a, D: Backend> {
     Vector(&'a mut Vector<D>),
 }
 
+impl<D: Backend> ParamMut<'_, D> {
+    /// Number of scalars in the parameter.
+    pub fn len(&self) -> usize {
+        match self {
+            ParamMut::Matrix(t) => t.shape().num_elements(),
+            ParamMut::Vector(t) => t.shape().num_elements(),
+        }
+    }
+
+    /// Whether the parameter holds no scalars.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Walks every parameter with its dotted path name (`encoders.image.0.weight`).
 ///
 /// The path buffer is reused, so walking allocates nothing after the first time.
@@ -138,12 +153,7 @@ pub trait Parameters<D: Backend> {
     /// The number of scalar parameters.
     fn num_params(&mut self) -> usize {
         let mut n = 0;
-        let mut f = |_: &str, p: ParamMut<'_, D>| {
-            n += match p {
-                ParamMut::Matrix(t) => t.shape().num_elements(),
-                ParamMut::Vector(t) => t.shape().num_elements(),
-            }
-        };
+        let mut f = |_: &str, p: ParamMut<'_, D>| n += p.len();
         self.visit_params(&mut ParamVisitor::new(&mut f));
         n
     }

@@ -158,19 +158,6 @@ pub struct AdamSlot<'p, D: Backend> {
 }
 
 impl<D: Backend> AdamSlot<'_, D> {
-    /// Number of scalars in the parameter.
-    pub fn len(&self) -> usize {
-        match &self.param {
-            ParamMut::Matrix(p) => p.shape().num_elements(),
-            ParamMut::Vector(p) => p.shape().num_elements(),
-        }
-    }
-
-    /// Whether the parameter holds no scalars.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// dfdx's Adam kernel on this parameter, with the gradient in `grads[0]`.
     ///
     /// # Errors

@@ -105,7 +105,7 @@ pub fn backward(dy: &mut [f32], deriv: Option<&[f32]>, cols: usize) {
 
 /// Runs `f` on `dst` and `src` cut at `at` into two halves on two threads, or on the whole on
 /// this thread when `at` is `None`.
-pub(crate) fn zip_in_halves(
+fn zip_in_halves(
     dst: &mut [f32],
     src: &[f32],
     at: Option<usize>,

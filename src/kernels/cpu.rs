@@ -119,15 +119,15 @@ impl Kernels for Cpu {
             return slots.iter_mut().try_for_each(update);
         }
         let mut order: Vec<&mut AdamSlot<'_, Cpu>> = slots.iter_mut().collect();
-        order.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        order.sort_by_key(|s| std::cmp::Reverse(s.param.len()));
         let (mut a, mut b) = (Vec::new(), Vec::new());
         let (mut size_a, mut size_b) = (0, 0);
         for s in order {
             if size_a <= size_b {
-                size_a += s.len();
+                size_a += s.param.len();
                 a.push(s);
             } else {
-                size_b += s.len();
+                size_b += s.param.len();
                 b.push(s);
             }
         }
