@@ -17,6 +17,7 @@ pub mod objective;
 pub mod optim;
 pub mod plot;
 pub mod posterior;
+pub mod profile;
 pub mod subset;
 pub mod train;
 

@@ -20,6 +20,7 @@ use crate::kernels::{Kernels, PartGradients};
 use crate::model::Mvae;
 use crate::objective::{self, ObjectiveConfig, Term, TermStats};
 use crate::optim::{Adam, AdamSettings};
+use crate::profile::{self, Phase};
 use crate::subset::Subset;
 use crate::{Error, Result};
 
@@ -43,6 +44,7 @@ impl<const L: usize, D: Backend> PartContext<'_, L, D> {
             .iter()
             .map(|v| &v[rows.start * L..rows.end * L])
             .collect();
+        let forward = profile::start();
         let loss = objective::loss_with_noise(
             self.model,
             part.as_ref().unwrap_or(self.batch),
@@ -51,7 +53,10 @@ impl<const L: usize, D: Backend> PartContext<'_, L, D> {
             &eps,
         );
         let value = loss.value.as_vec()[0];
+        forward.stop(Phase::PartForward);
+        let backward = profile::start();
         let grads = value.is_finite().then(|| loss.value.backward());
+        backward.stop(Phase::PartBackward);
         PartResult {
             share: rows.len() as f32 / n as f32,
             value,
@@ -264,13 +269,19 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
             // Inside the pool the kernels' two-way splits hand work to the other worker's
             // deque instead of waking the pool from outside for every product.
             let parts = Cpu::training_parts(batch.size());
-            return rayon::scope(|_| {
+            let step = profile::start();
+            let stats = rayon::scope(|_| {
                 let (grads, stats) = cpu.batch_gradients(cpu_batch, parts, |ctx, ranges| {
-                    ranges.into_par_iter().map(|r| ctx.run(r)).collect()
+                    let all = profile::start();
+                    let results = ranges.into_par_iter().map(|r| ctx.run(r)).collect();
+                    all.stop(Phase::Parts);
+                    results
                 })?;
                 cpu.update(grads);
                 Ok(stats)
             });
+            step.stop(Phase::Step);
+            return stats;
         }
         let parts = D::training_parts(batch.size());
         let (grads, stats) = self.batch_gradients(batch, parts, |ctx, ranges| {
@@ -282,7 +293,9 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
 
     /// The Adam update that ends a step.
     fn update(&mut self, parts: Vec<PartGradients<D>>) {
+        let update = profile::start();
         self.adam.update_parts(&mut self.model, parts);
+        update.stop(Phase::Update);
         self.step += 1;
     }
 

@@ -8,6 +8,7 @@ use super::{bernoulli_composed, dense_composed, Kernels};
 use crate::backend::{Matrix, Vector};
 use crate::nn::Activation;
 use crate::optim::AdamSlot;
+use crate::profile::{self, Phase};
 
 /// Whether a `Cpu` matrix is stored densely in row-major order (not a permuted or broadcast
 /// view). dfdx 0.13 keeps strides private, so they are read off the element addresses.
@@ -184,8 +185,11 @@ fn dense<T: Tape<f32, Cpu>>(
     }
     let (x, mut tape) = x.split_tape();
     let xs = values(&x);
+    let copy = profile::start();
     let ws = values(weight);
+    copy.stop(Phase::WeightCopy);
     let bs = bias.map(values);
+    let product = profile::start();
     // gemm repacks one of the two operands for its micro-kernels; the product is laid out so
     // that it is the smaller one. A few rows of x through a wide layer (training): y^T = W
     // x^T, which gemm computes reading W where it lies, then laid out row-major with the bias
@@ -200,7 +204,11 @@ fn dense<T: Tape<f32, Cpu>>(
             Operand::transposed(&xs),
             false,
         );
-        (transpose_with_bias(&yt, outputs, rows, bs.as_deref()), None)
+        product.stop(Phase::ForwardProduct);
+        let layout = profile::start();
+        let y = transpose_with_bias(&yt, outputs, rows, bs.as_deref());
+        layout.stop(Phase::Transpose);
+        (y, None)
     } else {
         let mut y = vec![0f32; rows * outputs];
         matmul(
@@ -210,9 +218,12 @@ fn dense<T: Tape<f32, Cpu>>(
             Operand::transposed(&ws),
             false,
         );
+        product.stop(Phase::ForwardProduct);
         (y, bs.as_deref())
     };
+    let activation = profile::start();
     let saved = activation::forward(act, &mut y, outputs, bias_left, T::OWNS_TAPE);
+    activation.stop(Phase::Activation);
     let out = x.device().tensor_from_vec(y, (rows, outputs));
     if T::OWNS_TAPE {
         let weight = weight.clone();
@@ -269,29 +280,41 @@ fn backward(
     let outputs = y.shape().1;
     let Saves { xs, ws, deriv } = layer;
     // dz = dy * act'(z); dy is copied out because the gradient store lends one slot at a time.
+    let timer = profile::start();
     let mut dz: Vec<f32> = grads.get_or_alloc_mut(y)?.to_vec();
     activation::backward(&mut dz, deriv.as_deref(), outputs);
     if let Some(b) = bias {
         activation::bias_gradient(grads.get_or_alloc_mut(b)?, &dz, outputs);
     }
+    timer.stop(Phase::OutputGradient);
     if input_grad {
+        let timer = profile::start();
+        let dx = grads.get_or_alloc_mut(x)?;
+        timer.stop(Phase::GradientAlloc);
+        let timer = profile::start();
         // dx (rows x inputs) += dz W
         matmul(
-            grads.get_or_alloc_mut(x)?,
+            dx,
             (rows, inputs, outputs),
             Operand::plain(&dz),
             Operand::plain(&ws),
             true,
         );
+        timer.stop(Phase::InputProduct);
     }
+    let timer = profile::start();
+    let dw = grads.get_or_alloc_mut(weight)?;
+    timer.stop(Phase::GradientAlloc);
+    let timer = profile::start();
     // dW (outputs x inputs) += dz^T x
     matmul(
-        grads.get_or_alloc_mut(weight)?,
+        dw,
         (outputs, inputs, rows),
         Operand::transposed(&dz),
         Operand::plain(&xs),
         true,
     );
+    timer.stop(Phase::WeightProduct);
     Ok(())
 }
 
