@@ -1,6 +1,7 @@
 //! [`Kernels`] on the `Cpu`: the dense layer as one forward pass and one backward closure.
 
 use dfdx::prelude::*;
+use rayon::prelude::*;
 
 use super::gemm::{matmul, Operand};
 use super::{activation, bernoulli};
@@ -114,27 +115,16 @@ impl Kernels for Cpu {
             blend(batch, &parts, shares);
             s.update(cfg, t)
         };
-        // dfdx's Adam kernel runs on one thread: the parameters are dealt into two groups of
-        // about equal size, one per thread (each parameter's update is independent).
-        if rayon::current_num_threads() < 2 {
-            return slots.iter_mut().try_for_each(update);
-        }
+        // dfdx's Adam kernel runs on one thread: each parameter's update is a job of its own
+        // for rayon's threads (they are independent), largest first, so a thread that is done
+        // takes the next one and neither waits long for the other (the two vCPUs of this VM
+        // often run at different speeds).
         let mut order: Vec<&mut AdamSlot<'_, Cpu>> = slots.iter_mut().collect();
         order.sort_by_key(|s| std::cmp::Reverse(s.param.len()));
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        let (mut size_a, mut size_b) = (0, 0);
-        for s in order {
-            if size_a <= size_b {
-                size_a += s.param.len();
-                a.push(s);
-            } else {
-                size_b += s.param.len();
-                b.push(s);
-            }
-        }
-        let run = |group: Vec<&mut AdamSlot<'_, Cpu>>| group.into_iter().try_for_each(update);
-        let (ra, rb) = rayon::join(|| run(a), || run(b));
-        ra.and(rb)
+        order
+            .into_par_iter()
+            .with_max_len(1)
+            .try_for_each(update)
     }
 }
 
