@@ -121,10 +121,7 @@ impl Kernels for Cpu {
         // often run at different speeds).
         let mut order: Vec<&mut AdamSlot<'_, Cpu>> = slots.iter_mut().collect();
         order.sort_by_key(|s| std::cmp::Reverse(s.param.len()));
-        order
-            .into_par_iter()
-            .with_max_len(1)
-            .try_for_each(update)
+        order.into_par_iter().with_max_len(1).try_for_each(update)
     }
 }
 
