@@ -10,7 +10,8 @@
 //! Prints one JSON line. Run without `--bench` (as `cargo test --benches` does) it times 3
 //! steps, as a smoke test. Built with `--features profile` the line also gives the
 //! milliseconds per step spent in each phase of the step (`mvae::profile`), summed over
-//! threads, and `parts_idle`: the time a thread waited for the other part to finish.
+//! threads, and `parts_idle`: the threads' time outside their own part while the parts ran
+//! (waiting for the other part, or helping with its split products).
 
 use dfdx::prelude::Cpu;
 use mvae::profile::{self, Phase};

@@ -140,6 +140,16 @@ mod tests {
 
     /// With the feature a stopped timer's time is in its phase's total; without it, nothing
     /// is counted. (Other tests may train at the same time, so only lower bounds hold.)
+    /// The totals are indexed by discriminant: `ALL` must list the phases in that order.
+    #[test]
+    fn all_lists_every_phase_in_discriminant_order() {
+        for (i, p) in Phase::ALL.iter().enumerate() {
+            assert_eq!(*p as usize, i, "{p:?}");
+        }
+        let names: std::collections::HashSet<_> = Phase::ALL.iter().map(|p| p.name()).collect();
+        assert_eq!(names.len(), Phase::ALL.len());
+    }
+
     #[test]
     fn a_stopped_timer_counts_only_with_the_feature() {
         let t = start();
