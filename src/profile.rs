@@ -138,8 +138,6 @@ pub fn take() -> Vec<(Phase, Duration)> {
 mod tests {
     use super::*;
 
-    /// With the feature a stopped timer's time is in its phase's total; without it, nothing
-    /// is counted. (Other tests may train at the same time, so only lower bounds hold.)
     /// The totals are indexed by discriminant: `ALL` must list the phases in that order.
     #[test]
     fn all_lists_every_phase_in_discriminant_order() {
@@ -150,6 +148,8 @@ mod tests {
         assert_eq!(names.len(), Phase::ALL.len());
     }
 
+    /// With the feature a stopped timer's time is in its phase's total; without it, nothing
+    /// is counted. (Other tests may train at the same time, so only lower bounds hold.)
     #[test]
     fn a_stopped_timer_counts_only_with_the_feature() {
         let t = start();
