@@ -1,10 +1,12 @@
 //! Adam (and AdamW) over any [`Parameters`], using dfdx's fused Adam kernel on the device.
 
+use std::collections::BTreeMap;
+
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
-use crate::kernels::PartGradients;
+use crate::kernels::{PartGradients, WeightFactors};
 use crate::nn::{ParamMut, ParamVisitor, Parameters};
 use crate::{Error, Result};
 
@@ -69,6 +71,9 @@ pub struct Adam<D: Backend> {
     step: i32,
     moment1: Gradients<f32, D>,
     moment2: Gradients<f32, D>,
+    /// The buffers deferred weight gradients are formed in, kept between steps (their values
+    /// are overwritten each step; they are not state).
+    deferred: Gradients<f32, D>,
 }
 
 impl<D: Backend> Adam<D> {
@@ -89,6 +94,7 @@ impl<D: Backend> Adam<D> {
             step: 0,
             moment1: Gradients::leaky(),
             moment2: Gradients::leaky(),
+            deferred: Gradients::leaky(),
         })
     }
 
@@ -100,18 +106,27 @@ impl<D: Backend> Adam<D> {
     /// One update of every parameter of `model` from `grads` (a parameter without gradient
     /// gets a zero gradient, which still decays its moments, as in PyTorch's Adam).
     pub fn update<P: Parameters<D>>(&mut self, model: &mut P, grads: Gradients<f32, D>) {
-        self.update_parts(model, vec![PartGradients { grads, share: 1.0 }]);
+        self.update_parts(
+            model,
+            vec![PartGradients {
+                grads,
+                share: 1.0,
+                factors: Vec::new(),
+            }],
+        );
     }
 
     /// [`Adam::update`] from the gradients of a batch's parts: the batch's gradient is
-    /// `sum_i share_i * grads_i`, formed per parameter right before its update.
+    /// `sum_i share_i * grads_i`, formed per parameter right before its update (from the
+    /// parts' [`PartGradients::factors`] where its dense layers deferred it).
     ///
     /// The parameters' gradients and moments are taken out of their stores, so the device's
     /// [`crate::kernels::Kernels::adam_update`] can update parameters side by side (on both
     /// cores of a CPU); then the moments are put back.
     ///
     /// # Panics
-    /// If `parts` is empty, or holds several parts on a device that trains each batch in one.
+    /// If `parts` is empty, or holds several parts on a device that trains each batch in one,
+    /// or factors of a weight that is not among `model`'s parameters.
     pub fn update_parts<P: Parameters<D>>(
         &mut self,
         model: &mut P,
@@ -120,22 +135,48 @@ impl<D: Backend> Adam<D> {
         assert!(!parts.is_empty(), "Adam: a batch of no parts");
         self.step += 1;
         let shares: Vec<f32> = parts.iter().map(|p| p.share).collect();
-        let (m1, m2) = (&mut self.moment1, &mut self.moment2);
+        let mut deferred: BTreeMap<usize, Vec<(f32, WeightFactors)>> = BTreeMap::new();
+        for part in &mut parts {
+            for f in part.factors.drain(..) {
+                deferred.entry(f.weight).or_default().push((part.share, f));
+            }
+        }
+        let (m1, m2, kept) = (&mut self.moment1, &mut self.moment2, &mut self.deferred);
         let mut slots: Vec<AdamSlot<'_, D>> = model
             .params_mut()
             .into_iter()
-            .map(|param| AdamSlot {
-                grads: parts
-                    .iter_mut()
-                    .map(|part| take_slot(&mut part.grads, &param))
-                    .collect(),
-                moment1: take_slot(m1, &param),
-                moment2: take_slot(m2, &param),
-                param,
+            .map(|param| {
+                let factors = match &param {
+                    ParamMut::Matrix(p) => D::deferred_key(p).and_then(|k| deferred.remove(&k)),
+                    ParamMut::Vector(_) => None,
+                }
+                .unwrap_or_default();
+                let grads = if factors.is_empty() {
+                    parts
+                        .iter_mut()
+                        .map(|part| take_slot(&mut part.grads, &param))
+                        .collect()
+                } else {
+                    vec![take_slot(kept, &param)]
+                };
+                AdamSlot {
+                    grads,
+                    factors,
+                    moment1: take_slot(m1, &param),
+                    moment2: take_slot(m2, &param),
+                    param,
+                }
             })
             .collect();
+        assert!(
+            deferred.is_empty(),
+            "Adam: deferred gradients of weights that are not the model's"
+        );
         D::adam_update(&self.cfg, self.step, &shares, &mut slots).expect("Adam kernel");
-        for s in slots {
+        for mut s in slots {
+            if !s.factors.is_empty() {
+                put_slot(kept, &s.param, s.grads.swap_remove(0));
+            }
             put_slot(m1, &s.param, s.moment1);
             put_slot(m2, &s.param, s.moment2);
         }
@@ -149,8 +190,12 @@ pub type Slot<D> = <D as Storage<f32>>::Vec;
 pub struct AdamSlot<'p, D: Backend> {
     /// The parameter, updated in place.
     pub param: ParamMut<'p, D>,
-    /// Its gradient in each part of the batch; the first becomes the batch's gradient.
+    /// Its gradient in each part of the batch; the first becomes the batch's gradient. Where
+    /// the gradient was deferred, one buffer it is formed in.
     pub grads: Vec<Slot<D>>,
+    /// The factors of its deferred gradient with the share of the part each comes from (see
+    /// [`crate::kernels::deferred`]); empty where the gradient is in `grads`.
+    pub factors: Vec<(f32, WeightFactors)>,
     /// Its first moment.
     pub moment1: Slot<D>,
     /// Its second moment.
@@ -326,6 +371,7 @@ fn write_slot_by_gradient<S: Shape, D: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::Kernels;
 
     #[test]
     fn slots_are_written_exactly() {
@@ -359,7 +405,8 @@ mod tests {
     /// differ in size, from a batch in one part and in two and three parts (the gradient is
     /// `sum_i share_i * grads_i`), run on one thread and on a pool of two (where the CPU deals
     /// the parameters to both threads). A part that leaves a parameter without gradient counts
-    /// as zero. `eps` is large enough that the update depends on the gradient's scale.
+    /// as zero; in parts, one weight's gradient comes as deferred factors. `eps` is large enough
+    /// that the update depends on the gradient's scale.
     #[test]
     fn update_matches_the_closed_form() {
         use crate::nn::{Activation, Mlp};
@@ -392,22 +439,58 @@ mod tests {
                     let mut parts = Vec::new();
                     for (k, &share) in shares.iter().enumerate() {
                         let mut grads = Gradients::leaky();
+                        let mut factors = Vec::new();
                         for (i, p) in model.params_mut().iter().enumerate() {
                             if t == 2 && k == 0 && i == want.len() - 1 {
                                 continue; // the last bias: no gradient in this part
                             }
-                            let g: Vec<f32> = (0..want[i].len())
-                                .map(|_| rng.gen_range(-1.0..1.0))
-                                .collect();
-                            match p {
-                                ParamMut::Matrix(p) => write_slot(&mut grads, *p, &g).unwrap(),
-                                ParamMut::Vector(p) => write_slot(&mut grads, *p, &g).unwrap(),
-                            }
+                            let mut random = |n: usize| -> Vec<f32> {
+                                (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
+                            };
+                            let g = match p {
+                                // In parts, the first weight's gradient comes deferred, as
+                                // the factors dz and x of dz^T x (3 rows).
+                                ParamMut::Matrix(p) if i == 0 && shares.len() > 1 => {
+                                    let ((outputs, inputs), rows) = (*p.shape(), 3);
+                                    let (dz, x) = (random(rows * outputs), random(rows * inputs));
+                                    let g = (0..outputs * inputs)
+                                        .map(|j| {
+                                            let (o, c) = (j / inputs, j % inputs);
+                                            let terms = (0..rows)
+                                                .map(|r| dz[r * outputs + o] * x[r * inputs + c]);
+                                            terms.sum()
+                                        })
+                                        .collect();
+                                    let weight = Cpu::deferred_key(p).unwrap();
+                                    factors.push(WeightFactors {
+                                        weight,
+                                        rows,
+                                        dz,
+                                        x,
+                                    });
+                                    g
+                                }
+                                ParamMut::Matrix(p) => {
+                                    let g = random(want[i].len());
+                                    write_slot(&mut grads, *p, &g).unwrap();
+                                    g
+                                }
+                                ParamMut::Vector(p) => {
+                                    let g = random(want[i].len());
+                                    write_slot(&mut grads, *p, &g).unwrap();
+                                    g
+                                }
+                            };
                             for (b, g) in batch[i].iter_mut().zip(g) {
                                 *b += share * g;
                             }
                         }
-                        parts.push(PartGradients { grads, share });
+                        assert_eq!(factors.len(), usize::from(shares.len() > 1));
+                        parts.push(PartGradients {
+                            grads,
+                            share,
+                            factors,
+                        });
                     }
                     pool.install(|| {
                         if shares.len() == 1 {

@@ -23,7 +23,7 @@ pub enum Phase {
     PartForward,
     /// One part's backward pass, summed over the parts.
     PartBackward,
-    /// The Adam update with the blend of the parts' gradients (wall time).
+    /// The Adam update, with the batch's gradients formed from the parts' (wall time).
     Update,
     /// A dense layer's host copy of its weight (forward).
     WeightCopy,
@@ -40,7 +40,8 @@ pub enum Phase {
     GradientAlloc,
     /// `dx += dz W` (backward).
     InputProduct,
-    /// `dW += dz^T x` (backward).
+    /// `dW += dz^T x`: in the backward pass, or in the update where the weight gradients are
+    /// deferred (training in parts on the CPU, `kernels::deferred`).
     WeightProduct,
 }
 

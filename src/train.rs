@@ -16,7 +16,7 @@ use crate::backend::Backend;
 use crate::batch::Batch;
 use crate::codec::Codecs;
 use crate::data::{BatchOptions, HostBatch, MultimodalDataset};
-use crate::kernels::{Kernels, PartGradients};
+use crate::kernels::{Kernels, PartGradients, WeightFactors};
 use crate::model::Mvae;
 use crate::objective::{self, ObjectiveConfig, Term, TermStats};
 use crate::optim::{Adam, AdamSettings};
@@ -44,24 +44,30 @@ impl<const L: usize, D: Backend> PartContext<'_, L, D> {
             .iter()
             .map(|v| &v[rows.start * L..rows.end * L])
             .collect();
-        let forward = profile::start();
-        let loss = objective::loss_with_noise(
-            self.model,
-            part.as_ref().unwrap_or(self.batch),
-            self.terms,
-            self.beta,
-            &eps,
-        );
-        let value = loss.value.as_vec()[0];
-        forward.stop(Phase::PartForward);
-        let backward = profile::start();
-        let grads = value.is_finite().then(|| loss.value.backward());
-        backward.stop(Phase::PartBackward);
+        // On the CPU the dense layers' weight gradients come back as factors, formed for the
+        // whole batch in the update (`kernels::deferred`).
+        let ((value, terms, grads), factors) = D::deferring_weight_gradients(|| {
+            let forward = profile::start();
+            let loss = objective::loss_with_noise(
+                self.model,
+                part.as_ref().unwrap_or(self.batch),
+                self.terms,
+                self.beta,
+                &eps,
+            );
+            let value = loss.value.as_vec()[0];
+            forward.stop(Phase::PartForward);
+            let backward = profile::start();
+            let grads = value.is_finite().then(|| loss.value.backward());
+            backward.stop(Phase::PartBackward);
+            (value, loss.terms, grads)
+        });
         PartResult {
             share: rows.len() as f32 / n as f32,
             value,
-            terms: loss.terms,
+            terms,
             grads,
+            factors,
         }
     }
 }
@@ -78,6 +84,8 @@ struct PartResult<D: Backend> {
     terms: Vec<(Term, TermStats)>,
     /// Its gradients (`None` when the loss is not finite).
     grads: Option<Gradients<f32, D>>,
+    /// The weight gradients its dense layers deferred.
+    factors: Vec<WeightFactors>,
 }
 
 /// The per-term statistics of a batch from those of its parts.
@@ -347,6 +355,7 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
             .map(|r| PartGradients {
                 grads: r.grads.expect("finite loss"),
                 share: r.share,
+                factors: r.factors,
             })
             .collect();
         Ok((parts, stats))
@@ -524,27 +533,48 @@ mod tests {
     use crate::nn::{ParamMut, ParamVisitor, Parameters};
 
     /// Every parameter's gradient in the batch, `sum_i share_i * grads_i` over its parts, by
-    /// dotted name (zero where a part left none).
+    /// dotted name (zero where a part left none), a deferred weight gradient formed from its
+    /// factors as the update forms it.
     fn gradients(
         model: &mut Mvae<4, Cpu>,
         parts: &mut [PartGradients<Cpu>],
     ) -> Vec<(String, Vec<f32>)> {
         let mut out = Vec::new();
         let mut f = |name: &str, p: ParamMut<'_, Cpu>| {
-            let mut sum: Vec<f32> = Vec::new();
-            for part in parts.iter_mut() {
-                let g = match &p {
-                    ParamMut::Matrix(t) => part.grads.get_or_alloc_mut(*t).unwrap().to_vec(),
-                    ParamMut::Vector(t) => part.grads.get_or_alloc_mut(*t).unwrap().to_vec(),
-                };
-                sum.resize(g.len(), 0.0);
-                for (s, g) in sum.iter_mut().zip(g) {
-                    *s += part.share * g;
+            let key = match &p {
+                ParamMut::Matrix(t) => Cpu::deferred_key(t),
+                ParamMut::Vector(_) => None,
+            };
+            let factors: Vec<(f32, WeightFactors)> = parts
+                .iter_mut()
+                .flat_map(|part| {
+                    let (share, all) = (part.share, std::mem::take(&mut part.factors));
+                    let (mine, rest) = all.into_iter().partition(|f| Some(f.weight) == key);
+                    part.factors = rest;
+                    mine.into_iter().map(move |f: WeightFactors| (share, f))
+                })
+                .collect();
+            let mut sum = vec![0.0; p.len()];
+            if factors.is_empty() {
+                for part in parts.iter_mut() {
+                    let g = match &p {
+                        ParamMut::Matrix(t) => part.grads.get_or_alloc_mut(*t).unwrap().to_vec(),
+                        ParamMut::Vector(t) => part.grads.get_or_alloc_mut(*t).unwrap().to_vec(),
+                    };
+                    for (s, g) in sum.iter_mut().zip(g) {
+                        *s += part.share * g;
+                    }
                 }
+            } else {
+                crate::kernels::deferred::weight_gradient(&mut sum, &factors);
             }
             out.push((name.to_string(), sum));
         };
         model.visit_params(&mut ParamVisitor::new(&mut f));
+        assert!(
+            parts.iter().all(|p| p.factors.is_empty()),
+            "factors of weights that are not the model's"
+        );
         out
     }
 

@@ -3,6 +3,7 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
+use super::deferred::{self, Sink, WeightFactors};
 use super::gemm::{matmul, Operand};
 use super::{activation, bernoulli};
 use super::{bernoulli_composed, dense_composed, Kernels};
@@ -28,6 +29,12 @@ fn is_row_major<T>(t: &Matrix<Cpu, T>) -> bool {
 fn is_dense_vector(t: &Vector<Cpu>) -> bool {
     let at = |i: usize| std::ptr::from_ref(&t[[i]]) as usize;
     t.shape().0 < 2 || at(1).wrapping_sub(at(0)) == std::mem::size_of::<f32>()
+}
+
+/// The address of a dense matrix's storage: the key of its deferred gradient
+/// ([`Kernels::deferred_key`]), unique among the tensors alive at once; `None` when it is empty.
+fn storage_key<T>(t: &Matrix<Cpu, T>) -> Option<usize> {
+    (t.shape().num_elements() > 0).then(|| std::ptr::from_ref(&t[[0, 0]]) as usize)
 }
 
 /// The values of a dense tensor, row-major: dfdx 0.13 lends no slice of a tensor's storage,
@@ -101,18 +108,30 @@ impl Kernels for Cpu {
         }
     }
 
+    fn deferring_weight_gradients<R>(f: impl FnOnce() -> R) -> (R, Vec<WeightFactors>) {
+        deferred::collect(f)
+    }
+
+    fn deferred_key(weight: &Matrix<Self>) -> Option<usize> {
+        storage_key(weight)
+    }
+
     fn adam_update(
         cfg: &AdamConfig,
         t: i32,
         shares: &[f32],
         slots: &mut [AdamSlot<'_, Self>],
     ) -> Result<(), CpuError> {
-        // Each parameter's gradient is blended from the parts' right before dfdx's Adam kernel
-        // reads it, while it is in this core's cache.
+        // Each parameter's gradient is formed (from its deferred factors) or blended from the
+        // parts' right before dfdx's Adam kernel reads it, while it is in this core's cache.
         let update = |s: &mut AdamSlot<'_, Cpu>| {
             let (batch, parts) = s.grads.split_first_mut().expect("one part at least");
-            let parts: Vec<&[f32]> = parts.iter().map(|g| g.as_slice()).collect();
-            blend(batch, &parts, shares);
+            if s.factors.is_empty() {
+                let parts: Vec<&[f32]> = parts.iter().map(|g| g.as_slice()).collect();
+                blend(batch, &parts, shares);
+            } else {
+                deferred::weight_gradient(batch, &s.factors);
+            }
             s.update(cfg, t)
         };
         // dfdx's Adam kernel runs on one thread: each parameter's update is a job of its own
@@ -220,6 +239,7 @@ fn dense<T: Tape<f32, Cpu>>(
             xs,
             ws,
             deriv: saved,
+            deferred: deferred::sink().zip(storage_key(&weight)),
         };
         tape.add_backward_op(move |grads| {
             backward(&x, &weight, bias.as_ref(), &y, layer, input_grad, grads)
@@ -251,9 +271,12 @@ struct Saves {
     ws: Vec<f32>,
     /// `act'(z)`; `None` for the identity.
     deriv: Option<Vec<f32>>,
+    /// Where the weight's gradient goes as factors, and the weight's key, if it is deferred.
+    deferred: Option<(Sink, usize)>,
 }
 
-/// Adds the gradients of `x`, `W` and `b` given `y`'s.
+/// Adds the gradients of `x`, `W` and `b` given `y`'s; `W`'s goes to the layer's sink as
+/// factors instead where it is deferred.
 fn backward(
     x: &Matrix<Cpu>,
     weight: &Matrix<Cpu>,
@@ -265,7 +288,12 @@ fn backward(
 ) -> Result<(), CpuError> {
     let (rows, inputs) = *x.shape();
     let outputs = y.shape().1;
-    let Saves { xs, ws, deriv } = layer;
+    let Saves {
+        xs,
+        ws,
+        deriv,
+        deferred,
+    } = layer;
     // dz = dy * act'(z); dy is copied out because the gradient store lends one slot at a time.
     let timer = profile::start();
     let mut dz: Vec<f32> = grads.get_or_alloc_mut(y)?.to_vec();
@@ -288,6 +316,18 @@ fn backward(
             true,
         );
         timer.stop(Phase::InputProduct);
+    }
+    if let Some((sink, weight)) = deferred {
+        let factors = WeightFactors {
+            weight,
+            rows,
+            dz,
+            x: xs,
+        };
+        sink.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(factors);
+        return Ok(());
     }
     let timer = profile::start();
     let dw = grads.get_or_alloc_mut(weight)?;
@@ -404,6 +444,54 @@ mod tests {
         assert_eq!((y1, gw1, gb1), (y2, gw2, gb2));
         assert!(gx1.iter().all(|&g| g == 0.0));
         assert!(gx2.iter().any(|&g| g != 0.0));
+    }
+
+    /// Inside a deferring scope the layer leaves its weight's gradient as factors, one per use
+    /// (here two uses of one weight), which form the gradient the tape gives outside it; the
+    /// gradients of `x` and `b` stay on the tape, unchanged.
+    #[test]
+    fn deferred_factors_form_the_tape_gradient() {
+        let dev = Cpu::default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        let (rows, inputs, outputs) = (60, 70, 90);
+        let x = random(&dev, rows, inputs, &mut rng);
+        let w = random(&dev, outputs, inputs, &mut rng) * 0.1;
+        let b: Vector<Cpu> = dev.tensor_from_vec(vec![0.1; outputs], (outputs,));
+        let w2 = random(&dev, inputs, outputs, &mut rng) * 0.1;
+        let up = random(&dev, rows, outputs, &mut rng);
+        let run = || {
+            let h = Cpu::dense(x.leaky_trace(), &w, Some(&b), Activation::Tanh);
+            let back = Cpu::dense(h, &w2, None, Activation::Swish);
+            let y = Cpu::dense(back, &w, Some(&b), Activation::Relu);
+            let mut g = (y * up.clone()).sum().backward();
+            let gx = g.get_or_alloc_mut(&x).unwrap().to_vec();
+            (gx, g.get(&b).as_vec(), g)
+        };
+        let (gx1, gb1, g) = run();
+        let ((gx2, gb2, _), factors) = Cpu::deferring_weight_gradients(run);
+        close(&gx2, &gx1, 1e-6, "dx");
+        close(&gb2, &gb1, 1e-6, "db");
+        for (weight, uses) in [(&w, 2), (&w2, 1)] {
+            let key = Cpu::deferred_key(weight);
+            let mine: Vec<(f32, WeightFactors)> = factors
+                .iter()
+                .filter(|f| Some(f.weight) == key)
+                .map(|f| {
+                    let copy = WeightFactors {
+                        weight: f.weight,
+                        rows: f.rows,
+                        dz: f.dz.clone(),
+                        x: f.x.clone(),
+                    };
+                    (1.0, copy)
+                })
+                .collect();
+            assert_eq!(mine.len(), uses);
+            let mut dw = vec![f32::NAN; weight.shape().num_elements()];
+            deferred::weight_gradient(&mut dw, &mine);
+            close(&dw, &g.get(weight).as_vec(), 1e-5, "dW");
+        }
+        assert_eq!(factors.len(), 3);
     }
 
     /// `blend` gives `sum_i shares[i] * parts[i]` for one part (whole or not), two and three.

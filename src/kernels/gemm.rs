@@ -61,9 +61,25 @@ unsafe impl Sync for SendPtr {}
 /// tensors come in).
 pub fn matmul(
     dst: &mut [f32],
+    shape: (usize, usize, usize),
+    a: Operand<'_>,
+    b: Operand<'_>,
+    accumulate: bool,
+) {
+    scaled_matmul(dst, shape, a, b, 1.0, accumulate);
+}
+
+/// `dst (m x n) = s a b`, or `dst += s a b` when `accumulate`: [`matmul`] with the product
+/// scaled by `s` on the way.
+///
+/// # Panics
+/// As [`matmul`].
+pub fn scaled_matmul(
+    dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
     a: Operand<'_>,
     b: Operand<'_>,
+    s: f32,
     accumulate: bool,
 ) {
     assert!(
@@ -116,7 +132,7 @@ pub fn matmul(
                 b_cs,
                 b_rs,
                 1.0,
-                1.0,
+                s,
                 false,
                 false,
                 false,

@@ -18,7 +18,10 @@ use crate::optim::AdamSlot;
 pub mod activation;
 pub mod bernoulli;
 mod cpu;
+pub mod deferred;
 pub mod gemm;
+
+pub use deferred::WeightFactors;
 
 /// Device kernels the library provides beyond dfdx's.
 pub trait Kernels: Device<f32> + Clone + Default + std::fmt::Debug + 'static {
@@ -65,8 +68,23 @@ pub trait Kernels: Device<f32> + Clone + Default + std::fmt::Debug + 'static {
         1
     }
 
-    /// Adam step `t` on every parameter in `slots`, each from the gradient of the whole batch,
-    /// `sum_i shares[i] * grads[i]` over the batch's parts.
+    /// Runs one training part's forward and backward pass, `f`; returns its result and the
+    /// weight gradients the device's dense kernel deferred in it ([`deferred`]: all of them on
+    /// the CPU, none by default).
+    fn deferring_weight_gradients<R>(f: impl FnOnce() -> R) -> (R, Vec<WeightFactors>) {
+        (f(), Vec::new())
+    }
+
+    /// The key by which [`WeightFactors`] name `weight` (on the CPU the address of its
+    /// storage, as dfdx 0.13 keeps tensor ids crate-private); `None` where nothing is deferred.
+    fn deferred_key(weight: &Matrix<Self>) -> Option<usize> {
+        let _ = weight;
+        None
+    }
+
+    /// Adam step `t` on every parameter in `slots`, each from the gradient of the whole batch:
+    /// `sum_i shares[i] * grads[i]` over the batch's parts, or formed from the slot's
+    /// [`AdamSlot::factors`] into `grads[0]` where the gradient was deferred.
     ///
     /// By default one parameter after the other, from a batch in one part.
     ///
@@ -83,6 +101,10 @@ pub trait Kernels: Device<f32> + Clone + Default + std::fmt::Debug + 'static {
         slots: &mut [AdamSlot<'_, Self>],
     ) -> Result<(), Self::Err> {
         assert_eq!(shares, [1.0], "this device trains each batch in one part");
+        assert!(
+            slots.iter().all(|s| s.factors.is_empty()),
+            "this device defers no weight gradient"
+        );
         slots.iter_mut().try_for_each(|s| s.update(cfg, t))
     }
 }
@@ -94,6 +116,9 @@ pub struct PartGradients<D: Kernels> {
     pub grads: Gradients<f32, D>,
     /// Its fraction of the batch's samples.
     pub share: f32,
+    /// The weight gradients its dense layers deferred ([`Kernels::deferring_weight_gradients`]);
+    /// `grads` holds none for these weights.
+    pub factors: Vec<WeightFactors>,
 }
 
 /// [`Kernels::dense`] from dfdx's ops: a matmul, a broadcast bias add and the activation.
