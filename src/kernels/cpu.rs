@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use super::deferred::{self, Sink, WeightFactors};
 use super::gemm::{matmul, Operand};
+use super::pool::WeightCopy;
 use super::{activation, bernoulli};
 use super::{bernoulli_composed, dense_composed, Kernels};
 use crate::backend::{Matrix, Vector};
@@ -192,7 +193,7 @@ fn dense<T: Tape<f32, Cpu>>(
     let (x, mut tape) = x.split_tape();
     let xs = values(&x);
     let copy = profile::start();
-    let ws = values(weight);
+    let ws = WeightCopy::of(weight);
     copy.stop(Phase::WeightCopy);
     let bs = bias.map(values);
     let product = profile::start();
@@ -268,7 +269,7 @@ fn transpose_with_bias(src: &[f32], cols: usize, rows: usize, bias: Option<&[f32
 /// Host copies a layer keeps for its backward pass.
 struct Saves {
     xs: Vec<f32>,
-    ws: Vec<f32>,
+    ws: WeightCopy,
     /// `act'(z)`; `None` for the identity.
     deriv: Option<Vec<f32>>,
     /// Where the weight's gradient goes as factors, and the weight's key, if it is deferred.

@@ -93,6 +93,7 @@ pub fn weight_gradient(dw: &mut [f32], factors: &[(f32, WeightFactors)]) {
             Operand::plain(&f.x),
             *share,
             i > 0,
+            false,
         );
     }
     timer.stop(Phase::WeightProduct);

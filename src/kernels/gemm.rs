@@ -66,11 +66,12 @@ pub fn matmul(
     b: Operand<'_>,
     accumulate: bool,
 ) {
-    scaled_matmul(dst, shape, a, b, 1.0, accumulate);
+    scaled_matmul(dst, shape, a, b, 1.0, accumulate, true);
 }
 
 /// `dst (m x n) = s a b`, or `dst += s a b` when `accumulate`: [`matmul`] with the product
-/// scaled by `s` on the way.
+/// scaled by `s` on the way; `split`: whether a large product may be cut in two halves for
+/// two threads (not where every thread already has a job of its own, as in Adam's).
 ///
 /// # Panics
 /// As [`matmul`].
@@ -81,6 +82,7 @@ pub fn scaled_matmul(
     b: Operand<'_>,
     s: f32,
     accumulate: bool,
+    split: bool,
 ) {
     assert!(
         dst.len() >= m * n,
@@ -143,7 +145,7 @@ pub fn scaled_matmul(
     // Cut the longer side of dst at a multiple of 16 (one AVX-512 register) so both halves
     // keep whole vectors, and each thread reads half of the operand along that side.
     let long = m.max(n);
-    if m * n * k >= SPLIT_MIN_MACS && long >= 32 && rayon::current_num_threads() > 1 {
+    if split && m * n * k >= SPLIT_MIN_MACS && long >= 32 && rayon::current_num_threads() > 1 {
         let half = (long / 2).div_ceil(16) * 16;
         if m >= n {
             rayon::join(|| run((0, half), (0, n)), || run((half, m), (0, n)));

@@ -20,6 +20,7 @@ pub mod bernoulli;
 mod cpu;
 pub mod deferred;
 pub mod gemm;
+mod pool;
 
 pub use deferred::WeightFactors;
 
