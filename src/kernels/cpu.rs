@@ -462,8 +462,8 @@ mod tests {
         let up = random(&dev, rows, outputs, &mut rng);
         let run = || {
             let h = Cpu::dense(x.leaky_trace(), &w, Some(&b), Activation::Tanh);
-            let back = Cpu::dense(h, &w2, None, Activation::Swish);
-            let y = Cpu::dense(back, &w, Some(&b), Activation::Relu);
+            let h2 = Cpu::dense(h, &w2, None, Activation::Swish);
+            let y = Cpu::dense(h2, &w, Some(&b), Activation::Relu);
             let mut g = (y * up.clone()).sum().backward();
             let gx = g.get_or_alloc_mut(&x).unwrap().to_vec();
             (gx, g.get(&b).as_vec(), g)
@@ -477,15 +477,7 @@ mod tests {
             let mine: Vec<(f32, WeightFactors)> = factors
                 .iter()
                 .filter(|f| Some(f.weight) == key)
-                .map(|f| {
-                    let copy = WeightFactors {
-                        weight: f.weight,
-                        rows: f.rows,
-                        dz: f.dz.clone(),
-                        x: f.x.clone(),
-                    };
-                    (1.0, copy)
-                })
+                .map(|f| (1.0, f.clone()))
                 .collect();
             assert_eq!(mine.len(), uses);
             let mut dw = vec![f32::NAN; weight.shape().num_elements()];

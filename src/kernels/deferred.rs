@@ -22,7 +22,7 @@ use crate::profile::{self, Phase};
 
 /// The factors of one dense layer's weight gradient over the rows of one part:
 /// `dW = dz^T x`.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct WeightFactors {
     /// The weight's key ([`super::Kernels::deferred_key`]).
     pub(crate) weight: usize,
@@ -69,18 +69,21 @@ pub(crate) fn sink() -> Option<Sink> {
 }
 
 /// `dw = sum_i share_i dz_i^T x_i` over `factors`, the `(share, factors)` of one weight
-/// (`dw` is `outputs x inputs`, overwritten): one product per factor, each scaled by its share
-/// inside gemm and added to the one before.
+/// (`dw` is `outputs x inputs`, overwritten; zeros if no factor has rows): one product per
+/// factor, each scaled by its share inside gemm and added to the one before.
 ///
 /// # Panics
-/// If `factors` is empty, or the factors disagree with each other or with `dw` in shape.
+/// If the factors disagree with each other or with `dw` in shape.
 pub fn weight_gradient(dw: &mut [f32], factors: &[(f32, WeightFactors)]) {
-    let (_, first) = factors.first().expect("a weight gradient from no factors");
-    let outputs = first.dz.len() / first.rows.max(1);
-    let inputs = first.x.len() / first.rows.max(1);
+    let mut with_rows = factors.iter().filter(|(_, f)| f.rows > 0).peekable();
+    let Some((_, first)) = with_rows.peek() else {
+        dw.fill(0.0);
+        return;
+    };
+    let (outputs, inputs) = (first.dz.len() / first.rows, first.x.len() / first.rows);
     assert_eq!(dw.len(), outputs * inputs, "weight gradient: buffer size");
     let timer = profile::start();
-    for (i, (share, f)) in factors.iter().enumerate() {
+    for (i, (share, f)) in with_rows.enumerate() {
         assert_eq!(
             (f.dz.len(), f.x.len()),
             (f.rows * outputs, f.rows * inputs),
@@ -120,12 +123,13 @@ mod tests {
     }
 
     /// The gradient is the share-weighted sum of the parts' `dz^T x`, computed here as a
-    /// triple loop in f64.
+    /// triple loop in f64; a part without rows adds nothing.
     #[test]
     fn factors_give_the_weighted_sum_of_the_parts() {
         let id = 7;
         let (outputs, inputs) = (5, 3);
         let parts = vec![
+            (0.2, factors(id, 0, outputs, inputs, 3)),
             (0.3, factors(id, 4, outputs, inputs, 1)),
             (0.7, factors(id, 6, outputs, inputs, 2)),
         ];
