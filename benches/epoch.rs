@@ -6,7 +6,9 @@
 //! MVAE_DATA=../shared/data EPOCHS=1 cargo bench --bench epoch   # the 60,000 images
 //! ```
 //! A plain timed program (`harness = false`): an epoch takes seconds, so criterion's repeated
-//! sampling would take minutes. Prints each epoch and then one JSON line. Run without `--bench`
+//! sampling would take minutes. Prints each epoch and then one JSON line, which also gives the
+//! process's peak resident memory after each epoch (Linux; `null` elsewhere), to show that
+//! training's memory stays flat over epochs. Run without `--bench`
 //! (as `cargo test --benches` does) it trains one short epoch only, as a smoke test.
 
 use std::path::PathBuf;
@@ -33,16 +35,20 @@ fn main() -> anyhow::Result<()> {
     let model = Mvae::<64, Cpu>::new(&ModelConfig::mnist(), &Cpu::default(), 0)?;
     let mut trainer = Trainer::new(model, TrainConfig::default())?;
     let mut rates = Vec::with_capacity(epochs);
+    let mut peaks = Vec::with_capacity(epochs);
     for _ in 0..epochs {
         let m = trainer.fit_epoch(&data, |_| {})?;
+        let peak = peak_rss_mib();
         eprintln!(
-            "epoch {}: {} samples in {:.2} s, {:.0} samples/s",
+            "epoch {}: {} samples in {:.2} s, {:.0} samples/s, peak resident memory {} MiB",
             m.epoch,
             data.len(),
             m.seconds,
-            m.samples_per_second
+            m.samples_per_second,
+            peak.map_or("?".into(), |p| format!("{p:.1}"))
         );
         rates.push(m.samples_per_second);
+        peaks.push(peak);
     }
     let mut sorted = rates.clone();
     sorted.sort_by(f64::total_cmp);
@@ -55,7 +61,17 @@ fn main() -> anyhow::Result<()> {
             "rayon_threads": rayon::current_num_threads(),
             "samples_per_second": rates,
             "median_samples_per_second": sorted[sorted.len() / 2],
+            "peak_rss_mib_after_epoch": peaks,
         })
     );
     Ok(())
+}
+
+/// The process's peak resident memory so far (`VmHWM` in `/proc/self/status`), in MiB; `None`
+/// where there is no such file.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
