@@ -17,6 +17,10 @@ use dfdx::prelude::Cpu;
 use mvae::data::{Mnist, Split};
 use mvae::{ModelConfig, Mvae, TrainConfig, Trainer};
 
+#[path = "memory/mod.rs"]
+mod memory;
+use memory::peak_rss_mib;
+
 fn main() -> anyhow::Result<()> {
     let bench = std::env::args().any(|a| a == "--bench");
     let dir = std::env::var_os("MVAE_DATA")
@@ -65,13 +69,4 @@ fn main() -> anyhow::Result<()> {
         })
     );
     Ok(())
-}
-
-/// The process's peak resident memory so far (`VmHWM` in `/proc/self/status`), in MiB; `None`
-/// where there is no such file.
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }

@@ -1,12 +1,10 @@
 //! Adam (and AdamW) over any [`Parameters`], using dfdx's fused Adam kernel on the device.
 
-use std::collections::BTreeMap;
-
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
-use crate::kernels::{PartGradients, WeightFactors};
+use crate::kernels::{deferred, PartGradients, WeightFactors};
 use crate::nn::{ParamMut, ParamVisitor, Parameters};
 use crate::{Error, Result};
 
@@ -135,12 +133,11 @@ impl<D: Backend> Adam<D> {
         assert!(!parts.is_empty(), "Adam: a batch of no parts");
         self.step += 1;
         let shares: Vec<f32> = parts.iter().map(|p| p.share).collect();
-        let mut deferred: BTreeMap<usize, Vec<(f32, WeightFactors)>> = BTreeMap::new();
-        for part in &mut parts {
-            for f in part.factors.drain(..) {
-                deferred.entry(f.weight).or_default().push((part.share, f));
-            }
-        }
+        let mut deferred = deferred::by_weight(
+            parts
+                .iter_mut()
+                .map(|p| (p.share, std::mem::take(&mut p.factors))),
+        );
         let (m1, m2, kept) = (&mut self.moment1, &mut self.moment2, &mut self.deferred);
         let mut slots: Vec<AdamSlot<'_, D>> = model
             .params_mut()

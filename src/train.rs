@@ -539,21 +539,18 @@ mod tests {
         model: &mut Mvae<4, Cpu>,
         parts: &mut [PartGradients<Cpu>],
     ) -> Vec<(String, Vec<f32>)> {
+        let mut deferred = crate::kernels::deferred::by_weight(
+            parts
+                .iter_mut()
+                .map(|p| (p.share, std::mem::take(&mut p.factors))),
+        );
         let mut out = Vec::new();
         let mut f = |name: &str, p: ParamMut<'_, Cpu>| {
-            let key = match &p {
-                ParamMut::Matrix(t) => Cpu::deferred_key(t),
+            let factors = match &p {
+                ParamMut::Matrix(t) => Cpu::deferred_key(t).and_then(|k| deferred.remove(&k)),
                 ParamMut::Vector(_) => None,
-            };
-            let factors: Vec<(f32, WeightFactors)> = parts
-                .iter_mut()
-                .flat_map(|part| {
-                    let (share, all) = (part.share, std::mem::take(&mut part.factors));
-                    let (mine, rest) = all.into_iter().partition(|f| Some(f.weight) == key);
-                    part.factors = rest;
-                    mine.into_iter().map(move |f: WeightFactors| (share, f))
-                })
-                .collect();
+            }
+            .unwrap_or_default();
             let mut sum = vec![0.0; p.len()];
             if factors.is_empty() {
                 for part in parts.iter_mut() {
@@ -572,7 +569,7 @@ mod tests {
         };
         model.visit_params(&mut ParamVisitor::new(&mut f));
         assert!(
-            parts.iter().all(|p| p.factors.is_empty()),
+            deferred.is_empty(),
             "factors of weights that are not the model's"
         );
         out

@@ -11,14 +11,9 @@ use dfdx::prelude::Cpu;
 use mvae::data::{Mnist, Split};
 use mvae::{ModelConfig, Mvae, TrainConfig, Trainer};
 
-/// The process's peak resident memory so far, in MiB; `None` where there is no
-/// `/proc/self/status`.
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
+#[path = "../benches/memory/mod.rs"]
+mod memory;
+use memory::peak_rss_mib;
 
 /// The paper's MNIST model on 1,000 bundled images for 12 epochs (120 steps): after the first
 /// three epochs (everything allocated once is in place) the peak grows by less than 8 MiB.

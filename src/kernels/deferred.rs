@@ -15,6 +15,7 @@
 //! an embedding's by one gather), since the part's store then holds none for it.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::gemm::{scaled_matmul, Operand};
@@ -66,6 +67,20 @@ pub(crate) fn collect<R>(f: impl FnOnce() -> R) -> (R, Vec<WeightFactors>) {
 /// deferral is on.
 pub(crate) fn sink() -> Option<Sink> {
     SINK.with(|s| s.borrow().clone())
+}
+
+/// The factors of a batch's parts, given as `(share, factors)` per part, grouped by weight key,
+/// each with its part's share, in the parts' order: what [`weight_gradient`] takes per weight.
+pub fn by_weight(
+    parts: impl IntoIterator<Item = (f32, Vec<WeightFactors>)>,
+) -> BTreeMap<usize, Vec<(f32, WeightFactors)>> {
+    let mut grouped: BTreeMap<usize, Vec<(f32, WeightFactors)>> = BTreeMap::new();
+    for (share, factors) in parts {
+        for f in factors {
+            grouped.entry(f.weight).or_default().push((share, f));
+        }
+    }
+    grouped
 }
 
 /// `dw = sum_i share_i dz_i^T x_i` over `factors`, the `(share, factors)` of one weight
@@ -161,25 +176,18 @@ mod tests {
     #[test]
     fn scopes_nest_and_end() {
         assert!(sink().is_none());
-        let id = 7;
+        // what a dense layer's backward pass does: leave factors in the current sink
+        let leave = |rows| {
+            sink()
+                .unwrap()
+                .lock()
+                .unwrap()
+                .push(factors(7, rows, 1, 1, 0))
+        };
         let ((inner, ()), outer) = collect(|| {
-            sink()
-                .unwrap()
-                .lock()
-                .unwrap()
-                .push(factors(id, 1, 1, 1, 0));
-            let inner = collect(|| {
-                sink()
-                    .unwrap()
-                    .lock()
-                    .unwrap()
-                    .push(factors(id, 2, 1, 1, 0));
-            });
-            sink()
-                .unwrap()
-                .lock()
-                .unwrap()
-                .push(factors(id, 3, 1, 1, 0));
+            leave(1);
+            let inner = collect(|| leave(2));
+            leave(3);
             (inner.1, inner.0)
         });
         assert_eq!(inner.iter().map(|f| f.rows).collect::<Vec<_>>(), [2]);

@@ -16,8 +16,8 @@ use dfdx::prelude::*;
 /// beyond it, returned buffers are freed.
 const MAX_BYTES: usize = 256 << 20;
 
-/// Free buffers and their total size in bytes.
-static POOL: Mutex<(Vec<Vec<f32>>, usize)> = Mutex::new((Vec::new(), 0));
+/// Free buffers.
+static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 
 /// A host copy of a dense tensor's values, in a pooled buffer.
 pub(crate) struct WeightCopy(Vec<f32>);
@@ -28,11 +28,8 @@ impl WeightCopy {
         let n = t.shape().num_elements();
         let reused = {
             let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
-            let found = pool.0.iter().position(|b| b.len() == n);
-            found.map(|i| {
-                pool.1 -= n * size_of::<f32>();
-                pool.0.swap_remove(i)
-            })
+            let found = pool.iter().position(|b| b.len() == n);
+            found.map(|i| pool.swap_remove(i))
         };
         let mut v = reused.unwrap_or_else(|| vec![0.0; n]);
         t.copy_into(&mut v);
@@ -50,11 +47,10 @@ impl Deref for WeightCopy {
 
 impl Drop for WeightCopy {
     fn drop(&mut self) {
-        let bytes = self.0.len() * size_of::<f32>();
         let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
-        if pool.1 + bytes <= MAX_BYTES {
-            pool.1 += bytes;
-            pool.0.push(std::mem::take(&mut self.0));
+        let kept: usize = pool.iter().map(Vec::len).sum();
+        if (kept + self.0.len()) * size_of::<f32>() <= MAX_BYTES {
+            pool.push(std::mem::take(&mut self.0));
         }
     }
 }
