@@ -4,6 +4,7 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
+use crate::kernels::mirror::{Mirror, Mirrors};
 use crate::kernels::{deferred, PartGradients, WeightFactors};
 use crate::nn::{ParamMut, ParamVisitor, Parameters};
 use crate::{Error, Result};
@@ -72,6 +73,9 @@ pub struct Adam<D: Backend> {
     /// The buffers deferred weight gradients are formed in, kept between steps (their values
     /// are overwritten each step; they are not state).
     deferred: Gradients<f32, D>,
+    /// Host copies of the parameters as of the last update, for the CPU dense kernel
+    /// ([`crate::kernels::mirror`]; a cache, not state).
+    mirrors: Mirrors<D>,
 }
 
 impl<D: Backend> Adam<D> {
@@ -93,6 +97,7 @@ impl<D: Backend> Adam<D> {
             moment1: Gradients::leaky(),
             moment2: Gradients::leaky(),
             deferred: Gradients::leaky(),
+            mirrors: Mirrors::default(),
         })
     }
 
@@ -139,6 +144,9 @@ impl<D: Backend> Adam<D> {
                 .map(|p| (p.share, std::mem::take(&mut p.factors))),
         );
         let (m1, m2, kept) = (&mut self.moment1, &mut self.moment2, &mut self.deferred);
+        // Unpublished for the update; those of parameters that have moved since (written by
+        // someone else) are dropped below.
+        let mut mirrors = self.mirrors.take();
         let mut slots: Vec<AdamSlot<'_, D>> = model
             .params_mut()
             .into_iter()
@@ -157,6 +165,7 @@ impl<D: Backend> Adam<D> {
                     vec![take_slot(kept, &param)]
                 };
                 AdamSlot {
+                    mirror: D::param_key(&param).and_then(|k| mirrors.remove(&k)),
                     grads,
                     factors,
                     moment1: take_slot(m1, &param),
@@ -169,7 +178,10 @@ impl<D: Backend> Adam<D> {
             deferred.is_empty(),
             "Adam: deferred gradients of weights that are not the model's"
         );
+        drop(mirrors);
         D::adam_update(&self.cfg, self.step, &shares, &mut slots).expect("Adam kernel");
+        self.mirrors
+            .publish(slots.iter_mut().filter_map(|s| s.mirror.take()));
         for mut s in slots {
             if !s.factors.is_empty() {
                 put_slot(kept, &s.param, s.grads.swap_remove(0));
@@ -197,6 +209,10 @@ pub struct AdamSlot<'p, D: Backend> {
     pub moment1: Slot<D>,
     /// Its second moment.
     pub moment2: Slot<D>,
+    /// Its host mirror as of the last update, if the device keeps one: the device's
+    /// [`crate::kernels::Kernels::adam_update`] releases it before writing the parameter and
+    /// leaves a fresh one after ([`crate::kernels::mirror`]).
+    pub mirror: Option<Mirror<D>>,
 }
 
 impl<D: Backend> AdamSlot<'_, D> {

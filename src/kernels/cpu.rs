@@ -5,11 +5,12 @@ use rayon::prelude::*;
 
 use super::deferred::{self, Sink, WeightFactors};
 use super::gemm::{matmul, Operand};
-use super::pool::WeightCopy;
+use super::mirror::Mirror;
+use super::pool::HostValues;
 use super::{activation, bernoulli};
 use super::{bernoulli_composed, dense_composed, Kernels};
 use crate::backend::{Matrix, Vector};
-use crate::nn::Activation;
+use crate::nn::{Activation, ParamMut};
 use crate::optim::AdamSlot;
 use crate::profile::{self, Phase};
 
@@ -36,6 +37,11 @@ fn is_dense_vector(t: &Vector<Cpu>) -> bool {
 /// ([`Kernels::deferred_key`]), unique among the tensors alive at once; `None` when it is empty.
 fn storage_key<T>(t: &Matrix<Cpu, T>) -> Option<usize> {
     (t.shape().num_elements() > 0).then(|| std::ptr::from_ref(&t[[0, 0]]) as usize)
+}
+
+/// The address of a dense vector's storage ([`Kernels::param_key`]); `None` when it is empty.
+fn vector_key<T>(t: &Vector<Cpu, T>) -> Option<usize> {
+    (t.shape().0 > 0).then(|| std::ptr::from_ref(&t[[0]]) as usize)
 }
 
 /// The values of a dense tensor, row-major: dfdx 0.13 lends no slice of a tensor's storage,
@@ -117,6 +123,13 @@ impl Kernels for Cpu {
         storage_key(weight)
     }
 
+    fn param_key(p: &ParamMut<'_, Self>) -> Option<usize> {
+        match p {
+            ParamMut::Matrix(t) => storage_key(t),
+            ParamMut::Vector(t) => vector_key(t),
+        }
+    }
+
     fn adam_update(
         cfg: &AdamConfig,
         t: i32,
@@ -126,6 +139,9 @@ impl Kernels for Cpu {
         // Each parameter's gradient is formed (from its deferred factors) or blended from the
         // parts' right before dfdx's Adam kernel reads it, while it is in this core's cache.
         let update = |s: &mut AdamSlot<'_, Cpu>| {
+            // The old mirror's guard goes first, so dfdx's kernel writes the parameter in place;
+            // the new mirror is copied right after the update, from this core's cache.
+            let reuse = s.mirror.take().map(Mirror::release);
             let (batch, parts) = s.grads.split_first_mut().expect("one part at least");
             if s.factors.is_empty() {
                 let parts: Vec<&[f32]> = parts.iter().map(|g| g.as_slice()).collect();
@@ -133,7 +149,9 @@ impl Kernels for Cpu {
             } else {
                 deferred::weight_gradient(batch, &s.factors);
             }
-            s.update(cfg, t)
+            s.update(cfg, t)?;
+            s.mirror = Mirror::of(&s.param, reuse);
+            Ok(())
         };
         // dfdx's Adam kernel runs on one thread: each parameter's update is a job of its own
         // for rayon's threads (they are independent), largest first, so a thread that is done
@@ -193,9 +211,9 @@ fn dense<T: Tape<f32, Cpu>>(
     let (x, mut tape) = x.split_tape();
     let xs = values(&x);
     let copy = profile::start();
-    let ws = WeightCopy::of(weight);
+    let ws = HostValues::of(weight, storage_key(weight));
+    let bs = bias.map(|b| HostValues::of(b, vector_key(b)));
     copy.stop(Phase::WeightCopy);
-    let bs = bias.map(values);
     let product = profile::start();
     // gemm repacks one of the two operands for its micro-kernels; the product is laid out so
     // that it is the smaller one. A few rows of x through a wide layer (training): y^T = W
@@ -269,7 +287,7 @@ fn transpose_with_bias(src: &[f32], cols: usize, rows: usize, bias: Option<&[f32
 /// Host copies a layer keeps for its backward pass.
 struct Saves {
     xs: Vec<f32>,
-    ws: WeightCopy,
+    ws: HostValues,
     /// `act'(z)`; `None` for the identity.
     deriv: Option<Vec<f32>>,
     /// Where the weight's gradient goes as factors, and the weight's key, if it is deferred.

@@ -12,7 +12,7 @@
 use dfdx::prelude::*;
 
 use crate::backend::{Matrix, Vector};
-use crate::nn::Activation;
+use crate::nn::{Activation, ParamMut};
 use crate::optim::AdamSlot;
 
 pub mod activation;
@@ -20,6 +20,7 @@ pub mod bernoulli;
 mod cpu;
 pub mod deferred;
 pub mod gemm;
+pub mod mirror;
 mod pool;
 
 pub use deferred::WeightFactors;
@@ -80,6 +81,13 @@ pub trait Kernels: Device<f32> + Clone + Default + std::fmt::Debug + 'static {
     /// storage, as dfdx 0.13 keeps tensor ids crate-private); `None` where nothing is deferred.
     fn deferred_key(weight: &Matrix<Self>) -> Option<usize> {
         let _ = weight;
+        None
+    }
+
+    /// The key by which [`mirror`] names a parameter's storage (on the CPU its address, as for
+    /// [`Kernels::deferred_key`]); `None` where the device keeps no host mirrors.
+    fn param_key(p: &ParamMut<'_, Self>) -> Option<usize> {
+        let _ = p;
         None
     }
 
