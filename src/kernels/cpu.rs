@@ -5,9 +5,9 @@ use rayon::prelude::*;
 
 use super::deferred::{self, Sink, WeightFactors};
 use super::gemm::{matmul, Operand};
-use super::mirror::Mirror;
+use super::mirror::{self, Mirror};
 use super::pool::HostValues;
-use super::{activation, bernoulli};
+use super::{activation, adam, bernoulli};
 use super::{bernoulli_composed, dense_composed, Kernels};
 use crate::backend::{Matrix, Vector};
 use crate::nn::{Activation, ParamMut};
@@ -137,11 +137,14 @@ impl Kernels for Cpu {
         slots: &mut [AdamSlot<'_, Self>],
     ) -> Result<(), CpuError> {
         // Each parameter's gradient is formed (from its deferred factors) or blended from the
-        // parts' right before dfdx's Adam kernel reads it, while it is in this core's cache.
+        // parts' right before Adam reads it, while it is in this core's cache.
         let update = |s: &mut AdamSlot<'_, Cpu>| {
-            // The old mirror's guard goes first, so dfdx's kernel writes the parameter in place;
-            // the new mirror is copied right after the update, from this core's cache.
-            let reuse = s.mirror.take().map(Mirror::release);
+            // The update runs on the parameter's host mirror (a copy of the parameter where it
+            // has none yet), whose guard goes first so the parameter is written in place.
+            let mut values = match s.mirror.take() {
+                Some(m) => m.release(),
+                None => mirror::host_values(&s.param),
+            };
             let (batch, parts) = s.grads.split_first_mut().expect("one part at least");
             if s.factors.is_empty() {
                 let parts: Vec<&[f32]> = parts.iter().map(|g| g.as_slice()).collect();
@@ -149,17 +152,16 @@ impl Kernels for Cpu {
             } else {
                 deferred::weight_gradient(batch, &s.factors);
             }
-            s.update(cfg, t)?;
-            s.mirror = Mirror::of(&s.param, reuse);
-            Ok(())
+            adam::update(cfg, t, &mut values, &mut s.moment1, &mut s.moment2, batch);
+            s.mirror = Mirror::write(&mut s.param, values);
         };
-        // dfdx's Adam kernel runs on one thread: each parameter's update is a job of its own
-        // for rayon's threads (they are independent), largest first, so a thread that is done
-        // takes the next one and neither waits long for the other, even when one core runs
+        // Each parameter's update is a job of its own for rayon's threads (they are
+        // independent), largest first, so a thread that is done takes the next one and neither waits long for the other, even when one core runs
         // slower (as this project's VM's often do).
         let mut order: Vec<&mut AdamSlot<'_, Cpu>> = slots.iter_mut().collect();
         order.sort_by_key(|s| std::cmp::Reverse(s.param.len()));
-        order.into_par_iter().with_max_len(1).try_for_each(update)
+        order.into_par_iter().with_max_len(1).for_each(update);
+        Ok(())
     }
 }
 

@@ -3,8 +3,8 @@
 //!
 //! Why: dfdx 0.13 lends no slice of a tensor's storage, so without a mirror each dense layer
 //! copies its weight once per use and part (about 6M floats per step of the MNIST model,
-//! 3 thread-ms). With mirrors, each parameter is copied once per step, in its Adam job right
-//! after its update, while it is in that core's cache.
+//! 3 thread-ms). With mirrors, Adam updates each parameter's mirror ([`super::adam`]) and copies
+//! it into the parameter once per step, in the parameter's job, while it is in that core's cache.
 //!
 //! Soundness rests on one invariant: a mirror is published (found by [`lookup`]) only while a
 //! clone of its parameter, the *guard*, shares the parameter's storage. dfdx writes a CPU
@@ -44,41 +44,46 @@ pub struct Mirror<D: Backend> {
 }
 
 impl<D: Backend> Mirror<D> {
-    /// Mirrors `p` as it is now, in `reuse`'s buffer where no one else still reads it; `None`
+    /// Writes `values` into `p` and mirrors them; `None` (the values written all the same)
     /// where the device names no storage ([`super::Kernels::param_key`]).
-    pub fn of(p: &ParamMut<'_, D>, reuse: Option<Arc<Vec<f32>>>) -> Option<Self> {
-        let key = D::param_key(p)?;
-        let n = p.len();
-        let mut values = reuse
-            .and_then(|mut v| Arc::get_mut(&mut v).map(std::mem::take))
-            .filter(|v| v.len() == n)
-            .unwrap_or_else(|| vec![0.0; n]);
+    ///
+    /// # Panics
+    /// If `values` is not of `p`'s length.
+    pub fn write(p: &mut ParamMut<'_, D>, values: Vec<f32>) -> Option<Self> {
         let guard = match p {
             ParamMut::Matrix(t) => {
-                t.copy_into(&mut values);
+                t.copy_from(&values);
                 Guard::Matrix((**t).clone())
             }
             ParamMut::Vector(t) => {
-                t.copy_into(&mut values);
+                t.copy_from(&values);
                 Guard::Vector((**t).clone())
             }
         };
         Some(Self {
-            key,
+            key: D::param_key(p)?,
             values: Arc::new(values),
             _guard: guard,
         })
     }
 
     /// Gives up the guard (so the parameter can be written in place again) and returns the
-    /// buffer, for [`Mirror::of`] to reuse.
-    pub fn release(self) -> Arc<Vec<f32>> {
-        self.values
+    /// mirrored values, still equal to the parameter's.
+    pub fn release(self) -> Vec<f32> {
+        Arc::try_unwrap(self.values).unwrap_or_else(|shared| shared.to_vec())
     }
 
     /// The key it is published under.
     pub fn key(&self) -> usize {
         self.key
+    }
+}
+
+/// The values of `p`, copied to the host.
+pub fn host_values<D: Backend>(p: &ParamMut<'_, D>) -> Vec<f32> {
+    match p {
+        ParamMut::Matrix(t) => t.as_vec(),
+        ParamMut::Vector(t) => t.as_vec(),
     }
 }
 

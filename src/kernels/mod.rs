@@ -16,6 +16,7 @@ use crate::nn::{Activation, ParamMut};
 use crate::optim::AdamSlot;
 
 pub mod activation;
+pub mod adam;
 pub mod bernoulli;
 mod cpu;
 pub mod deferred;
