@@ -70,9 +70,6 @@ pub struct Adam<D: Backend> {
     step: i32,
     moment1: Gradients<f32, D>,
     moment2: Gradients<f32, D>,
-    /// The buffers deferred weight gradients are formed in, kept between steps (their values
-    /// are overwritten each step; they are not state).
-    deferred: Gradients<f32, D>,
     /// Host copies of the parameters as of the last update, for the CPU dense kernel
     /// ([`crate::kernels::mirror`]; a cache, not state).
     mirrors: Mirrors<D>,
@@ -96,7 +93,6 @@ impl<D: Backend> Adam<D> {
             step: 0,
             moment1: Gradients::leaky(),
             moment2: Gradients::leaky(),
-            deferred: Gradients::leaky(),
             mirrors: Mirrors::default(),
         })
     }
@@ -143,7 +139,7 @@ impl<D: Backend> Adam<D> {
                 .iter_mut()
                 .map(|p| (p.share, std::mem::take(&mut p.factors))),
         );
-        let (m1, m2, kept) = (&mut self.moment1, &mut self.moment2, &mut self.deferred);
+        let (m1, m2) = (&mut self.moment1, &mut self.moment2);
         // Unpublished for the update; those of parameters that have moved since (written by
         // someone else) are dropped below.
         let mut mirrors = self.mirrors.take();
@@ -162,7 +158,7 @@ impl<D: Backend> Adam<D> {
                         .map(|part| take_slot(&mut part.grads, &param))
                         .collect()
                 } else {
-                    vec![take_slot(kept, &param)]
+                    Vec::new()
                 };
                 AdamSlot {
                     mirror: D::param_key(&param).and_then(|k| mirrors.remove(&k)),
@@ -182,10 +178,7 @@ impl<D: Backend> Adam<D> {
         D::adam_update(&self.cfg, self.step, &shares, &mut slots).expect("Adam kernel");
         self.mirrors
             .publish(slots.iter_mut().filter_map(|s| s.mirror.take()));
-        for mut s in slots {
-            if !s.factors.is_empty() {
-                put_slot(kept, &s.param, s.grads.swap_remove(0));
-            }
+        for s in slots {
             put_slot(m1, &s.param, s.moment1);
             put_slot(m2, &s.param, s.moment2);
         }
@@ -199,8 +192,8 @@ pub type Slot<D> = <D as Storage<f32>>::Vec;
 pub struct AdamSlot<'p, D: Backend> {
     /// The parameter, updated in place.
     pub param: ParamMut<'p, D>,
-    /// Its gradient in each part of the batch; the first becomes the batch's gradient. Where
-    /// the gradient was deferred, one buffer it is formed in.
+    /// Its gradient in each part of the batch; the first becomes the batch's gradient. Empty
+    /// where the gradient was deferred (the device forms it from `factors`).
     pub grads: Vec<Slot<D>>,
     /// The factors of its deferred gradient with the share of the part each comes from (see
     /// [`crate::kernels::deferred`]); empty where the gradient is in `grads`.

@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::gemm::{scaled_matmul, Operand};
+use super::gemm::{scaled_matmul_rows, Operand};
 use crate::profile::{self, Phase};
 
 /// The factors of one dense layer's weight gradient over the rows of one part:
@@ -90,13 +90,40 @@ pub fn by_weight(
 /// # Panics
 /// If the factors disagree with each other or with `dw` in shape.
 pub fn weight_gradient(dw: &mut [f32], factors: &[(f32, WeightFactors)]) {
+    let outputs = factors
+        .iter()
+        .find(|(_, f)| f.rows > 0)
+        .map_or(0, |(_, f)| f.dz.len() / f.rows);
+    if outputs == 0 {
+        dw.fill(0.0);
+        return;
+    }
+    assert_eq!(dw.len() % outputs, 0, "weight gradient: buffer size");
+    weight_gradient_rows(dw, factors, 0..outputs, dw.len() / outputs);
+}
+
+/// Rows `rows` (outputs) of [`weight_gradient`] into `dw` (`rows.len() x inputs`): the
+/// weight's gradient block by block, each block used (by Adam) while it is in the cache.
+///
+/// # Panics
+/// If the factors disagree with each other, with `inputs` or with `dw` in shape.
+pub fn weight_gradient_rows(
+    dw: &mut [f32],
+    factors: &[(f32, WeightFactors)],
+    rows: std::ops::Range<usize>,
+    inputs: usize,
+) {
+    assert_eq!(
+        dw.len(),
+        rows.len() * inputs,
+        "weight gradient: buffer size"
+    );
     let mut with_rows = factors.iter().filter(|(_, f)| f.rows > 0).peekable();
     let Some((_, first)) = with_rows.peek() else {
         dw.fill(0.0);
         return;
     };
-    let (outputs, inputs) = (first.dz.len() / first.rows, first.x.len() / first.rows);
-    assert_eq!(dw.len(), outputs * inputs, "weight gradient: buffer size");
+    let outputs = first.dz.len() / first.rows;
     let timer = profile::start();
     for (i, (share, f)) in with_rows.enumerate() {
         assert_eq!(
@@ -104,14 +131,14 @@ pub fn weight_gradient(dw: &mut [f32], factors: &[(f32, WeightFactors)]) {
             (f.rows * outputs, f.rows * inputs),
             "weight gradient: factors of different layers"
         );
-        scaled_matmul(
+        scaled_matmul_rows(
             dw,
             (outputs, inputs, f.rows),
+            rows.clone(),
             Operand::transposed(&f.dz),
             Operand::plain(&f.x),
             *share,
             i > 0,
-            false,
         );
     }
     timer.stop(Phase::WeightProduct);

@@ -84,10 +84,45 @@ pub fn scaled_matmul(
     accumulate: bool,
     split: bool,
 ) {
+    product(dst, (m, n, k), 0..m, a, b, s, accumulate, split);
+}
+
+/// Rows `rows` of the `m x n` product `s a b` into `dst` (`rows.len() x n`, row-major), or
+/// added to it when `accumulate`; on this thread. For forming a large product block by block,
+/// each block used while it is in the cache.
+///
+/// # Panics
+/// As [`matmul`], and if `rows` reaches past `m`.
+pub fn scaled_matmul_rows(
+    dst: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    rows: std::ops::Range<usize>,
+    a: Operand<'_>,
+    b: Operand<'_>,
+    s: f32,
+    accumulate: bool,
+) {
+    product(dst, (m, n, k), rows, a, b, s, accumulate, false);
+}
+
+/// Rows `r0..r1` of `s a b` into `dst`, whose first row is the product's row `r0`.
+#[allow(clippy::too_many_arguments)]
+fn product(
+    dst: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    std::ops::Range { start: r0, end: r1 }: std::ops::Range<usize>,
+    a: Operand<'_>,
+    b: Operand<'_>,
+    s: f32,
+    accumulate: bool,
+    split: bool,
+) {
+    assert!(r0 <= r1 && r1 <= m, "matmul: rows {r0}..{r1} of {m}");
     assert!(
-        dst.len() >= m * n,
-        "matmul: dst holds {} < {m} x {n}",
-        dst.len()
+        dst.len() >= (r1 - r0) * n,
+        "matmul: dst holds {} < {} x {n}",
+        dst.len(),
+        r1 - r0
     );
     assert!(
         a.data.len() >= m * k,
@@ -99,12 +134,12 @@ pub fn scaled_matmul(
         "matmul: rhs holds {} < {k} x {n}",
         b.data.len()
     );
-    if m == 0 || n == 0 {
+    if r0 >= r1 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(0.0);
+            dst[..(r1 - r0) * n].fill(0.0);
         }
         return;
     }
@@ -113,21 +148,21 @@ pub fn scaled_matmul(
     let dst_ptr = SendPtr(dst.as_mut_ptr());
     let a_ptr = SendPtr(a.data.as_ptr() as *mut f32);
     let b_ptr = SendPtr(b.data.as_ptr() as *mut f32);
-    // The block rows [r0, r1) x columns [c0, c1) of the product.
-    let run = move |(r0, r1): (usize, usize), (c0, c1): (usize, usize)| {
+    // The block rows [i0, i1) x columns [c0, c1) of the product (dst's row 0 is row r0).
+    let run = move |(i0, i1): (usize, usize), (c0, c1): (usize, usize)| {
         let (dst_ptr, a_ptr, b_ptr) = (dst_ptr, a_ptr, b_ptr);
         // SAFETY: the asserts above keep every index of the (m, n, k) product inside the
         // slices; the block of dst is written by this call only.
         unsafe {
             gemm(
-                r1 - r0,
+                i1 - i0,
                 c1 - c0,
                 k,
-                dst_ptr.0.add(r0 * n + c0),
+                dst_ptr.0.add((i0 - r0) * n + c0),
                 1,
                 n as isize,
                 accumulate,
-                a_ptr.0.offset(r0 as isize * a_rs),
+                a_ptr.0.offset(i0 as isize * a_rs),
                 a_cs,
                 a_rs,
                 b_ptr.0.offset(c0 as isize * b_cs),
@@ -145,7 +180,13 @@ pub fn scaled_matmul(
     // Cut the longer side of dst at a multiple of 16 (one AVX-512 register) so both halves
     // keep whole vectors, and each thread reads half of the operand along that side.
     let long = m.max(n);
-    if split && m * n * k >= SPLIT_MIN_MACS && long >= 32 && rayon::current_num_threads() > 1 {
+    let whole = (r0, r1) == (0, m);
+    if split
+        && whole
+        && m * n * k >= SPLIT_MIN_MACS
+        && long >= 32
+        && rayon::current_num_threads() > 1
+    {
         let half = (long / 2).div_ceil(16) * 16;
         if m >= n {
             rayon::join(|| run((0, half), (0, n)), || run((half, m), (0, n)));
@@ -153,7 +194,7 @@ pub fn scaled_matmul(
             rayon::join(|| run((0, m), (0, half)), || run((0, m), (half, n)));
         }
     } else {
-        run((0, m), (0, n));
+        run((r0, r1), (0, n));
     }
 }
 
