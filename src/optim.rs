@@ -1,4 +1,5 @@
-//! Adam (and AdamW) over any [`Parameters`], using dfdx's fused Adam kernel on the device.
+//! Adam (and AdamW) over any [`Parameters`]: on the CPU the project's vectorised pass over each
+//! parameter's host mirror (`kernels::adam`), elsewhere dfdx's fused Adam kernel on the device.
 
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -209,7 +210,8 @@ pub struct AdamSlot<'p, D: Backend> {
 }
 
 impl<D: Backend> AdamSlot<'_, D> {
-    /// dfdx's Adam kernel on this parameter, with the gradient in `grads[0]`.
+    /// dfdx's Adam kernel on this parameter, with the gradient in `grads[0]` (the default
+    /// [`crate::kernels::Kernels::adam_update`]; the CPU runs its own).
     ///
     /// # Errors
     /// The device's error.

@@ -72,11 +72,6 @@ impl<D: Backend> Mirror<D> {
     pub fn release(self) -> Vec<f32> {
         Arc::try_unwrap(self.values).unwrap_or_else(|shared| shared.to_vec())
     }
-
-    /// The key it is published under.
-    pub fn key(&self) -> usize {
-        self.key
-    }
 }
 
 /// The values of `p`, copied to the host.

@@ -94,9 +94,11 @@ pub trait Kernels: Device<f32> + Clone + Default + std::fmt::Debug + 'static {
 
     /// Adam step `t` on every parameter in `slots`, each from the gradient of the whole batch:
     /// `sum_i shares[i] * grads[i]` over the batch's parts, or formed from the slot's
-    /// [`AdamSlot::factors`] into `grads[0]` where the gradient was deferred.
+    /// [`AdamSlot::factors`] where the gradient was deferred (`grads` is then empty). A device
+    /// that keeps host mirrors ([`Kernels::param_key`]) releases the slot's
+    /// [`AdamSlot::mirror`] before writing the parameter and leaves a fresh one after.
     ///
-    /// By default one parameter after the other, from a batch in one part.
+    /// By default one parameter after the other with dfdx's kernel, from a batch in one part.
     ///
     /// # Errors
     /// The device's error.
