@@ -43,11 +43,15 @@ pub enum Phase {
     /// `dW += dz^T x`: in the backward pass, or in the update where the weight gradients are
     /// deferred (training in parts on the CPU, `kernels::deferred`).
     WeightProduct,
+    /// Adam's pass over a parameter's host mirror and moments (`kernels::adam`).
+    AdamPass,
+    /// Writing an updated parameter from its host mirror (`kernels::mirror`).
+    ParamWrite,
 }
 
 impl Phase {
     /// Every phase, in the order of [`take`]'s result.
-    pub const ALL: [Phase; 13] = [
+    pub const ALL: [Phase; 15] = [
         Phase::Step,
         Phase::Parts,
         Phase::PartForward,
@@ -61,6 +65,8 @@ impl Phase {
         Phase::GradientAlloc,
         Phase::InputProduct,
         Phase::WeightProduct,
+        Phase::AdamPass,
+        Phase::ParamWrite,
     ];
 
     /// A short snake-case name (for JSON keys).
@@ -79,6 +85,8 @@ impl Phase {
             Phase::GradientAlloc => "gradient_alloc",
             Phase::InputProduct => "input_product",
             Phase::WeightProduct => "weight_product",
+            Phase::AdamPass => "adam_pass",
+            Phase::ParamWrite => "param_write",
         }
     }
 }

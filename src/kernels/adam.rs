@@ -10,6 +10,7 @@
 use dfdx::prelude::{AdamConfig, WeightDecay};
 
 use super::activation::multiversion;
+use crate::profile::{self, Phase};
 
 /// Step `t` of Adam on `p` with moments `m`, `v` and gradient `g` (all of one length).
 ///
@@ -38,7 +39,9 @@ pub fn update(cfg: &AdamConfig, t: i32, p: &mut [f32], m: &mut [f32], v: &mut [f
             _ => None,
         },
     };
+    let timer = profile::start();
     pass(&c, p, m, v, g);
+    timer.stop(Phase::AdamPass);
 }
 
 /// The update's constants for one step, in `f32`.

@@ -170,7 +170,7 @@ impl Kernels for Cpu {
 }
 
 /// Adam on a weight `(outputs, inputs)` whose gradient the parts deferred: the gradient is
-/// formed from `factors` a block of rows at a time into a buffer this thread keeps, and each
+/// formed from `factors` a block of rows at a time into a buffer the thread keeps, and each
 /// block updates its rows of `p` and the moments while it is in the core's cache (a whole
 /// gradient of the weight's size would go out to L3 and come back).
 fn deferred_update(
@@ -182,7 +182,15 @@ fn deferred_update(
     m: &mut [f32],
     v: &mut [f32],
 ) {
-    let rows = (GRADIENT_BLOCK_FLOATS / inputs.max(1)).max(1);
+    let n = outputs * inputs;
+    assert!(
+        p.len() == n && m.len() == n && v.len() == n,
+        "adam: a weight's buffers differ from its shape"
+    );
+    if n == 0 {
+        return;
+    }
+    let rows = (GRADIENT_BLOCK_FLOATS / inputs).max(1);
     let mut g = GRADIENT_BLOCK.take();
     if g.len() < rows.min(outputs) * inputs {
         g.resize(rows.min(outputs) * inputs, 0.0);

@@ -19,6 +19,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::backend::{Backend, Matrix, Vector};
 use crate::nn::ParamMut;
+use crate::profile::{self, Phase};
 
 /// The published mirrors of all optimizers: storage address -> values.
 static PUBLISHED: RwLock<BTreeMap<usize, Arc<Vec<f32>>>> = RwLock::new(BTreeMap::new());
@@ -50,6 +51,7 @@ impl<D: Backend> Mirror<D> {
     /// # Panics
     /// If `values` is not of `p`'s length.
     pub fn write(p: &mut ParamMut<'_, D>, values: Vec<f32>) -> Option<Self> {
+        let timer = profile::start();
         let guard = match p {
             ParamMut::Matrix(t) => {
                 t.copy_from(&values);
@@ -60,6 +62,7 @@ impl<D: Backend> Mirror<D> {
                 Guard::Vector((**t).clone())
             }
         };
+        timer.stop(Phase::ParamWrite);
         Some(Self {
             key: D::param_key(p)?,
             values: Arc::new(values),
