@@ -160,8 +160,9 @@ impl Kernels for Cpu {
             s.mirror = Mirror::write(&mut s.param, values);
         };
         // Each parameter's update is a job of its own for rayon's threads (they are
-        // independent), largest first, so a thread that is done takes the next one and neither waits long for the other, even when one core runs
-        // slower (as this project's VM's often do).
+        // independent), largest first, so a thread that is done takes the next one and neither
+        // waits long for the other, even when one core runs slower (as this project's VM's
+        // often do).
         let mut order: Vec<&mut AdamSlot<'_, Cpu>> = slots.iter_mut().collect();
         order.sort_by_key(|s| std::cmp::Reverse(s.param.len()));
         order.into_par_iter().with_max_len(1).for_each(update);

@@ -261,6 +261,34 @@ mod tests {
         }
     }
 
+    /// A block of rows, scaled, for every layout: the reference's rows times the scale, and
+    /// accumulating adds them again; an empty block writes nothing.
+    #[test]
+    fn a_block_of_rows_matches_the_triple_loop() {
+        let (m, n, k, s) = (10, 7, 5, 0.25f32);
+        for (at, bt) in [(false, false), (true, false), (false, true), (true, true)] {
+            let (a, b) = (values(m * k, 3), values(k * n, 4));
+            let want = reference(m, n, k, &a, at, &b, bt);
+            let mut got = vec![f32::NAN; 6 * n];
+            scaled_matmul_rows(&mut got, (m, n, k), 3..9, op(&a, at), op(&b, bt), s, false);
+            scaled_matmul_rows(&mut got, (m, n, k), 3..9, op(&a, at), op(&b, bt), s, true);
+            for (g, w) in got.iter().zip(&want[3 * n..9 * n]) {
+                assert!((g - 2.0 * s * w).abs() <= 1e-5, "{at} {bt}: {g} vs {w}");
+            }
+            let mut untouched = vec![1.5f32; n];
+            scaled_matmul_rows(
+                &mut untouched,
+                (m, n, k),
+                4..4,
+                op(&a, at),
+                op(&b, bt),
+                s,
+                false,
+            );
+            assert_eq!(untouched, vec![1.5; n]);
+        }
+    }
+
     #[test]
     fn an_empty_inner_dimension_gives_zeros_or_leaves_dst() {
         let mut d = vec![3.0f32; 6];
