@@ -87,6 +87,14 @@ impl<D: Backend> ParamMut<'_, D> {
         }
     }
 
+    /// Its values, copied to the host.
+    pub fn to_vec(&self) -> Vec<f32> {
+        match self {
+            ParamMut::Matrix(t) => t.as_vec(),
+            ParamMut::Vector(t) => t.as_vec(),
+        }
+    }
+
     /// Whether the parameter holds no scalars.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

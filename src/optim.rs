@@ -148,11 +148,9 @@ impl<D: Backend> Adam<D> {
             .params_mut()
             .into_iter()
             .map(|param| {
-                let factors = match &param {
-                    ParamMut::Matrix(p) => D::deferred_key(p).and_then(|k| deferred.remove(&k)),
-                    ParamMut::Vector(_) => None,
-                }
-                .unwrap_or_default();
+                // One key names both (only a weight's can have factors).
+                let key = D::param_key(&param);
+                let factors = key.and_then(|k| deferred.remove(&k)).unwrap_or_default();
                 let grads = if factors.is_empty() {
                     parts
                         .iter_mut()
@@ -162,7 +160,7 @@ impl<D: Backend> Adam<D> {
                     Vec::new()
                 };
                 AdamSlot {
-                    mirror: D::param_key(&param).and_then(|k| mirrors.remove(&k)),
+                    mirror: key.and_then(|k| mirrors.remove(&k)),
                     grads,
                     factors,
                     moment1: take_slot(m1, &param),
@@ -402,11 +400,7 @@ mod tests {
 
     /// Host values of every parameter of `model`, in visiting order.
     fn values(model: &mut impl Parameters<Cpu>) -> Vec<Vec<f32>> {
-        let as_vec = |p: &ParamMut<'_, Cpu>| match p {
-            ParamMut::Matrix(t) => t.as_vec(),
-            ParamMut::Vector(t) => t.as_vec(),
-        };
-        model.params_mut().iter().map(as_vec).collect()
+        model.params_mut().iter().map(ParamMut::to_vec).collect()
     }
 
     /// Three updates equal AdamW's closed form in every scalar of a model whose parameters
@@ -455,6 +449,7 @@ mod tests {
                             let mut random = |n: usize| -> Vec<f32> {
                                 (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
                             };
+                            let key = Cpu::param_key(p);
                             let g = match p {
                                 // In parts, the first weight's gradient comes deferred, as
                                 // the factors dz and x of dz^T x (3 rows).
@@ -469,7 +464,7 @@ mod tests {
                                             terms.sum()
                                         })
                                         .collect();
-                                    let weight = Cpu::deferred_key(p).unwrap();
+                                    let weight = key.unwrap();
                                     factors.push(WeightFactors {
                                         weight,
                                         rows,

@@ -546,11 +546,9 @@ mod tests {
         );
         let mut out = Vec::new();
         let mut f = |name: &str, p: ParamMut<'_, Cpu>| {
-            let factors = match &p {
-                ParamMut::Matrix(t) => Cpu::deferred_key(t).and_then(|k| deferred.remove(&k)),
-                ParamMut::Vector(_) => None,
-            }
-            .unwrap_or_default();
+            let factors = Cpu::param_key(&p)
+                .and_then(|k| deferred.remove(&k))
+                .unwrap_or_default();
             let mut sum = vec![0.0; p.len()];
             if factors.is_empty() {
                 for part in parts.iter_mut() {

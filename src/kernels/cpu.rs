@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use super::deferred::{self, Sink, WeightFactors};
 use super::gemm::{matmul, Operand};
-use super::mirror::{self, Mirror};
+use super::mirror::Mirror;
 use super::pool::HostValues;
 use super::{activation, adam, bernoulli};
 use super::{bernoulli_composed, dense_composed, Kernels};
@@ -34,7 +34,7 @@ fn is_dense_vector(t: &Vector<Cpu>) -> bool {
 }
 
 /// The address of a dense matrix's storage: the key of its deferred gradient
-/// ([`Kernels::deferred_key`]), unique among the tensors alive at once; `None` when it is empty.
+/// ([`Kernels::param_key`]), unique among the tensors alive at once; `None` when it is empty.
 fn storage_key<T>(t: &Matrix<Cpu, T>) -> Option<usize> {
     (t.shape().num_elements() > 0).then(|| std::ptr::from_ref(&t[[0, 0]]) as usize)
 }
@@ -119,10 +119,6 @@ impl Kernels for Cpu {
         deferred::collect(f)
     }
 
-    fn deferred_key(weight: &Matrix<Self>) -> Option<usize> {
-        storage_key(weight)
-    }
-
     fn param_key(p: &ParamMut<'_, Self>) -> Option<usize> {
         match p {
             ParamMut::Matrix(t) => storage_key(t),
@@ -143,7 +139,7 @@ impl Kernels for Cpu {
             // has none yet), whose guard goes first so the parameter is written in place.
             let mut values = match s.mirror.take() {
                 Some(m) => m.release(),
-                None => mirror::host_values(&s.param),
+                None => s.param.to_vec(),
             };
             let (m, v) = (&mut s.moment1, &mut s.moment2);
             match (&s.param, s.grads.split_first_mut()) {
@@ -608,7 +604,7 @@ mod tests {
         close(&gx2, &gx1, 1e-6, "dx");
         close(&gb2, &gb1, 1e-6, "db");
         for (weight, uses) in [(&w, 2), (&w2, 1)] {
-            let key = Cpu::deferred_key(weight);
+            let key = storage_key(weight);
             let mine: Vec<(f32, WeightFactors)> = factors
                 .iter()
                 .filter(|f| Some(f.weight) == key)

@@ -25,7 +25,7 @@ use crate::profile::{self, Phase};
 /// `dW = dz^T x`.
 #[derive(Clone, Debug)]
 pub struct WeightFactors {
-    /// The weight's key ([`super::Kernels::deferred_key`]).
+    /// The weight's key ([`super::Kernels::param_key`]).
     pub(crate) weight: usize,
     /// Rows of the part (the product's inner dimension).
     pub(crate) rows: usize,

@@ -77,14 +77,6 @@ impl<D: Backend> Mirror<D> {
     }
 }
 
-/// The values of `p`, copied to the host.
-pub fn host_values<D: Backend>(p: &ParamMut<'_, D>) -> Vec<f32> {
-    match p {
-        ParamMut::Matrix(t) => t.as_vec(),
-        ParamMut::Vector(t) => t.as_vec(),
-    }
-}
-
 /// The mirrors of one optimizer's parameters, published while it holds them; dropping it
 /// unpublishes them.
 pub struct Mirrors<D: Backend> {
@@ -152,13 +144,9 @@ mod tests {
     /// The key and values of every parameter of `model`, in visiting order.
     fn keyed(model: &mut Mlp<Cpu>) -> Vec<(usize, Vec<f32>)> {
         let params = model.params_mut();
-        let values = |p: &ParamMut<'_, Cpu>| match p {
-            ParamMut::Matrix(t) => t.as_vec(),
-            ParamMut::Vector(t) => t.as_vec(),
-        };
         let keyed = params
             .iter()
-            .map(|p| (Cpu::param_key(p).unwrap(), values(p)));
+            .map(|p| (Cpu::param_key(p).unwrap(), p.to_vec()));
         keyed.collect()
     }
 

@@ -78,15 +78,9 @@ pub trait Kernels: Device<f32> + Clone + Default + std::fmt::Debug + 'static {
         (f(), Vec::new())
     }
 
-    /// The key by which [`WeightFactors`] name `weight` (on the CPU the address of its
-    /// storage, as dfdx 0.13 keeps tensor ids crate-private); `None` where nothing is deferred.
-    fn deferred_key(weight: &Matrix<Self>) -> Option<usize> {
-        let _ = weight;
-        None
-    }
-
-    /// The key by which [`mirror`] names a parameter's storage (on the CPU its address, as for
-    /// [`Kernels::deferred_key`]); `None` where the device keeps no host mirrors.
+    /// The key by which [`WeightFactors`] and [`mirror`] name a parameter (on the CPU the
+    /// address of its storage, as dfdx 0.13 keeps tensor ids crate-private); `None` where the
+    /// device defers nothing and keeps no host mirrors.
     fn param_key(p: &ParamMut<'_, Self>) -> Option<usize> {
         let _ = p;
         None
