@@ -30,7 +30,9 @@ usage: cargo run --release --example mnist -- [flags]
   --limit N            use only the first N training images
   --seed S             seed of the weights, shuffling and noise (default 0)
   --json               print one JSON line (epochs, train_seconds, samples_per_second,
-                       test_elbo_joint, test_elbo_image, test_elbo_label, image_to_label_accuracy)
+                       epoch_samples_per_second (one figure per epoch: the first one
+                       includes warm-up, such as a GPU's), test_elbo_joint,
+                       test_elbo_image, test_elbo_label, image_to_label_accuracy)
   --cuda               train on the GPU (needs a build with --features cuda)";
 
 struct Args {
@@ -126,9 +128,11 @@ fn run<D: Backend>(
     let mut trainer = Trainer::new(model, cfg)?;
 
     let mut train_seconds = 0.0;
+    let mut epoch_rates = Vec::with_capacity(args.epochs);
     for _ in 0..args.epochs {
         let m = trainer.fit_epoch(train, |_| {})?;
         train_seconds += m.seconds;
+        epoch_rates.push(m.samples_per_second);
         if !args.json {
             eprintln!(
                 "epoch {} loss {:.2} beta {:.3} ({:.0} samples/s)",
@@ -146,6 +150,7 @@ fn run<D: Backend>(
         "train_samples": train.len(),
         "train_seconds": train_seconds,
         "samples_per_second": (train.len() * args.epochs) as f64 / train_seconds,
+        "epoch_samples_per_second": epoch_rates,
         "test_elbo_joint": eval::elbo(model, test, Subset::all(2), 1)?,
         "test_elbo_image": eval::elbo(model, test, Subset::single(img), 2)?,
         "test_elbo_label": eval::elbo(model, test, Subset::single(lab), 3)?,

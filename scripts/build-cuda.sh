@@ -30,10 +30,13 @@
 #   MVAE_CUDA_CAP         compute capability the stand-in nvidia-smi reports and the kernels
 #                         are compiled for (default 9.0: H100 and H200)
 #   MVAE_CUDA_SERIES      CUDA wheel series to install (default 13.0)
+#   CARGO_TARGET_DIR      cargo's output folder (default: target/cuda, so that a `cuda` build
+#                         does not overwrite the CPU build in target/release and vice versa)
 #   CARGO_BUILD_JOBS      as for cargo (use 1 on a shared machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target/cuda}"
 
 toolchain="${MVAE_CUDA_TOOLCHAIN:-$repo/target/cuda-toolchain}"
 cap="${MVAE_CUDA_CAP:-9.0}"
@@ -149,9 +152,37 @@ out="$repo/target/cuda-bin"
 mkdir -p "$out"
 for src in examples/*.rs; do
     name="$(basename "$src" .rs)"
-    bin="$repo/target/release/examples/$name"
+    bin="$CARGO_TARGET_DIR/release/examples/$name"
     if [[ -x "$bin" && "$bin" -nt "$out/$name" ]]; then
         strip -o "$out/$name" "$bin" 2>/dev/null || cp "$bin" "$out/$name" # no binutils: unstripped
     fi
 done
 log "stripped examples in $out: $(cd "$out" && ls | tr '\n' ' ')"
+
+# dfdx 0.13 compiles a few kernels when first used, with NVRTC (concatenation, stacking, strided
+# reshapes, dtype casts; the model's objective concatenates latents), and hands NVRTC two include
+# folders whose absolute paths were fixed at build time: the toolkit's include/ (for
+# cuda_fp16.h) and dfdx's build folder (cuda_utils.cuh). A binary carried to another machine
+# finds neither, so the headers go with it, in nvrtc-include/, and nvrtc-include-paths.txt
+# names the paths the binaries expect; scripts/device-check.sh links those paths to the folder.
+include_dir=""
+for var in CUDA_PATH CUDA_ROOT CUDA_TOOLKIT_ROOT_DIR CUDNN_LIB; do # dfdx's build.rs order
+    dir="${!var:-}"
+    if [[ -n "$dir" && -f "$dir/include/cuda.h" ]]; then include_dir="$dir/include"; break; fi
+done
+if [[ -z "$include_dir" ]]; then
+    for dir in /usr /usr/local/cuda /opt/cuda /usr/lib/cuda; do
+        if [[ -f "$dir/include/cuda.h" ]]; then include_dir="$dir/include"; break; fi
+    done
+fi
+dfdx_out="$(grep -aoh "$CARGO_TARGET_DIR/release/build/dfdx-[0-9a-f]*/out" "$out"/* | sort -u | head -1 || true)"
+if [[ -z "$include_dir" || -z "$dfdx_out" || ! -f "$dfdx_out/cuda_utils.cuh" ]]; then
+    log "could not find the NVRTC include folders (toolkit: '$include_dir', dfdx: '$dfdx_out')"
+    exit 1
+fi
+inc="$out/nvrtc-include"
+rm -rf "$inc"
+mkdir -p "$inc"
+cp "$dfdx_out"/*.cuh "$include_dir/cuda_fp16.h" "$include_dir/cuda_fp16.hpp" "$inc/"
+printf '%s\n' "$include_dir" "$dfdx_out" >"$out/nvrtc-include-paths.txt"
+log "NVRTC headers in $inc for the paths in $out/nvrtc-include-paths.txt"

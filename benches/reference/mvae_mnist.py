@@ -6,6 +6,9 @@ lambda_image 1, lambda_label 50, KL weight annealed linearly per step over --ann
 joint + image + label ELBOs per step, encoders run once. Prints one JSON line with the same keys.
 
     python benches/reference/mvae_mnist.py --data ../shared/data --epochs 1 --anneal-epochs 1 --seed 0
+
+`--device cuda` runs it on a GPU (data and model on the device; the loss is read back every
+step, as in `examples/mnist.rs`, so the timing includes one synchronisation per step).
 """
 import argparse, gzip, json, struct, time
 
@@ -78,15 +81,20 @@ def main():
     p.add_argument("--anneal-epochs", type=float, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     a = p.parse_args()
+    dev = torch.device(a.device)
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
     torch.set_flush_denormal(True)
     xtr, ytr = load(a.data, "train")
     xte, yte = load(a.data, "t10k")
+    xtr, ytr, xte, yte = (t.to(dev) for t in (xtr, ytr, xte, yte))
     L = 64
     ie, le = Encoder(nn.Linear(784, 512), L), Encoder(nn.Embedding(10, 512), L)
     idec, ldec = Decoder(L, 784), Decoder(L, 10)
+    for m in (ie, le, idec, ldec):
+        m.to(dev)
     params = [q for m in (ie, le, idec, ldec) for q in m.parameters()]
     opt = torch.optim.Adam(params, lr=1e-3)
     n, bs = len(ytr), 100
@@ -96,7 +104,7 @@ def main():
     import sys
     for _ in range(a.epochs):
         t0 = time.time()
-        perm = torch.randperm(n)
+        perm = torch.randperm(n).to(dev)
         epoch_loss = 0.0
         for s in range(steps_per_epoch):
             idx_ = perm[s * bs:(s + 1) * bs]
@@ -120,6 +128,8 @@ def main():
             loss.backward()
             opt.step()
             step += 1
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         train_seconds += time.time() - t0
         print(f'epoch loss {epoch_loss / n:.2f}', file=sys.stderr)
 
@@ -138,6 +148,7 @@ def main():
         mean, _ = poe([ie(xte)])
         acc = (ldec(mean).argmax(1) == yte).float().mean().item()
         print(json.dumps({
+            "device": a.device,
             "epochs": a.epochs,
             "train_seconds": train_seconds,
             "samples_per_second": n * a.epochs / train_seconds,
