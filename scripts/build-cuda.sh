@@ -175,7 +175,7 @@ if [[ -z "$include_dir" ]]; then
         if [[ -f "$dir/include/cuda.h" ]]; then include_dir="$dir/include"; break; fi
     done
 fi
-dfdx_out="$(grep -aoh "$CARGO_TARGET_DIR/release/build/dfdx-[0-9a-f]*/out" "$out"/* | sort -u | head -1 || true)"
+dfdx_out="$(grep -d skip -aoh "$CARGO_TARGET_DIR/release/build/dfdx-[0-9a-f]*/out" "$out"/* | sort -u | head -1 || true)"
 if [[ -z "$include_dir" || -z "$dfdx_out" || ! -f "$dfdx_out/cuda_utils.cuh" ]]; then
     log "could not find the NVRTC include folders (toolkit: '$include_dir', dfdx: '$dfdx_out')"
     exit 1
