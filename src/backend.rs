@@ -15,6 +15,17 @@ pub trait Backend: Kernels {}
 
 impl<D: Kernels> Backend for D {}
 
+/// The first CUDA GPU (its random generator seeded with 0, as `Cuda::default()`), or an
+/// [`Error::Device`](crate::Error::Device) that says why there is none, where
+/// `Cuda::default()` panics (no driver, no GPU, cuBLAS not found).
+#[cfg(feature = "cuda")]
+pub fn cuda_device() -> crate::Result<Cuda> {
+    Cuda::try_build(0, 0).map_err(|e| crate::Error::Device {
+        what: "CUDA device 0".into(),
+        reason: e.to_string(),
+    })
+}
+
 /// A matrix of runtime shape: `(rows, columns)`.
 pub type Matrix<D, T = NoneTape> = Tensor<(usize, usize), f32, D, T>;
 /// A vector of runtime length.

@@ -58,6 +58,14 @@ pub enum Error {
         /// Its value.
         value: f32,
     },
+    /// The requested device cannot be used (no GPU, no driver, a library missing).
+    #[error("{what}: {reason}")]
+    Device {
+        /// The device that was asked for, e.g. `CUDA device 0`.
+        what: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// An I/O error with the file it concerns.
     #[error("{}: {source}", path.display())]
     Io {
