@@ -28,13 +28,12 @@
 //! "AV digits").
 
 mod common;
-use common::num;
+use common::{at_least_one, non_negative, positive, OnDevice, RunArgs};
 
-use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use dfdx::prelude::Cpu;
+use anyhow::{Context, Result};
+use clap::Parser;
 use mvae::data::av_digits::{AUDIO, IMAGE, LABEL};
 use mvae::data::{AvDigits, AvDigitsConfig, MultimodalDataset};
 use mvae::eval::coherence::{conditional_coherence, joint_coherence, CoherenceConfig, Judges};
@@ -45,118 +44,65 @@ use mvae::{TrainConfig, Trainer};
 /// Latent sizes `--latent` takes (the size is a type parameter of the model).
 const LATENTS: [usize; 4] = [8, 16, 32, 64];
 
-const USAGE: &str = "\
-Train a three-modality MVAE (MNIST image, FSDD spoken digit, label) and measure how well
-each modality is generated from the others.
-
-usage: cargo run --example av_digits -- [flags]
-
-  --data DIR           folder holding mnist/ and fsdd/recordings/
-                       (default: $MVAE_DATA, else the bundled sample)
-  --epochs N           passes over the training pairs (default 10)
-  --latent N           latent size: 8, 16, 32 or 64 (default 8; a wide latent lets each
-                       modality keep its own dimensions and the cross generation fails)
-  --anneal-epochs E    KL weight rises linearly per step from 0 to 1 over E epochs (default 2)
-  --audio-weight W     likelihood weight lambda of the audio (default 1)
-  --subsets K          also score K random pairs of modalities per step (default 0:
-                       the joint ELBO and each single modality only)
-  --limit N            use only the first N training images
-  --test-limit N       evaluate on only the first N test images
-  --seed S             seed of the pairing, weights, shuffling and noise (default 0)
-  --json               print one JSON line instead of the summary
-  --cuda               train on the GPU (needs a build with --features cuda)";
-
+/// Train a three-modality MVAE (MNIST image, FSDD spoken digit, label) and measure how well
+/// each modality is generated from the others.
+#[derive(Parser, Debug)]
+#[command(name = "av_digits")]
 struct Args {
-    data: Option<PathBuf>,
+    /// Passes over the training pairs
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = at_least_one)]
     epochs: usize,
+    /// Latent size: 8, 16, 32 or 64 (a wide latent lets each modality keep its own dimensions
+    /// and the cross generation fails)
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = latent_size)]
     latent: usize,
+    /// The KL weight rises linearly per step from 0 to 1 over E epochs
+    #[arg(long, value_name = "E", default_value_t = 2.0, value_parser = non_negative)]
     anneal_epochs: f64,
+    /// Likelihood weight lambda of the audio
+    #[arg(long, value_name = "W", default_value_t = 1.0, value_parser = positive)]
     audio_weight: f32,
+    /// Also score K random pairs of modalities per step (0: the joint ELBO and each single
+    /// modality only)
+    #[arg(long, value_name = "K", default_value_t = 0)]
     subsets: usize,
-    limit: Option<usize>,
+    /// Evaluate on only the first N test images
+    #[arg(long, value_name = "N")]
     test_limit: Option<usize>,
-    seed: u64,
-    json: bool,
-    cuda: bool,
+    #[command(flatten)]
+    common: RunArgs,
 }
 
-fn parse() -> Result<Args> {
-    let mut a = Args {
-        data: std::env::var_os("MVAE_DATA").map(PathBuf::from),
-        epochs: 10,
-        latent: 8,
-        anneal_epochs: 2.0,
-        audio_weight: 1.0,
-        subsets: 0,
-        limit: None,
-        test_limit: None,
-        seed: 0,
-        json: false,
-        cuda: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
-        let whole = "a whole number";
-        match flag.as_str() {
-            "--data" => a.data = Some(val()?.into()),
-            "--epochs" => a.epochs = num(&flag, &val()?, whole)?,
-            "--latent" => a.latent = num(&flag, &val()?, whole)?,
-            "--anneal-epochs" => a.anneal_epochs = num(&flag, &val()?, "a number")?,
-            "--audio-weight" => a.audio_weight = num(&flag, &val()?, "a number")?,
-            "--subsets" => a.subsets = num(&flag, &val()?, whole)?,
-            "--limit" => a.limit = Some(num(&flag, &val()?, whole)?),
-            "--test-limit" => a.test_limit = Some(num(&flag, &val()?, whole)?),
-            "--seed" => a.seed = num(&flag, &val()?, whole)?,
-            "--json" => a.json = true,
-            "--cuda" => a.cuda = true,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown flag {other}\n\n{USAGE}"),
-        }
+/// Parses `--latent`: one of [`LATENTS`].
+fn latent_size(s: &str) -> Result<usize, String> {
+    match s.parse() {
+        Ok(n) if LATENTS.contains(&n) => Ok(n),
+        _ => Err(format!("takes one of {LATENTS:?}, not {s:?}")),
     }
-    if a.epochs == 0 {
-        bail!("--epochs must be at least 1");
-    }
-    if !LATENTS.contains(&a.latent) {
-        bail!("--latent must be one of {LATENTS:?}, not {}", a.latent);
-    }
-    if !(a.audio_weight > 0.0 && a.audio_weight.is_finite()) {
-        bail!("--audio-weight must be a number > 0");
-    }
-    if !(a.anneal_epochs >= 0.0 && a.anneal_epochs.is_finite()) {
-        bail!("--anneal-epochs must be a number >= 0");
-    }
-    Ok(a)
 }
 
 fn main() -> Result<()> {
-    let args = parse()?;
-    let root = args
-        .data
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/data"));
-    let cfg = AvDigitsConfig {
-        seed: args.seed,
-        train_limit: args.limit,
-        test_limit: args.test_limit,
-        ..AvDigitsConfig::default()
-    };
-    let av = AvDigits::load(&root, &cfg).with_context(|| {
-        format!(
-            "loading the audio-visual digits from {} (mnist/ and fsdd/recordings/)",
-            root.display()
-        )
-    })?;
-    if args.cuda {
-        #[cfg(feature = "cuda")]
-        return run_latent(&args, dfdx::prelude::Cuda::default(), &av.train, &av.test);
-        #[cfg(not(feature = "cuda"))]
-        bail!("--cuda needs a build with `--features cuda`");
+    let args = Args::parse();
+    args.common.on_device(&args)
+}
+
+impl OnDevice for &Args {
+    fn run<D: Backend>(self, dev: D) -> Result<()> {
+        let root = self.common.data_root();
+        let cfg = AvDigitsConfig {
+            seed: self.common.seed,
+            train_limit: self.common.limit,
+            test_limit: self.test_limit,
+            ..AvDigitsConfig::default()
+        };
+        let av = AvDigits::load(&root, &cfg).with_context(|| {
+            format!(
+                "loading the audio-visual digits from {} (mnist/ and fsdd/recordings/)",
+                root.display()
+            )
+        })?;
+        run_latent(self, dev, &av.train, &av.test)
     }
-    run_latent(&args, Cpu::default(), &av.train, &av.test)
 }
 
 /// Picks the model type for `--latent`.
@@ -193,10 +139,14 @@ fn run<const L: usize, D: Backend>(
     test: &MultimodalDataset,
 ) -> Result<()> {
     let audio_dim = train.column(AUDIO).context("no audio column")?.dim();
-    let model = Mvae::<L, D>::new(&config(audio_dim, args.audio_weight), &dev, args.seed)?;
+    let model = Mvae::<L, D>::new(
+        &config(audio_dim, args.audio_weight),
+        &dev,
+        args.common.seed,
+    )?;
     let mut cfg = TrainConfig {
         epochs: args.epochs,
-        seed: args.seed,
+        seed: args.common.seed,
         ..TrainConfig::default()
     };
     cfg.objective.random_subsets = args.subsets;
@@ -206,7 +156,7 @@ fn run<const L: usize, D: Backend>(
     for _ in 0..args.epochs {
         let m = trainer.fit_epoch(train, |_| {})?;
         train_seconds += m.seconds;
-        if !args.json {
+        if !args.common.json {
             eprintln!(
                 "epoch {:2}  loss {:8.2}  beta {:.2}  {:4.0} samples/s",
                 m.epoch, m.loss, m.beta, m.samples_per_second
@@ -222,10 +172,10 @@ fn run<const L: usize, D: Backend>(
 
     let t0 = Instant::now();
     let ccfg = CoherenceConfig {
-        seed: args.seed,
+        seed: args.common.seed,
         ..CoherenceConfig::default()
     };
-    if !args.json {
+    if !args.common.json {
         eprintln!("training the judges (an MLP each for images and spectrograms)...");
     }
     let judges = Judges::train(model, train, test, &ccfg).context("training the judges")?;
@@ -248,7 +198,7 @@ fn run<const L: usize, D: Backend>(
         "latent": L,
         "audio_weight": args.audio_weight,
         "subsets": args.subsets,
-        "seed": args.seed,
+        "seed": args.common.seed,
         "train_samples": train.len(),
         "test_samples": test.len(),
         "train_seconds": train_seconds,
@@ -266,7 +216,7 @@ fn run<const L: usize, D: Backend>(
         "test_elbo_joint": eval::elbo(model, test, Subset::all(3), 1)?,
         "eval_seconds": t0.elapsed().as_secs_f64(),
     });
-    if args.json {
+    if args.common.json {
         println!("{report}");
         return Ok(());
     }

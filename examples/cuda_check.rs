@@ -11,14 +11,16 @@
 //! ```
 //! Exits with 1 when both halves ran and they disagree beyond the tolerances below. Data:
 //! `--data DIR` or `MVAE_DATA` (a folder with `mnist/`), else the sample in `examples/data`.
-//!
-//! Flags: `--steps N` compared steps (5), `--timed-steps N` (20), `--iwae-samples N` test images
-//! (20), `--k K` importance samples (1000), `--seed S` (0), `--no-cuda` (the CPU half only).
+//! `--help` lists the flags.
+
+mod common;
+use common::at_least_one;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
+use clap::Parser;
 use dfdx::prelude::*;
 use mvae::data::{BatchOptions, HostBatch, Mnist, MultimodalDataset, Split};
 use mvae::eval::likelihood::{log_likelihood, IwaeConfig};
@@ -40,53 +42,34 @@ const IWAE_RTOL: f64 = 1e-5;
 /// Training batch size (the paper's).
 const BATCH: usize = 100;
 
+/// Train the MVAE paper's MNIST model on the CPU and on the GPU from one seed with the same
+/// batches, compare losses, weights and an IWAE estimate, time both, print one JSON line. Exits
+/// with 1 when both halves ran and disagree beyond the tolerances.
+#[derive(Parser, Debug)]
+#[command(name = "cuda_check")]
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 struct Args {
+    /// Folder holding mnist/ [default: $MVAE_DATA, else the sample bundled in examples/data]
+    #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
+    /// Training steps compared between the devices
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = at_least_one)]
     steps: usize,
+    /// Training steps timed on each device, after the compared ones
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = at_least_one)]
     timed_steps: usize,
+    /// Test images of the IWAE estimate
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = at_least_one)]
     iwae_samples: usize,
+    /// Importance samples per test image
+    #[arg(long, value_name = "K", default_value_t = 1000, value_parser = at_least_one)]
     k: usize,
+    /// Seed of the weights and the noise (the same on both devices)
+    #[arg(long, value_name = "S", default_value_t = 0)]
     seed: u64,
-    cuda: bool,
-}
-
-fn parse() -> Result<Args> {
-    let mut a = Args {
-        data: std::env::var_os("MVAE_DATA").map(PathBuf::from),
-        steps: 5,
-        timed_steps: 20,
-        iwae_samples: 20,
-        k: 1000,
-        seed: 0,
-        cuda: true,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut num = || -> Result<usize> {
-            it.next()
-                .with_context(|| format!("{flag} needs a value"))?
-                .parse()
-                .with_context(|| format!("{flag} takes a whole number"))
-        };
-        match flag.as_str() {
-            "--steps" => a.steps = num()?.max(1),
-            "--timed-steps" => a.timed_steps = num()?.max(1),
-            "--iwae-samples" => a.iwae_samples = num()?.max(1),
-            "--k" => a.k = num()?.max(1),
-            "--seed" => a.seed = num()? as u64,
-            "--no-cuda" => a.cuda = false,
-            "--data" => {
-                a.data = Some(
-                    it.next()
-                        .with_context(|| format!("{flag} needs a value"))?
-                        .into(),
-                )
-            }
-            other => bail!("unknown flag {other} (see the top of examples/cuda_check.rs)"),
-        }
-    }
-    Ok(a)
+    /// Run the CPU half only
+    #[arg(long)]
+    no_cuda: bool,
 }
 
 /// What one device did.
@@ -214,11 +197,8 @@ fn compare(cpu: &DeviceRun, gpu: &DeviceRun) -> (serde_json::Value, bool) {
 }
 
 fn main() -> Result<()> {
-    let a = parse()?;
-    let dir = match &a.data {
-        Some(d) => d.join("mnist"),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/data/mnist"),
-    };
+    let a = Args::parse();
+    let dir = common::data_root(a.data.as_deref()).join("mnist");
     // The batches of the compared and timed steps, in data order (at most 50 distinct ones).
     let n_train = (BATCH * (a.steps + a.timed_steps)).min(BATCH * 50);
     let train = Mnist::load(&dir, Split::Train, Some(n_train))?.into_dataset()?;
@@ -268,11 +248,11 @@ fn gpu_half(
     a: &Args,
     report: &mut serde_json::Value,
 ) -> Result<bool> {
-    if !a.cuda {
+    if a.no_cuda {
         report["note"] = "--no-cuda: CPU half only".into();
         return Ok(true);
     }
-    let dev = Cuda::try_build(0, a.seed).map_err(|e| anyhow::anyhow!("no CUDA device 0: {e:?}"))?;
+    let dev = Cuda::try_build(0, a.seed).map_err(|e| anyhow::anyhow!("no CUDA device 0: {e}"))?;
     let gpu = run_on(dev, |d: &Cuda| d.synchronize(), hosts, test, a)?;
     let (cmp, ok) = compare(cpu, &gpu);
     report["cuda"] = gpu.json(a);

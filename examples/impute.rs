@@ -30,32 +30,13 @@
 //! `examples/data` (3,000 training and 1,000 test images).
 
 mod common;
-use common::num;
+use common::{at_least_one, fraction, non_negative, OnDevice, RunArgs};
 
-use std::path::PathBuf;
-
-use anyhow::{bail, ensure, Context, Result};
-use dfdx::prelude::Cpu;
-use mvae::data::{Mnist, MultimodalDataset, Split};
+use anyhow::{ensure, Context, Result};
+use clap::Parser;
+use mvae::data::MultimodalDataset;
 use mvae::impute::argmax;
 use mvae::{eval, Backend, ModelConfig, Mvae, Subset, TrainConfig, Trainer};
-
-const USAGE: &str = "\
-Hide labels and images of MNIST, train on what is left, and fill in the hidden entries of
-held-out test samples from what they still have.
-
-usage: cargo run --example impute -- [flags]
-
-  --data DIR           folder holding mnist/ (default: $MVAE_DATA, else the bundled sample)
-  --hide-labels R      fraction of labels hidden, training and test (default 0.5)
-  --hide-images R      fraction of images hidden, training and test (default 0.3)
-  --epochs N           passes over the training set (default 30)
-  --anneal-epochs E    KL weight rises linearly per step from 0 to 1 over E epochs (default 2)
-  --hidden H           width of every hidden layer (default 256; the paper: 512)
-  --limit N            use only the first N training images
-  --seed S             seed of the hiding, weights, shuffling and noise (default 0)
-  --json               print one JSON line instead of the summary
-  --cuda               train on the GPU (needs a build with --features cuda)";
 
 /// Latent size (small: trains to a useful model in a few epochs on 3,000 images).
 const LATENT: usize = 16;
@@ -63,101 +44,44 @@ const LATENT: usize = 16;
 /// most `-ln(1e-6)` = 13.8 nats.
 const EPS: f64 = 1e-6;
 
+/// Hide labels and images of MNIST, train on what is left, and fill in the hidden entries of
+/// held-out test samples from what they still have.
+#[derive(Parser, Debug)]
+#[command(name = "impute")]
 struct Args {
-    data: Option<PathBuf>,
+    /// Fraction of labels hidden, in training and test
+    #[arg(long, value_name = "R", default_value_t = 0.5, value_parser = fraction)]
     hide_labels: f64,
+    /// Fraction of images hidden, in training and test
+    #[arg(long, value_name = "R", default_value_t = 0.3, value_parser = fraction)]
     hide_images: f64,
+    /// Passes over the training set
+    #[arg(long, value_name = "N", default_value_t = 30, value_parser = at_least_one)]
     epochs: usize,
+    /// The KL weight rises linearly per step from 0 to 1 over E epochs
+    #[arg(long, value_name = "E", default_value_t = 2.0, value_parser = non_negative)]
     anneal_epochs: f64,
+    /// Width of every hidden layer (the paper: 512)
+    #[arg(long, value_name = "H", default_value_t = 256, value_parser = at_least_one)]
     hidden: usize,
-    limit: Option<usize>,
-    seed: u64,
-    json: bool,
-    cuda: bool,
-}
-
-fn parse() -> Result<Args> {
-    let mut a = Args {
-        data: std::env::var_os("MVAE_DATA").map(PathBuf::from),
-        hide_labels: 0.5,
-        hide_images: 0.3,
-        epochs: 30,
-        anneal_epochs: 2.0,
-        hidden: 256,
-        limit: None,
-        seed: 0,
-        json: false,
-        cuda: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
-        let whole = "a whole number";
-        let rate = "a fraction between 0 and 1";
-        match flag.as_str() {
-            "--data" => a.data = Some(val()?.into()),
-            "--hide-labels" => a.hide_labels = num(&flag, &val()?, rate)?,
-            "--hide-images" => a.hide_images = num(&flag, &val()?, rate)?,
-            "--epochs" => a.epochs = num(&flag, &val()?, whole)?,
-            "--anneal-epochs" => a.anneal_epochs = num(&flag, &val()?, "a number")?,
-            "--hidden" => a.hidden = num(&flag, &val()?, whole)?,
-            "--limit" => a.limit = Some(num(&flag, &val()?, whole)?),
-            "--seed" => a.seed = num(&flag, &val()?, whole)?,
-            "--json" => a.json = true,
-            "--cuda" => a.cuda = true,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown flag {other}\n\n{USAGE}"),
-        }
-    }
-    for (flag, r) in [
-        ("--hide-labels", a.hide_labels),
-        ("--hide-images", a.hide_images),
-    ] {
-        ensure!(
-            (0.0..=1.0).contains(&r),
-            "{flag} takes a fraction between 0 and 1, not {r}"
-        );
-    }
-    ensure!(a.epochs >= 1, "--epochs must be at least 1");
-    ensure!(a.hidden >= 1, "--hidden must be at least 1");
-    ensure!(
-        a.anneal_epochs >= 0.0 && a.anneal_epochs.is_finite(),
-        "--anneal-epochs must be a number >= 0"
-    );
-    Ok(a)
+    #[command(flatten)]
+    common: RunArgs,
 }
 
 fn main() -> Result<()> {
-    let args = parse()?;
-    let dir = match &args.data {
-        Some(d) => d.join("mnist"),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/data/mnist"),
-    };
-    let load = |split, limit| -> Result<MultimodalDataset> {
-        Ok(Mnist::load(&dir, split, limit)
-            .with_context(|| format!("loading MNIST from {}", dir.display()))?
-            .into_dataset()?)
-    };
-    let (train, test) = (load(Split::Train, args.limit)?, load(Split::Test, None)?);
-    let rates = [("image", args.hide_images), ("label", args.hide_labels)];
-    let train = train.make_partial(&rates, args.seed)?;
-    let test_partial = test.make_partial(&rates, args.seed.wrapping_add(1))?;
-    if args.cuda {
-        #[cfg(feature = "cuda")]
-        return run(
-            &args,
-            dfdx::prelude::Cuda::default(),
-            &train,
-            &test,
-            &test_partial,
-        );
-        #[cfg(not(feature = "cuda"))]
-        bail!("--cuda needs a build with `--features cuda`");
+    let args = Args::parse();
+    args.common.on_device(&args)
+}
+
+impl OnDevice for &Args {
+    fn run<D: Backend>(self, dev: D) -> Result<()> {
+        let (train, test) = self.common.mnist()?;
+        let rates = [("image", self.hide_images), ("label", self.hide_labels)];
+        let seed = self.common.seed;
+        let train = train.make_partial(&rates, seed)?;
+        let test_partial = test.make_partial(&rates, seed.wrapping_add(1))?;
+        run(self, dev, &train, &test, &test_partial)
     }
-    run(&args, Cpu::default(), &train, &test, &test_partial)
 }
 
 /// Per-pixel absolute error and cross-entropy of `guess` (probabilities) for `truth`.
@@ -244,10 +168,10 @@ fn run<D: Backend>(
     // Train on what is present.
     let h = args.hidden;
     let config = ModelConfig::mnist().hidden(&[h, h], &[h, h, h]);
-    let model = Mvae::<LATENT, D>::new(&config, &dev, args.seed)?;
+    let model = Mvae::<LATENT, D>::new(&config, &dev, args.common.seed)?;
     let mut cfg = TrainConfig {
         epochs: args.epochs,
-        seed: args.seed,
+        seed: args.common.seed,
         ..TrainConfig::default()
     };
     cfg.anneal_over_epochs(args.anneal_epochs, train.len());
@@ -256,7 +180,7 @@ fn run<D: Backend>(
     for _ in 0..args.epochs {
         let m = trainer.fit_epoch(train, |_| {})?;
         train_seconds += m.seconds;
-        if !args.json {
+        if !args.common.json {
             eprintln!(
                 "epoch {:2}  loss {:7.2}  beta {:.2}  {:4.0} samples/s",
                 m.epoch, m.loss, m.beta, m.samples_per_second
@@ -305,7 +229,7 @@ fn run<D: Backend>(
         "epochs": args.epochs,
         "hidden": args.hidden,
         "latent": LATENT,
-        "seed": args.seed,
+        "seed": args.common.seed,
         "hide_labels": args.hide_labels,
         "hide_images": args.hide_images,
         "train_samples": train.len(),
@@ -324,7 +248,7 @@ fn run<D: Backend>(
         "mean_image_bce": flat.bce(),
         "class_mean_image_bce": by_class.bce(),
     });
-    if args.json {
+    if args.common.json {
         println!("{report}");
         return Ok(());
     }

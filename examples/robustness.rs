@@ -31,41 +31,26 @@
 //! decoders 256-256-256; `--hidden 512` is the paper's), latent 16.
 
 mod common;
-use common::num;
+use common::{at_least_one, fraction, non_negative, OnDevice, RunArgs};
 
-use std::path::PathBuf;
-
-use anyhow::{bail, ensure, Context, Result};
-use dfdx::prelude::Cpu;
-use mvae::data::{Mnist, MultimodalDataset, Split};
+use anyhow::{Context, Result};
+use clap::Parser;
+use mvae::data::MultimodalDataset;
 use mvae::eval::coherence::{conditional_coherence, CoherenceConfig, Judges};
 use mvae::eval::probe::{probe, ProbeConfig};
 use mvae::{eval, Backend, ModelConfig, Mvae, Subset, TrainConfig, Trainer};
 
-const USAGE: &str = "\
-Train the MNIST image + label model with modalities missing at several rates and evaluate
-each on the complete test set.
-
-usage: cargo run --example robustness -- [flags]
-
-  --data DIR           folder holding mnist/ (default: $MVAE_DATA, else the bundled sample)
-  --rates LIST         comma-separated missing rates in [0, 1] (default 0,0.25,0.5,0.75)
-  --missing WHICH      both | label | image: which modalities are hidden (default both)
-  --epochs N           passes over the training set per rate (default 10)
-  --anneal-epochs E    KL weight rises linearly per step from 0 to 1 over E epochs (default 1)
-  --hidden H           width of every hidden layer (default 256; the paper: 512)
-  --limit N            use only the first N training images
-  --seed S             seed of the hiding, weights, shuffling and noise (default 0)
-  --json               print one JSON line per rate instead of the table
-  --cuda               train on the GPU (needs a build with --features cuda)";
-
 /// Latent size (small: trains to a useful model in a few epochs on 3,000 images).
 const LATENT: usize = 16;
 
-#[derive(Clone, Copy, PartialEq)]
+/// Which modalities are hidden.
+#[derive(Clone, Copy, PartialEq, Debug, clap::ValueEnum)]
 enum Missing {
+    /// Image and label, each with probability r, independently (never both of one sample)
     Both,
+    /// Only labels, at exactly rate r (the paper's weak supervision)
     Label,
+    /// Only images
     Image,
 }
 
@@ -79,99 +64,40 @@ impl Missing {
     }
 }
 
+/// Train the MNIST image + label model with modalities missing at several rates and evaluate
+/// each on the complete test set.
+#[derive(Parser, Debug)]
+#[command(name = "robustness")]
 struct Args {
-    data: Option<PathBuf>,
+    /// Comma-separated missing rates in [0, 1]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_values_t = [0.0, 0.25, 0.5, 0.75], value_parser = fraction)]
     rates: Vec<f64>,
+    /// Which modalities are hidden
+    #[arg(long, value_name = "WHICH", value_enum, default_value_t = Missing::Both)]
     missing: Missing,
+    /// Passes over the training set per rate
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = at_least_one)]
     epochs: usize,
+    /// The KL weight rises linearly per step from 0 to 1 over E epochs
+    #[arg(long, value_name = "E", default_value_t = 1.0, value_parser = non_negative)]
     anneal_epochs: f64,
+    /// Width of every hidden layer (the paper: 512)
+    #[arg(long, value_name = "H", default_value_t = 256, value_parser = at_least_one)]
     hidden: usize,
-    limit: Option<usize>,
-    seed: u64,
-    json: bool,
-    cuda: bool,
-}
-
-fn parse() -> Result<Args> {
-    let mut a = Args {
-        data: std::env::var_os("MVAE_DATA").map(PathBuf::from),
-        rates: vec![0.0, 0.25, 0.5, 0.75],
-        missing: Missing::Both,
-        epochs: 10,
-        anneal_epochs: 1.0,
-        hidden: 256,
-        limit: None,
-        seed: 0,
-        json: false,
-        cuda: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
-        let whole = "a whole number";
-        match flag.as_str() {
-            "--data" => a.data = Some(val()?.into()),
-            "--rates" => {
-                let list = val()?;
-                a.rates = list
-                    .split(',')
-                    .map(|r| num(&flag, r.trim(), "comma-separated fractions between 0 and 1"))
-                    .collect::<Result<_>>()?;
-                if let Some(r) = a.rates.iter().find(|r| !(0.0..=1.0).contains(*r)) {
-                    bail!("--rates takes fractions between 0 and 1, not {r}");
-                }
-            }
-            "--missing" => {
-                a.missing = match val()?.as_str() {
-                    "both" => Missing::Both,
-                    "label" => Missing::Label,
-                    "image" => Missing::Image,
-                    other => bail!("--missing takes both, label or image, not {other:?}"),
-                }
-            }
-            "--epochs" => a.epochs = num(&flag, &val()?, whole)?,
-            "--anneal-epochs" => a.anneal_epochs = num(&flag, &val()?, "a number")?,
-            "--hidden" => a.hidden = num(&flag, &val()?, whole)?,
-            "--limit" => a.limit = Some(num(&flag, &val()?, whole)?),
-            "--seed" => a.seed = num(&flag, &val()?, whole)?,
-            "--json" => a.json = true,
-            "--cuda" => a.cuda = true,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown flag {other}\n\n{USAGE}"),
-        }
-    }
-    ensure!(a.epochs >= 1, "--epochs must be at least 1");
-    ensure!(a.hidden >= 1, "--hidden must be at least 1");
-    ensure!(!a.rates.is_empty(), "--rates needs at least one rate");
-    ensure!(
-        a.anneal_epochs >= 0.0 && a.anneal_epochs.is_finite(),
-        "--anneal-epochs must be a number >= 0"
-    );
-    Ok(a)
+    #[command(flatten)]
+    common: RunArgs,
 }
 
 fn main() -> Result<()> {
-    let args = parse()?;
-    let dir = match &args.data {
-        Some(d) => d.join("mnist"),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/data/mnist"),
-    };
-    let load = |split, limit| -> Result<MultimodalDataset> {
-        Ok(Mnist::load(&dir, split, limit)
-            .with_context(|| format!("loading MNIST from {}", dir.display()))?
-            .into_dataset()?)
-    };
-    let (train, test) = (load(Split::Train, args.limit)?, load(Split::Test, None)?);
-    if args.cuda {
-        #[cfg(feature = "cuda")]
-        return run(&args, dfdx::prelude::Cuda::default(), &train, &test);
-        #[cfg(not(feature = "cuda"))]
-        bail!("--cuda needs a build with `--features cuda`");
+    let args = Args::parse();
+    args.common.on_device(&args)
+}
+
+impl OnDevice for &Args {
+    fn run<D: Backend>(self, dev: D) -> Result<()> {
+        let (train, test) = self.common.mnist()?;
+        run(self, dev, &train, &test)
     }
-    run(&args, Cpu::default(), &train, &test)
 }
 
 /// Share of samples where `column` is absent.
@@ -189,16 +115,16 @@ fn run<D: Backend>(
 ) -> Result<()> {
     let h = args.hidden;
     let config = ModelConfig::mnist().hidden(&[h, h], &[h, h, h]);
-    let new_model = || Mvae::<LATENT, D>::new(&config, &dev, args.seed);
+    let new_model = || Mvae::<LATENT, D>::new(&config, &dev, args.common.seed);
     let (img, lab) = (0, 1);
     // The judge of generated images depends only on the real data: train it once.
     let ccfg = CoherenceConfig {
-        seed: args.seed,
+        seed: args.common.seed,
         ..CoherenceConfig::default()
     };
     let judges = Judges::train(&new_model()?, train, test, &ccfg).context("training the judge")?;
     let pcfg = ProbeConfig::default();
-    if !args.json {
+    if !args.common.json {
         println!(
             "hidden: {}; {} training samples, {} epochs per rate; {} test samples",
             args.missing.name(),
@@ -227,14 +153,14 @@ fn run<D: Backend>(
             Missing::Label => vec![("label", rate)],
             Missing::Image => vec![("image", rate)],
         };
-        let partial = train.make_partial(&rates, args.seed)?;
+        let partial = train.make_partial(&rates, args.common.seed)?;
         let (im, lm) = (
             missing_share(&partial, "image"),
             missing_share(&partial, "label"),
         );
         let mut cfg = TrainConfig {
             epochs: args.epochs,
-            seed: args.seed,
+            seed: args.common.seed,
             ..TrainConfig::default()
         };
         cfg.anneal_over_epochs(args.anneal_epochs, partial.len());
@@ -263,7 +189,7 @@ fn run<D: Backend>(
             "image_probe_accuracy":
                 probe(model, train, test, Subset::single(img), &pcfg)?.test_accuracy,
         });
-        if args.json {
+        if args.common.json {
             println!("{r}");
             continue;
         }
