@@ -252,7 +252,7 @@ fn gpu_half(
         report["note"] = "--no-cuda: CPU half only".into();
         return Ok(true);
     }
-    let dev = Cuda::try_build(0, a.seed).map_err(|e| anyhow::anyhow!("no CUDA device 0: {e}"))?;
+    let dev = mvae::backend::cuda_device(a.seed)?;
     let gpu = run_on(dev, |d: &Cuda| d.synchronize(), hosts, test, a)?;
     let (cmp, ok) = compare(cpu, &gpu);
     report["cuda"] = gpu.json(a);

@@ -15,12 +15,12 @@ pub trait Backend: Kernels {}
 
 impl<D: Kernels> Backend for D {}
 
-/// The first CUDA GPU (its random generator seeded with 0, as `Cuda::default()`), or an
-/// [`Error::Device`](crate::Error::Device) that says why there is none, where
+/// The first CUDA GPU, its random generator seeded with `seed` (`Cuda::default()` is seed 0),
+/// or an [`Error::Device`](crate::Error::Device) that says why there is none, where
 /// `Cuda::default()` panics (no driver, no GPU, cuBLAS not found).
 #[cfg(feature = "cuda")]
-pub fn cuda_device() -> crate::Result<Cuda> {
-    Cuda::try_build(0, 0).map_err(|e| crate::Error::Device {
+pub fn cuda_device(seed: u64) -> crate::Result<Cuda> {
+    Cuda::try_build(0, seed).map_err(|e| crate::Error::Device {
         what: "CUDA device 0".into(),
         reason: e.to_string(),
     })

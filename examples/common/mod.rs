@@ -55,7 +55,7 @@ impl RunArgs {
     pub fn on_device(&self, job: impl OnDevice) -> Result<()> {
         if self.cuda {
             #[cfg(feature = "cuda")]
-            return job.run(mvae::backend::cuda_device()?);
+            return job.run(mvae::backend::cuda_device(0)?);
             #[cfg(not(feature = "cuda"))]
             anyhow::bail!("--cuda needs a build with `--features cuda`");
         }

@@ -82,7 +82,7 @@ macro_rules! dispatch {
             $crate::DeviceKind::Cpu => $crate::dispatch!(@latent latent, dfdx::prelude::Cpu::default(), $f($($arg),*)),
             $crate::DeviceKind::Cuda => {
                 #[cfg(feature = "cuda")]
-                { $crate::dispatch!(@latent latent, mvae::backend::cuda_device()?, $f($($arg),*)) }
+                { $crate::dispatch!(@latent latent, mvae::backend::cuda_device(0)?, $f($($arg),*)) }
                 #[cfg(not(feature = "cuda"))]
                 { anyhow::bail!("--device cuda needs a build with `--features cuda`") }
             }
