@@ -13,8 +13,9 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dfdx::prelude::*;
+use mvae::aggregation::{combine, product_of_experts};
 use mvae::backend::{Latent, Vector};
-use mvae::posterior::{combine, product_of_experts, Gaussian};
+use mvae::posterior::Gaussian;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -64,7 +64,7 @@ fn main() -> Result<()> {
         }],
     )?;
     let q = model.encode(&batch, Subset::single(1));
-    let images = model.decode_mean(0, q.mean).as_vec();
+    let images = model.decode_mean(0, q.mean()).as_vec();
     println!("\nimages drawn from the label alone (0-9, every second pixel):");
     for row in (0..28).step_by(2) {
         let line: String = (0..10)

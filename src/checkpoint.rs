@@ -763,6 +763,7 @@ mod tests {
             .next_into(&mut host));
         let batch = Batch::from_host_batch(model.modalities(), &dev, &host).unwrap();
         let (a, b) = (model.encode_all(&batch), loaded.encode_all(&batch));
+        let (a, b) = (a.as_gaussian().unwrap(), b.as_gaussian().unwrap());
         assert_eq!(bits(&a.mean.as_vec()), bits(&b.mean.as_vec()));
         assert_eq!(bits(&a.logvar.as_vec()), bits(&b.logvar.as_vec()));
         let z = model.sample_prior(8, &mut ChaCha8Rng::seed_from_u64(1));

@@ -103,7 +103,7 @@ pub fn impute<const L: usize, D: Backend>(
                 continue;
             }
             let dim = spec.kind.dim();
-            let values = decoded_values(model, m, posterior.mean.clone());
+            let values = decoded_values(model, m, posterior.mean());
             for (j, &i) in host.indices.iter().enumerate() {
                 if !col.present[j] {
                     filled[m][i * dim..(i + 1) * dim]
@@ -194,7 +194,7 @@ pub fn generate<const L: usize, D: Backend>(
     let posterior = model.encode_all(&batch);
     let z = match rng {
         Some(rng) => posterior.rsample(&mut RngRef(rng)),
-        None => posterior.mean,
+        None => posterior.mean(),
     };
     let mut out = Vec::new();
     for (m, spec) in model.modalities().iter().enumerate() {

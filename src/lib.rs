@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod aggregation;
 pub mod backend;
 pub mod batch;
 pub mod checkpoint;
@@ -23,6 +24,7 @@ pub mod train;
 
 mod error;
 
+pub use aggregation::{Aggregation, AggregationKind, Experts};
 pub use backend::Backend;
 pub use batch::{Batch, HostValues};
 pub use codec::{Codec, Codecs};
@@ -31,9 +33,9 @@ pub use error::{Error, Result};
 pub use modality::{Continuous, Image, Label, Modality, ModalitySpec};
 pub use model::{ModelConfig, Mvae};
 pub use nn::Activation;
-pub use objective::ObjectiveConfig;
+pub use objective::{Objective, ObjectiveConfig};
 pub use optim::AdamSettings;
-pub use posterior::{product_of_experts, Gaussian};
+pub use posterior::{Gaussian, Posterior};
 pub use subset::Subset;
 pub use train::{TrainConfig, Trainer};
 

@@ -1,20 +1,23 @@
 //! The multimodal VAE: one encoder and one decoder per modality around a shared latent space
 //! of compile-time size `L`.
 //!
-//! Encoding a subset of modalities multiplies their Gaussian experts with the N(0, I) prior
-//! ([`crate::posterior`]); a missing modality is simply left out of the product, per sample.
+//! Encoding a subset of modalities combines the Gaussian experts of the modalities each sample
+//! has into one posterior, by the config's [`AggregationKind`] (the product of experts with the
+//! N(0, I) prior unless the config says otherwise); a missing modality is simply left out, per
+//! sample.
 
 use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::aggregation::{Aggregation, AggregationKind, Expert, Experts};
 use crate::backend::{Backend, Latent, Matrix, Vector};
 use crate::batch::{Batch, Input};
 use crate::likelihood::{self, Likelihood, Variance};
 use crate::modality::{EncoderInput, Modality, ModalitySpec};
 use crate::nn::{Activation, Embedding, Linear, Mlp, ParamMut, ParamVisitor, Parameters};
-use crate::posterior::{self, Gaussian};
+use crate::posterior::{self, Gaussian, Posterior};
 use crate::subset::Subset;
 use crate::{Error, Result};
 
@@ -25,15 +28,26 @@ pub struct ModelConfig {
     pub modalities: Vec<ModalitySpec>,
     /// The hidden-layer activation (the paper: Swish).
     pub activation: Activation,
+    /// How the experts of the present modalities are combined (default: the product of
+    /// experts; configs and checkpoints without the field read as that).
+    #[serde(default)]
+    pub aggregation: AggregationKind,
 }
 
 impl ModelConfig {
-    /// A config with the given modalities and Swish activations.
+    /// A config with the given modalities, Swish activations and the product of experts.
     pub fn new(modalities: Vec<ModalitySpec>) -> Self {
         Self {
             modalities,
             activation: Activation::Swish,
+            aggregation: AggregationKind::default(),
         }
+    }
+
+    /// Sets how experts are combined.
+    pub fn aggregation(mut self, kind: AggregationKind) -> Self {
+        self.aggregation = kind;
+        self
     }
 
     /// The MVAE paper's MNIST model: `image` (28 x 28, weight 1) and `label` (10 classes,
@@ -265,22 +279,37 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
         }
     }
 
-    /// The posterior `q(z | x_S)` of the modalities in `subset` that the batch has: the
-    /// product of their experts (each masked by its presence per sample) and the prior.
-    pub fn encode(&self, batch: &Batch<D>, subset: Subset) -> Gaussian<L, D> {
-        let experts = subset
-            .iter()
-            .filter_map(|m| batch.column(m).map(|c| (m, c)))
-            .map(|(m, c)| {
-                self.expert(m, &c.input, NoneTape)
-                    .weighted(Some(&c.present))
-            });
-        posterior::combine(experts)
-            .unwrap_or_else(|| posterior::standard_normal(batch.size(), &self.dev))
+    /// The experts of the modalities in `which` that the batch has, each recording on a tape
+    /// of its own (`T::default()`), in precision form as well (see [`Expert`]).
+    pub fn experts<T: Tape<f32, D>>(&self, batch: &Batch<D>, which: Subset) -> Experts<L, D, T> {
+        let experts = (0..self.modalities().len())
+            .map(|m| {
+                let c = batch.column(m).filter(|_| which.contains(m))?;
+                let q = self.expert(m, &c.input, T::default());
+                let gaussian = Gaussian {
+                    mean: q.mean.with_empty_tape(),
+                    logvar: q.logvar.with_empty_tape(),
+                };
+                Some(Expert {
+                    gaussian,
+                    precision_form: q.weighted(c.mask()),
+                    present: c.mask().cloned(),
+                    present_host: c.present_host.clone(),
+                })
+            })
+            .collect();
+        Experts::new(experts, batch.size(), &self.dev)
+    }
+
+    /// The posterior `q(z | x_S)` of the modalities in `subset` that the batch has, combined
+    /// per sample by the config's aggregation (a sample with none of them gets the prior).
+    pub fn encode(&self, batch: &Batch<D>, subset: Subset) -> Posterior<L, D> {
+        let experts = self.experts::<NoneTape>(batch, subset);
+        self.config.aggregation.aggregate(&experts, subset)
     }
 
     /// The posterior of every modality the batch has.
-    pub fn encode_all(&self, batch: &Batch<D>) -> Gaussian<L, D> {
+    pub fn encode_all(&self, batch: &Batch<D>) -> Posterior<L, D> {
         self.encode(batch, Subset::all(self.modalities().len()))
     }
 

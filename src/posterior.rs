@@ -1,9 +1,13 @@
-//! Gaussian experts, their product with the N(0, I) prior, sampling and KL.
+//! The distributions over the latent space: diagonal Gaussians (one expert, or a posterior),
+//! and [`Posterior`], what an [`Aggregation`](crate::aggregation::Aggregation) of experts yields.
 //!
-//! Product of experts (Wu & Goodman 2018, eq. 4): with precisions `T_m = exp(-logvar_m)`,
-//! `T = 1 + sum_m p_m T_m` and `mean = sum_m p_m T_m mean_m / T`, where `p_m` in {0, 1} marks
-//! whether sample `i` has modality `m` (a missing expert contributes nothing) and the `1` is the
-//! prior expert. `KL(N(mean, var) || N(0, I)) = 0.5 sum(var + mean^2 - 1 - logvar)`.
+//! A Gaussian `N(mean, diag(exp(logvar)))` has the log-density
+//! `log q(z) = -0.5 sum_d [(z_d - mean_d)^2 exp(-logvar_d) + logvar_d + ln 2 pi]` and
+//! `KL(N(mean, var) || N(0, I)) = 0.5 sum(var + mean^2 - 1 - logvar)`. Its precision form
+//! (`T = exp(-logvar)` and `T mean`, optionally masked per sample) is what a product of
+//! Gaussians adds up: the product of the N(0, I) prior with experts `m` is `T = 1 + sum_m p_m T_m`,
+//! `mean = sum_m p_m T_m mean_m / T` (Wu & Goodman 2018, eq. 4), where `p_m` in {0, 1} marks
+//! whether the sample has modality `m`.
 
 use dfdx::prelude::*;
 use rand::Rng;
@@ -113,43 +117,158 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Gaussian<L, D, T> {
         let terms = var + self.mean.square() - self.logvar - 1.0;
         terms.sum::<(usize,), Axis<1>>() * 0.5
     }
+
+    /// `log q(z)` per sample, `(batch,)`, for latents `z` of the same batch size (one row of
+    /// `z` per row of the Gaussian). Records on `z`'s tape; the Gaussian's parameters enter
+    /// as copies with empty tapes (their gradients still reach them by id).
+    pub fn log_prob(&self, z: Latent<L, D, T>) -> Vector<D, T> {
+        let precision = (self.logvar.with_empty_tape() * -1.0).exp();
+        let sq = (z - self.mean.with_empty_tape()).square() * precision;
+        let terms = sq + self.logvar.with_empty_tape() + LN_2PI;
+        terms.sum::<(usize,), Axis<1>>() * -0.5
+    }
+}
+
+/// `ln(2 pi)`, the constant of every Gaussian log-density (per dimension).
+pub const LN_2PI: f32 = 1.837_877_1;
+
+/// `log N(z; 0, I)` of each row of `z` (host values, `L` per row), in f64.
+pub fn standard_normal_log_prob(z: &[f32], dim: usize) -> Vec<f64> {
+    z.chunks_exact(dim)
+        .map(|row| {
+            -0.5 * row
+                .iter()
+                .map(|&x| f64::from(x) * f64::from(x) + std::f64::consts::TAU.ln())
+                .sum::<f64>()
+        })
+        .collect()
+}
+
+/// The distribution `q(z | x_S)` that an aggregation of experts yields for a batch: what the
+/// objective samples and scores, what evaluation proposes from, what `encode` returns.
+///
+/// Each variant can draw a reparameterised sample from given standard-normal noise, give its
+/// log-density and its KL to the N(0, I) prior (closed form where one exists) and its mean.
+#[derive(Debug)]
+pub enum Posterior<const L: usize, D: Backend, T = NoneTape> {
+    /// A diagonal Gaussian (the product of experts).
+    Gaussian(Gaussian<L, D, T>),
+}
+
+impl<const L: usize, D: Backend> Clone for Posterior<L, D> {
+    fn clone(&self) -> Self {
+        match self {
+            Posterior::Gaussian(g) => Posterior::Gaussian(g.clone()),
+        }
+    }
+}
+
+impl<const L: usize, D: Backend, T: Tape<f32, D>> Posterior<L, D, T> {
+    /// Batch size.
+    pub fn batch(&self) -> usize {
+        match self {
+            Posterior::Gaussian(g) => g.batch(),
+        }
+    }
+
+    /// The mean of each sample's distribution, `(batch, L)`: the point estimate that
+    /// embeddings and "decode the mean" use. A copy with an empty tape.
+    pub fn mean(&self) -> Latent<L, D, T> {
+        match self {
+            Posterior::Gaussian(g) => g.mean.with_empty_tape(),
+        }
+    }
+
+    /// The Gaussian, if this posterior is one.
+    pub fn as_gaussian(&self) -> Option<&Gaussian<L, D, T>> {
+        match self {
+            Posterior::Gaussian(g) => Some(g),
+        }
+    }
+
+    /// A reparameterised sample from the given standard-normal draws (`batch x L`, row-major),
+    /// so that parts of a batch can share the draws of the whole.
+    ///
+    /// # Panics
+    /// If `eps` does not hold `batch x L` values.
+    pub fn rsample_with(self, eps: &[f32]) -> Latent<L, D, T> {
+        match self {
+            Posterior::Gaussian(g) => g.rsample_with(eps),
+        }
+    }
+
+    /// A reparameterised sample with draws from `rng` (on the host: same numbers on every
+    /// device).
+    pub fn rsample(self, rng: &mut impl Rng) -> Latent<L, D, T> {
+        let eps = normal_draws(self.batch() * L, rng);
+        self.rsample_with(&eps)
+    }
+
+    /// A reparameterised sample `z` from `eps` (as [`Posterior::rsample_with`]) and the KL to
+    /// the N(0, I) prior per sample, `(batch,)`: in closed form where one exists, else the
+    /// single-sample estimate `log q(z) - log p(z)` at that `z`. Both on the tape.
+    pub fn rsample_with_kl(self, eps: &[f32]) -> (Latent<L, D, T>, Vector<D, T>) {
+        match self {
+            Posterior::Gaussian(g) => {
+                let copy = Gaussian {
+                    mean: g.mean.with_empty_tape(),
+                    logvar: g.logvar.with_empty_tape(),
+                };
+                let z = g.rsample_with(eps);
+                (z, copy.kl_to_standard_normal())
+            }
+        }
+    }
+
+    /// The KL to the N(0, I) prior per sample in closed form, `(batch,)`; `None` where no
+    /// closed form exists.
+    pub fn kl_to_prior(&self) -> Option<Vector<D, T>> {
+        match self {
+            Posterior::Gaussian(g) => Some(
+                Gaussian {
+                    mean: g.mean.with_empty_tape(),
+                    logvar: g.logvar.with_empty_tape(),
+                }
+                .kl_to_standard_normal(),
+            ),
+        }
+    }
+
+    /// `log q(z)` per sample, `(batch,)`, for one latent per sample.
+    pub fn log_prob(&self, z: Latent<L, D, T>) -> Vector<D, T> {
+        match self {
+            Posterior::Gaussian(g) => g.log_prob(z),
+        }
+    }
+}
+
+impl<const L: usize, D: Backend> Posterior<L, D> {
+    /// Each sample's distribution repeated `k` times in a row (row `i k + j` is sample `i`):
+    /// the proposal of `k` importance samples per data point.
+    pub fn repeat_each(&self, k: usize) -> Self {
+        let rep = |t: &Latent<L, D>| {
+            let v = t.as_vec();
+            let n = v.len() / L;
+            let mut out = Vec::with_capacity(v.len() * k);
+            for row in v.chunks_exact(L) {
+                for _ in 0..k {
+                    out.extend_from_slice(row);
+                }
+            }
+            t.device().tensor_from_vec(out, (n * k, Const::<L>))
+        };
+        match self {
+            Posterior::Gaussian(g) => Posterior::Gaussian(Gaussian {
+                mean: rep(&g.mean),
+                logvar: rep(&g.logvar),
+            }),
+        }
+    }
 }
 
 /// `len` draws from N(0, 1), from `rng` on the host: the noise of every latent sample.
 pub fn normal_draws(len: usize, rng: &mut impl Rng) -> Vec<f32> {
     (0..len).map(|_| StandardNormal.sample(rng)).collect()
-}
-
-/// The product of the N(0, I) prior with the given experts (in precision form).
-///
-/// With no experts this is the prior itself. The experts must share one batch size.
-pub fn combine<const L: usize, D: Backend, T: Tape<f32, D>>(
-    experts: impl IntoIterator<Item = WeightedExpert<L, D, T>>,
-) -> Option<Gaussian<L, D, T>> {
-    let mut it = experts.into_iter();
-    let first = it.next()?;
-    let (mut precision, mut weighted) = (first.precision + 1.0, first.weighted_mean);
-    for e in it {
-        precision = precision + e.precision;
-        weighted = weighted + e.weighted_mean;
-    }
-    let mean = weighted / precision.with_empty_tape();
-    let logvar = precision.ln() * -1.0;
-    Some(Gaussian { mean, logvar })
-}
-
-/// An expert with its presence mask (`None` = present in every sample).
-pub type MaskedExpert<'a, const L: usize, D, T> = (Gaussian<L, D, T>, Option<&'a Vector<D>>);
-
-/// The posterior `N(0, I) x prod_m q_m` of a subset of experts, each masked per sample by its
-/// presence vector (`None` = present in every sample).
-///
-/// # Shapes
-/// Every expert is `(batch, L)`, every mask `(batch,)`; returns `(batch, L)`.
-pub fn product_of_experts<const L: usize, D: Backend, T: Tape<f32, D>>(
-    experts: Vec<MaskedExpert<'_, L, D, T>>,
-) -> Option<Gaussian<L, D, T>> {
-    combine(experts.into_iter().map(|(g, p)| g.weighted(p)))
 }
 
 /// The standard normal prior for a batch of `n`.
@@ -176,59 +295,76 @@ mod tests {
         }
     }
 
-    /// Closed form: T = 1 + sum T_m, mean = sum T_m mu_m / T, for each latent dimension.
-    fn closed_form(experts: &[(f32, f32)]) -> (f32, f32) {
-        let t: f32 = 1.0 + experts.iter().map(|&(_, lv)| (-lv).exp()).sum::<f32>();
-        let m: f32 = experts
-            .iter()
-            .map(|&(mu, lv)| mu * (-lv).exp())
-            .sum::<f32>()
-            / t;
-        (m, -t.ln())
-    }
-
     fn close(a: &[f32], b: &[f32], tol: f32) {
+        assert_eq!(a.len(), b.len());
         for (x, y) in a.iter().zip(b) {
             assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{a:?} vs {b:?}");
         }
     }
 
+    /// The log-density against the closed form of a diagonal Gaussian, per sample.
     #[test]
-    fn product_matches_closed_form_for_one_two_three_experts() {
+    fn log_prob_matches_closed_form() {
         let dev = Cpu::default();
-        let params = [(0.5f32, 0.2f32), (-1.5, -0.7), (2.0, 1.3)];
-        for k in 1..=3 {
-            let experts: Vec<_> = params[..k]
-                .iter()
-                .map(|&(m, lv)| (g(&dev, &[m, -m], &[lv, lv * 0.5]), None))
-                .collect();
-            let q = product_of_experts(experts).unwrap();
-            let d0 = closed_form(&params[..k]);
-            let half: Vec<_> = params[..k].iter().map(|&(m, lv)| (-m, lv * 0.5)).collect();
-            let d1 = closed_form(&half);
-            close(&q.mean.as_vec(), &[d0.0, d1.0], 1e-5);
-            close(&q.logvar.as_vec(), &[d0.1, d1.1], 1e-5);
-        }
+        let q = g(&dev, &[0.5, -1.0, 2.0, 0.0], &[0.3, -2.0, 1.0, 0.0]);
+        let z = t2(&dev, &[0.1, 0.2, -1.0, 3.0]);
+        let got = q.log_prob(z).as_vec();
+        let f = |z: f64, m: f64, lv: f64| {
+            -0.5 * ((z - m).powi(2) * (-lv).exp() + lv + (2.0 * std::f64::consts::PI).ln())
+        };
+        let want = [
+            f(0.1, 0.5, 0.3) + f(0.2, -1.0, -2.0),
+            f(-1.0, 2.0, 1.0) + f(3.0, 0.0, 0.0),
+        ];
+        close(&got, &want.map(|x| x as f32), 1e-6);
+        let host = standard_normal_log_prob(&[-1.0, 3.0], 2);
+        assert!((host[0] - (f(-1.0, 0.0, 0.0) + f(3.0, 0.0, 0.0))).abs() < 1e-12);
     }
 
+    /// The closed-form KL equals the Monte Carlo mean of `log q(z) - log p(z)` over many
+    /// draws (within five standard errors), and `rsample_with_kl` gives the same sample as
+    /// `rsample_with` from the same draws.
     #[test]
-    fn masked_out_expert_equals_product_without_it() {
+    fn kl_is_the_mean_log_ratio_and_sampling_is_consistent() {
+        use rand::SeedableRng;
         let dev = Cpu::default();
-        // Two samples; expert b is present in sample 0 only.
-        let a = || g(&dev, &[0.3, -0.2, 1.0, 0.5], &[0.1, 0.4, -0.3, 0.0]);
-        let b = || g(&dev, &[5.0, 5.0, 5.0, 5.0], &[-1.0, -1.0, -1.0, -1.0]);
-        let mask: Vector<Cpu> = dev.tensor_from_vec(vec![1.0, 0.0], (2,));
-        let q = product_of_experts(vec![(a(), None), (b(), Some(&mask))]).unwrap();
-        let only_a = product_of_experts(vec![(a(), None)]).unwrap();
-        let both = product_of_experts(vec![(a(), None), (b(), None)]).unwrap();
-        close(&q.mean.as_vec()[2..], &only_a.mean.as_vec()[2..], 1e-6);
-        close(&q.logvar.as_vec()[2..], &only_a.logvar.as_vec()[2..], 1e-6);
-        close(&q.mean.as_vec()[..2], &both.mean.as_vec()[..2], 1e-6);
-        // Everything masked out: the prior.
-        let zero: Vector<Cpu> = dev.tensor_from_vec(vec![0.0, 0.0], (2,));
-        let p = product_of_experts(vec![(a(), Some(&zero))]).unwrap();
-        close(&p.mean.as_vec(), &[0.0; 4], 0.0);
-        close(&p.logvar.as_vec(), &[0.0; 4], 0.0);
+        let n = 20_000;
+        let q = Gaussian::<2, Cpu> {
+            mean: dev.tensor_from_vec([0.7f32, -0.4].repeat(n), (n, Const::<2>)),
+            logvar: dev.tensor_from_vec([-0.5f32, 0.8].repeat(n), (n, Const::<2>)),
+        };
+        let eps = normal_draws(2 * n, &mut rand_chacha::ChaCha8Rng::seed_from_u64(3));
+        let post = Posterior::Gaussian(q.clone());
+        let (z, kl) = post.clone().rsample_with_kl(&eps);
+        assert_eq!(z.as_vec(), q.clone().rsample_with(&eps).as_vec());
+        let log_q = post.log_prob(z.clone()).as_vec();
+        let log_p = standard_normal_log_prob(&z.as_vec(), 2);
+        let ratios: Vec<f64> = log_q
+            .iter()
+            .zip(&log_p)
+            .map(|(&a, b)| f64::from(a) - b)
+            .collect();
+        let mean = ratios.iter().sum::<f64>() / n as f64;
+        let sd = (ratios.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+        let exact = f64::from(kl.as_vec()[0]);
+        assert!(
+            (mean - exact).abs() < 5.0 * sd / (n as f64).sqrt(),
+            "{mean} vs {exact}"
+        );
+        assert_eq!(post.kl_to_prior().unwrap().as_vec(), kl.as_vec());
+    }
+
+    /// `repeat_each` repeats each sample's row `k` times in a row.
+    #[test]
+    fn repeat_each_repeats_rows_in_place() {
+        let dev = Cpu::default();
+        let q = Posterior::Gaussian(g(&dev, &[1.0, 2.0, 3.0, 4.0], &[0.1, 0.2, 0.3, 0.4]));
+        let r = q.repeat_each(3);
+        assert_eq!(r.batch(), 6);
+        assert_eq!(
+            r.mean().as_vec(),
+            vec![1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 3.0, 4.0, 3.0, 4.0, 3.0, 4.0]
+        );
     }
 
     #[test]
@@ -241,21 +377,6 @@ mod tests {
         // KL of the prior to itself is 0.
         let p = standard_normal::<2, Cpu>(3, &dev);
         close(&p.kl_to_standard_normal().as_vec(), &[0.0; 3], 0.0);
-    }
-
-    #[test]
-    fn extreme_logvars_stay_finite() {
-        let dev = Cpu::default();
-        let e = || g(&dev, &[1e3, -1e3], &[-500.0, 500.0]);
-        let q = product_of_experts(vec![(e(), None), (e(), None)]).unwrap();
-        let all: Vec<f32> = q
-            .mean
-            .as_vec()
-            .into_iter()
-            .chain(q.logvar.as_vec())
-            .chain(q.kl_to_standard_normal().as_vec())
-            .collect();
-        assert!(all.iter().all(|x| x.is_finite()), "{all:?}");
     }
 
     #[test]

@@ -16,25 +16,26 @@ use crate::backend::Backend;
 use crate::batch::Batch;
 use crate::codec::Codecs;
 use crate::data::{BatchOptions, HostBatch, MultimodalDataset};
-use crate::kernels::{Kernels, PartGradients, WeightFactors};
+use crate::kernels::{PartGradients, WeightFactors};
 use crate::model::Mvae;
-use crate::objective::{self, ObjectiveConfig, Term, TermStats};
+use crate::objective::{self, Objective, ObjectiveConfig, Term, TermPlan, TermStats};
 use crate::optim::{Adam, AdamSettings};
 use crate::profile::{self, Phase};
 use crate::subset::Subset;
 use crate::{Error, Result};
 
 /// What every part of a step shares.
-struct PartContext<'a, const L: usize, D: Backend> {
+struct PartContext<'a, const L: usize, D: Backend, O> {
+    objective: &'a O,
     model: &'a Mvae<L, D>,
     batch: &'a Batch<D>,
-    terms: &'a [Term],
+    plan: &'a [TermPlan],
     beta: f32,
     /// Each term's noise for the whole batch.
     noise: &'a [Vec<f32>],
 }
 
-impl<const L: usize, D: Backend> PartContext<'_, L, D> {
+impl<const L: usize, D: Backend, O: Objective> PartContext<'_, L, D, O> {
     /// The forward and backward pass of the batch's samples `rows`.
     fn run(&self, rows: Range<usize>) -> PartResult<D> {
         let n = self.batch.size();
@@ -49,9 +50,10 @@ impl<const L: usize, D: Backend> PartContext<'_, L, D> {
         let ((value, terms, grads), factors) = D::deferring_weight_gradients(|| {
             let forward = profile::start();
             let loss = objective::loss_with_noise(
+                self.objective,
                 self.model,
                 part.as_ref().unwrap_or(self.batch),
-                self.terms,
+                self.plan,
                 self.beta,
                 &eps,
             );
@@ -260,11 +262,32 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
         self.epoch
     }
 
-    /// One optimisation step on `batch`; returns the per-term statistics.
+    /// One optimisation step on `batch` with the config's objective; returns the per-term
+    /// statistics.
     ///
     /// # Errors
     /// [`Error::Diverged`] if the loss is not finite (the weights are then left unchanged).
     pub fn step(&mut self, batch: &Batch<D>) -> Result<Vec<(Term, TermStats)>> {
+        let objective = self.cfg.objective.clone();
+        self.step_with(&objective, batch)
+    }
+
+    /// One optimisation step on `batch` with another objective (its plan, KL weight and
+    /// batch-coupled term); returns the per-term statistics. A batch whose objective is not a
+    /// sum over samples ([`Objective::per_sample`]) runs in one part.
+    ///
+    /// # Errors
+    /// [`Error::Diverged`] if the loss is not finite (the weights are then left unchanged).
+    pub fn step_with<O: Objective + Sync>(
+        &mut self,
+        objective: &O,
+        batch: &Batch<D>,
+    ) -> Result<Vec<(Term, TermStats)>> {
+        let parts = if objective.per_sample() {
+            D::training_parts(batch.size())
+        } else {
+            1
+        };
         // On the CPU the parts run on rayon's threads. dfdx's CUDA device is neither Send nor
         // Sync, so the generic path cannot ask for that: the CPU is picked out by type, where
         // the compiler checks the thread bounds on the concrete types.
@@ -276,23 +299,22 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
                 .expect("a Trainer<Cpu> steps on a Batch<Cpu>");
             // Inside the pool the kernels' two-way splits hand work to the other worker's
             // deque instead of waking the pool from outside for every product.
-            let parts = Cpu::training_parts(batch.size());
             let step = profile::start();
             let stats = rayon::scope(|_| {
-                let (grads, stats) = cpu.batch_gradients(cpu_batch, parts, |ctx, ranges| {
-                    let all = profile::start();
-                    let results = ranges.into_par_iter().map(|r| ctx.run(r)).collect();
-                    all.stop(Phase::Parts);
-                    results
-                })?;
+                let (grads, stats) =
+                    cpu.batch_gradients(objective, cpu_batch, parts, |ctx, ranges| {
+                        let all = profile::start();
+                        let results = ranges.into_par_iter().map(|r| ctx.run(r)).collect();
+                        all.stop(Phase::Parts);
+                        results
+                    })?;
                 cpu.update(grads);
                 Ok(stats)
             });
             step.stop(Phase::Step);
             return stats;
         }
-        let parts = D::training_parts(batch.size());
-        let (grads, stats) = self.batch_gradients(batch, parts, |ctx, ranges| {
+        let (grads, stats) = self.batch_gradients(objective, batch, parts, |ctx, ranges| {
             ranges.into_iter().map(|r| ctx.run(r)).collect()
         })?;
         self.update(grads);
@@ -310,30 +332,28 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
     /// The gradients of a step's loss in each of the `parts` parts the batch is cut into, which
     /// `map_parts` runs (one after the other, or on threads), and the step's per-term
     /// statistics. Draws the step's terms and noise.
-    fn batch_gradients<M>(
+    fn batch_gradients<O: Objective, M>(
         &mut self,
+        objective: &O,
         batch: &Batch<D>,
         parts: usize,
         map_parts: M,
     ) -> Result<(Vec<PartGradients<D>>, StepStats)>
     where
-        M: FnOnce(&PartContext<'_, L, D>, Vec<Range<usize>>) -> Vec<PartResult<D>>,
+        M: FnOnce(&PartContext<'_, L, D, O>, Vec<Range<usize>>) -> Vec<PartResult<D>>,
     {
-        let beta = self.cfg.objective.beta_at(self.step);
-        let terms = objective::terms(
-            self.model.modalities().len(),
-            &self.cfg.objective,
-            &mut self.rng,
-        );
+        let beta = objective.beta_at(self.step);
+        let plan = objective.plan(self.model.modalities().len(), &mut self.rng);
         // The draws of the whole batch, so the parts below change nothing but the order of
         // floating-point sums.
         let n = batch.size();
-        let noise = objective::draw_noise(terms.len(), n * L, &mut self.rng);
+        let noise = objective::draw_noise(plan.len(), n * L, &mut self.rng);
         let parts = parts.clamp(1, n.max(1));
         let ctx = PartContext {
+            objective,
             model: &self.model,
             batch,
-            terms: &terms,
+            plan: &plan,
             beta,
             noise: &noise,
         };
@@ -527,6 +547,7 @@ impl TermAccumulator {
 mod tests {
     use super::*;
     use crate::batch::HostValues;
+    use crate::kernels::Kernels;
     use crate::likelihood::Variance;
     use crate::modality::{Continuous, Image, Label, ModalitySpec};
     use crate::model::ModelConfig;
@@ -621,13 +642,14 @@ mod tests {
             ],
         )
         .unwrap();
+        let obj = one.cfg.objective.clone();
         let (mut g1, _) = one
-            .batch_gradients(&batch, 1, |ctx, ranges| {
+            .batch_gradients(&obj, &batch, 1, |ctx, ranges| {
                 ranges.into_iter().map(|r| ctx.run(r)).collect()
             })
             .unwrap();
         let (mut g3, _) = rayon::scope(|_| {
-            three.batch_gradients(&batch, 3, |ctx, ranges| {
+            three.batch_gradients(&obj, &batch, 3, |ctx, ranges| {
                 ranges.into_par_iter().map(|r| ctx.run(r)).collect()
             })
         })

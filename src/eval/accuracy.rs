@@ -44,7 +44,7 @@ pub fn accuracy<const L: usize, D: Backend>(
         let batch = Batch::from_host_batch(model.modalities(), model.device(), &host)?;
         let chunk = &host.indices;
         let q = model.encode(&batch, from);
-        let probs = model.decode_mean(target, q.mean).as_vec();
+        let probs = model.decode_mean(target, q.mean()).as_vec();
         for (j, &i) in chunk.iter().enumerate() {
             let has_source = from
                 .iter()

@@ -245,7 +245,7 @@ pub fn conditional_coherence<const L: usize, D: Backend>(
         let batch = Batch::from_host_batch(model.modalities(), model.device(), &sel)?;
         let q = model.encode(&batch, given);
         let z = if cfg.from_mean {
-            q.mean
+            q.mean()
         } else {
             q.rsample(&mut rng)
         };

@@ -9,6 +9,7 @@ use crate::backend::Backend;
 use crate::batch::Batch;
 use crate::data::{HostBatch, MultimodalDataset};
 use crate::model::Mvae;
+use crate::posterior::normal_draws;
 use crate::subset::Subset;
 use crate::{Error, Result};
 
@@ -31,8 +32,9 @@ pub fn elbo<const L: usize, D: Backend>(
     while batches.next_into(&mut host) {
         let batch = Batch::from_host_batch(model.modalities(), model.device(), &host)?;
         let q = model.encode(&batch, subset);
-        let kl = q.clone().kl_to_standard_normal().as_vec();
-        let z = q.rsample(&mut rng);
+        let eps = normal_draws(batch.size() * L, &mut rng);
+        let (z, kl) = q.rsample_with_kl(&eps);
+        let kl = kl.as_vec();
         let mut elbo: Vec<f64> = kl.iter().map(|&k| -f64::from(k)).collect();
         let mut have = vec![true; batch.size()];
         for m in subset.iter() {

@@ -30,16 +30,14 @@
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
-
-use dfdx::prelude::*;
 
 use super::{in_order_by, mean_and_se, replicate, select_rows, subset_names, EVAL_BATCH};
 use crate::backend::Backend;
 use crate::batch::Batch;
 use crate::data::{HostBatch, MultimodalDataset};
 use crate::model::Mvae;
+use crate::posterior::{normal_draws, standard_normal_log_prob, Posterior};
 use crate::subset::Subset;
 use crate::{Error, Result};
 
@@ -227,7 +225,6 @@ fn estimate<const L: usize, D: Backend>(
         }
         let batch = Batch::from_host_batch(model.modalities(), model.device(), &sel)?;
         let q = model.encode(&batch, subset);
-        let (mean, logvar) = (q.mean.as_vec(), q.logvar.as_vec());
         let n = sel.len();
         let mut lse = vec![StreamingLse::EMPTY; n];
         let mut lse_extra = vec![StreamingLse::EMPTY; n];
@@ -242,37 +239,27 @@ fn estimate<const L: usize, D: Backend>(
             })
             .collect();
         let mut sum_lw = vec![0.0f64; n];
-        let mut replicated: Option<(usize, Batch<D>)> = None;
+        let mut replicated: Option<(usize, Batch<D>, Posterior<L, D>)> = None;
         let mut done = 0;
         while done < cfg.k {
             let c = chunk.min(cfg.k - done);
-            if replicated.as_ref().is_none_or(|(size, _)| *size != c) {
+            if replicated.as_ref().is_none_or(|(size, _, _)| *size != c) {
                 let rep = replicate(&sel, c);
                 let b = Batch::from_host_batch(model.modalities(), model.device(), &rep)?;
-                replicated = Some((c, b));
+                replicated = Some((c, b, q.repeat_each(c)));
             }
-            let (_, rep) = replicated.as_ref().expect("just set");
-            // z = mean + sd * eps, row i * c + j = draw j of data point i.
+            let (_, rep, proposal) = replicated.as_ref().expect("just set");
+            // Row i * c + j = draw j of data point i, from the proposal q(z | x_S); the
+            // log-weight starts at log p(z) - log q(z | x_S).
             let rows = n * c;
-            let mut z = Vec::with_capacity(rows * L);
-            // log p(z) - log q(z | x_S) per row (the 2 pi terms cancel).
-            let mut lw = Vec::with_capacity(rows);
-            for i in 0..n {
-                let (mu, lv) = (&mean[i * L..(i + 1) * L], &logvar[i * L..(i + 1) * L]);
-                for _ in 0..c {
-                    let mut acc = 0.0f64;
-                    for d in 0..L {
-                        let e: f32 = StandardNormal.sample(&mut rng);
-                        let zd = mu[d] + (0.5 * lv[d]).exp() * e;
-                        z.push(zd);
-                        let (e, zd, lv) = (f64::from(e), f64::from(zd), f64::from(lv[d]));
-                        acc += 0.5 * (e * e + lv - zd * zd);
-                    }
-                    lw.push(acc);
-                }
-            }
-            let z: crate::backend::Latent<L, D> =
-                model.device().tensor_from_vec(z, (rows, Const::<L>));
+            let eps = normal_draws(rows * L, &mut rng);
+            let z = proposal.clone().rsample_with(&eps);
+            let log_q = proposal.log_prob(z.clone()).as_vec();
+            let mut lw: Vec<f64> = standard_normal_log_prob(&z.as_vec(), L)
+                .into_iter()
+                .zip(log_q)
+                .map(|(log_p, log_q)| log_p - f64::from(log_q))
+                .collect();
             for m in subset.iter() {
                 let col = rep
                     .column(m)
@@ -432,6 +419,8 @@ pub(crate) mod tests {
     use crate::modality::{Continuous, ModalitySpec};
     use crate::model::{InputLayer, ModelConfig};
     use crate::nn::Activation;
+    use dfdx::prelude::*;
+    use rand_distr::{Distribution, StandardNormal};
 
     /// Fixed observation variance of every modality.
     const SIGMA2: f64 = 0.25;

@@ -56,7 +56,7 @@ pub fn latents<const L: usize, D: Backend>(
             continue;
         }
         let batch = Batch::from_host_batch(model.modalities(), model.device(), &sel)?;
-        zs.extend(model.encode(&batch, subset).mean.as_vec());
+        zs.extend(model.encode(&batch, subset).mean().as_vec());
         ys.extend(sel.indices.iter().map(|&i| col.values()[i]));
     }
     if ys.is_empty() {

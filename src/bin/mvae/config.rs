@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use mvae::Activation;
+use mvae::{Activation, AggregationKind};
 use serde::{Deserialize, Serialize};
 
 /// Which data set a run trains on.
@@ -73,6 +73,8 @@ pub struct ModelSection {
     pub decoder_hidden: Vec<usize>,
     /// Hidden activation.
     pub activation: Activation,
+    /// How the experts of the present modalities are combined (`"poe"`).
+    pub aggregation: AggregationKind,
     /// Likelihood weights by modality name (default 1; `label` 50 as in the paper).
     pub weights: BTreeMap<String, f32>,
 }
@@ -84,6 +86,7 @@ impl Default for ModelSection {
             encoder_hidden: vec![512, 512],
             decoder_hidden: vec![512, 512, 512],
             activation: Activation::Swish,
+            aggregation: AggregationKind::default(),
             weights: BTreeMap::new(),
         }
     }

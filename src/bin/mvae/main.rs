@@ -25,9 +25,11 @@ pub const LATENT_SIZES: [usize; 6] = [2, 8, 16, 32, 64, 128];
     name = "mvae",
     version,
     about = "Multimodal variational autoencoders: one latent space for images, sound, labels and tables",
-    long_about = "Multimodal variational autoencoders (MVAE, Wu & Goodman 2018): each modality has \
-an encoder whose Gaussian posteriors are multiplied with a N(0, I) prior (product of experts), so \
-any subset of modalities can be encoded and every modality decoded from it.\n\n\
+    long_about = "Multimodal variational autoencoders: each modality has an encoder that emits a \
+Gaussian expert; the experts of the modalities a sample has are combined into one posterior (by \
+default the product of experts with a N(0, I) prior, as in MVAE, Wu & Goodman 2018; see `mvae \
+train --aggregation`), so any subset of modalities can be encoded and every modality decoded \
+from it.\n\n\
 Typical use:\n  mvae train --dataset mnist --epochs 5 --out runs/mnist\n  \
 mvae eval --checkpoint runs/mnist\n  mvae generate --checkpoint runs/mnist --label 3 --out gen\n  \
 mvae impute --checkpoint runs/table --csv partial.csv --out completed.csv\n  \

@@ -235,7 +235,7 @@ fn reconstruct<const L: usize, D: Backend>(
             present: None,
         }],
     )?;
-    let z = model.encode_all(&batch).mean;
+    let z = model.encode_all(&batch).mean();
     Ok(model.decode_mean(m, z).as_vec())
 }
 

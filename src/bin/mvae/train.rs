@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use mvae::train::EpochMetrics;
 use mvae::{
-    eval, AdamSettings, Backend, ModelConfig, Mvae, ObjectiveConfig, Subset, TrainConfig, Trainer,
+    eval, AdamSettings, AggregationKind, Backend, ModelConfig, Mvae, ObjectiveConfig, Subset,
+    TrainConfig, Trainer,
 };
 
 use crate::config::{self, DatasetKind, RunConfig};
@@ -85,6 +86,10 @@ pub struct TrainArgs {
     /// Decoder hidden sizes, e.g. 512,512,512.
     #[arg(long, value_name = "SIZES")]
     decoder_hidden: Option<Sizes>,
+    /// How the experts of the present modalities are combined: poe (product of experts with
+    /// the prior, MVAE; the default).
+    #[arg(long, value_name = "KIND")]
+    aggregation: Option<AggregationKind>,
     /// Likelihood weight of a modality, e.g. `--weight label=50` (repeatable).
     #[arg(long, value_name = "NAME=W", value_parser = config::key_value::<f32>)]
     weight: Vec<(String, f32)>,
@@ -142,6 +147,7 @@ impl TrainArgs {
         if let Some(s) = &self.decoder_hidden {
             m.decoder_hidden = s.0.clone();
         }
+        m.aggregation = self.aggregation.unwrap_or(m.aggregation);
         m.weights.extend(self.weight.iter().cloned());
         let t = &mut cfg.train;
         t.epochs = self.epochs.unwrap_or(t.epochs);
@@ -219,6 +225,7 @@ fn model_config(cfg: &RunConfig, specs: Vec<mvae::ModalitySpec>) -> Result<Model
     let mc = ModelConfig {
         modalities,
         activation: cfg.model.activation,
+        aggregation: cfg.model.aggregation,
     };
     mc.validate()?;
     Ok(mc)

@@ -8,18 +8,35 @@
 //! and the loss is the sum over terms. A sample takes part in a subset term (`w = 1`) only
 //! when it has every modality of the subset; in the joint term it uses whatever it has (`p` is
 //! its presence mask). Encoders run once per step and their experts are shared by every term.
+//!
+//! # Plan and engine
+//! An [`Objective`] says *what* to compute: each step it draws a plan, a list of
+//! [`TermPlan`]s (which subset a term encodes, which modalities it scores, which samples take
+//! part, its weight), and it may add a term that couples the samples of a batch. The engine
+//! (`engine.rs`, [`loss_with_noise`]) computes any plan: it encodes the batch once, combines
+//! the experts of each term's subset by the model's [`Aggregation`](crate::aggregation::Aggregation),
+//! draws each term's latent from the given noise, runs each decoder once over the stacked
+//! latents of every term that scores its modality, and keeps the tape bookkeeping.
+//! [`ObjectiveConfig`] is MVAE's sub-sampled ELBO as such a plan (`scored = given`); an
+//! objective whose terms score every modality from each subset's latent (MMVAE, MoPoE) is a
+//! different plan for the same engine.
 
 use dfdx::prelude::*;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, Latent, Vector};
-use crate::batch::{Batch, Input};
+mod engine;
+
+use crate::aggregation::Experts;
+use crate::backend::Backend;
+use crate::batch::Batch;
 use crate::model::Mvae;
-use crate::posterior::{self, WeightedExpert};
+use crate::posterior;
 use crate::subset::Subset;
 use crate::{Error, Result};
+
+pub use engine::{loss_with_noise, Loss};
 
 /// Settings of the training objective.
 ///
@@ -92,6 +109,88 @@ pub fn terms(m: usize, cfg: &ObjectiveConfig, rng: &mut impl Rng) -> Vec<Term> {
     out
 }
 
+/// What a training objective computes: a plan of ELBO-like terms per step, the KL weight, and
+/// optionally a term that couples the samples of a batch.
+///
+/// The trainer draws the plan and the noise for the whole batch, then hands them to the engine
+/// ([`loss_with_noise`]). A loss that is a sum over samples ([`Objective::per_sample`]) may be
+/// computed in parts of the batch on several threads with the same result up to float order;
+/// one that is not (a contrastive loss compares every pair of the batch) runs in one part.
+pub trait Objective {
+    /// The terms of one step for a model of `modalities` modalities (random ones drawn from
+    /// `rng`).
+    fn plan(&self, modalities: usize, rng: &mut impl Rng) -> Vec<TermPlan>;
+
+    /// The KL weight at optimisation step `step` (0-based).
+    fn beta_at(&self, step: usize) -> f32;
+
+    /// Whether the loss is a sum of per-sample losses, so that a batch may be split into parts
+    /// (true unless [`Objective::batch_term`] is used).
+    fn per_sample(&self) -> bool {
+        true
+    }
+
+    /// A term computed from the whole batch's experts and added to the loss (default: none).
+    /// Its value is part of [`Loss::value`], not of the per-term statistics. An objective that
+    /// returns one must say `per_sample() == false`.
+    fn batch_term<const L: usize, D: Backend>(
+        &self,
+        experts: &Experts<L, D, OwnedTape<f32, D>>,
+    ) -> Option<Tensor<Rank0, f32, D, OwnedTape<f32, D>>> {
+        let _ = experts;
+        None
+    }
+}
+
+impl Objective for ObjectiveConfig {
+    /// MVAE's terms ([`terms`]), each scoring the modalities it encodes.
+    fn plan(&self, modalities: usize, rng: &mut impl Rng) -> Vec<TermPlan> {
+        terms(modalities, self, rng)
+            .into_iter()
+            .map(|t| TermPlan::elbo(t, modalities))
+            .collect()
+    }
+
+    fn beta_at(&self, step: usize) -> f32 {
+        ObjectiveConfig::beta_at(self, step)
+    }
+}
+
+/// One term of a step's plan.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TermPlan {
+    /// What the statistics call it.
+    pub term: Term,
+    /// The modalities whose experts are combined into the term's posterior (each where the
+    /// sample has it).
+    pub given: Subset,
+    /// The modalities decoded from the term's latent sample and scored (each where the sample
+    /// has it).
+    pub scored: Subset,
+    /// A sample takes part only if it has every modality of this set (empty: every sample).
+    pub required: Subset,
+    /// The term's weight in the loss.
+    pub weight: f32,
+}
+
+impl TermPlan {
+    /// MVAE's ELBO term: the joint term encodes and scores everything each sample has; a subset
+    /// term encodes and scores exactly its modalities, for the samples that have all of them.
+    pub fn elbo(term: Term, modalities: usize) -> Self {
+        let (given, required) = match term {
+            Term::Joint => (Subset::all(modalities), Subset::default()),
+            Term::Subset(s) => (s, s),
+        };
+        Self {
+            term,
+            given,
+            scored: given,
+            required,
+            weight: 1.0,
+        }
+    }
+}
+
 /// One ELBO term of the objective.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Term {
@@ -140,15 +239,8 @@ impl TermStats {
     }
 }
 
-/// The loss of one batch, on the tape, with per-term statistics.
-pub struct Loss<D: Backend> {
-    /// Scalar loss to minimise (sum of terms, each divided by the batch size).
-    pub value: Tensor<Rank0, f32, D, OwnedTape<f32, D>>,
-    /// Statistics per term, in the order of [`terms`].
-    pub terms: Vec<(Term, TermStats)>,
-}
-
-/// Computes the sub-sampled ELBO loss of `batch` for the given terms with KL weight `beta`.
+/// Computes the sub-sampled ELBO loss of `batch` for the given terms with KL weight `beta`,
+/// drawing the noise from `rng`.
 pub fn loss<const L: usize, D: Backend>(
     model: &Mvae<L, D>,
     batch: &Batch<D>,
@@ -156,9 +248,18 @@ pub fn loss<const L: usize, D: Backend>(
     beta: f32,
     rng: &mut impl Rng,
 ) -> Loss<D> {
-    let noise = draw_noise(terms.len(), batch.size() * L, rng);
+    let mods = model.modalities().len();
+    let plan: Vec<TermPlan> = terms.iter().map(|&t| TermPlan::elbo(t, mods)).collect();
+    let noise = draw_noise(plan.len(), batch.size() * L, rng);
     let noise: Vec<&[f32]> = noise.iter().map(Vec::as_slice).collect();
-    loss_with_noise(model, batch, terms, beta, &noise)
+    loss_with_noise(
+        &ObjectiveConfig::default(),
+        model,
+        batch,
+        &plan,
+        beta,
+        &noise,
+    )
 }
 
 /// The standard-normal draws of the reparameterisation: `len` values for each of `terms`
@@ -168,217 +269,6 @@ pub fn draw_noise(terms: usize, len: usize, rng: &mut impl Rng) -> Vec<Vec<f32>>
     (0..terms)
         .map(|_| posterior::normal_draws(len, rng))
         .collect()
-}
-
-/// [`loss`] with the reparameterisation's draws given: `noise[t]` holds `batch x L` values for
-/// term `t`.
-///
-/// # Panics
-/// If `noise` does not hold one slice of `batch x L` values per term.
-pub fn loss_with_noise<const L: usize, D: Backend>(
-    model: &Mvae<L, D>,
-    batch: &Batch<D>,
-    terms: &[Term],
-    beta: f32,
-    noise: &[&[f32]],
-) -> Loss<D> {
-    assert_eq!(noise.len(), terms.len(), "one noise slice per term");
-    let n = batch.size();
-    let dev = model.device().clone();
-    let mods = model.modalities().len();
-    // Encoders run once; each expert's own tape is merged into the loss at the end, every
-    // use works on a copy with an empty tape.
-    let mut experts: Vec<Option<WeightedExpert<L, D, OwnedTape<f32, D>>>> = (0..mods)
-        .map(|m| {
-            batch.column(m).map(|c| {
-                model
-                    .expert(m, &c.input, OwnedTape::default())
-                    .weighted(c.mask())
-            })
-        })
-        .collect();
-    // 1. Per term: who takes part, the posterior, its KL and a latent sample.
-    let mut active: Vec<Option<ActiveTerm<L, D>>> = Vec::with_capacity(terms.len());
-    let mut stats = Vec::with_capacity(terms.len());
-    for (&term, &eps) in terms.iter().zip(noise) {
-        let subset = match term {
-            Term::Joint => Subset::all(mods),
-            Term::Subset(s) => s,
-        };
-        let used: Vec<usize> = subset.iter().filter(|&m| experts[m].is_some()).collect();
-        // Per-sample participation w.
-        let w: Vec<bool> = (0..n)
-            .map(|i| match term {
-                Term::Joint => true,
-                Term::Subset(s) => s
-                    .iter()
-                    .all(|m| batch.column(m).is_some_and(|c| c.present_host[i])),
-            })
-            .collect();
-        let count = w.iter().filter(|&&x| x).count();
-        stats.push((
-            term,
-            TermStats {
-                samples: count,
-                nll: vec![0.0; mods],
-                ..Default::default()
-            },
-        ));
-        if count == 0 || used.is_empty() {
-            active.push(None);
-            continue;
-        }
-        let q = posterior::combine(
-            used.iter()
-                .map(|&m| experts[m].as_ref().expect("filtered").reuse()),
-        )
-        .expect("used is not empty");
-        let kl_q = posterior::Gaussian {
-            mean: q.mean.with_empty_tape(),
-            logvar: q.logvar.with_empty_tape(),
-        };
-        let z = q.rsample_with(eps);
-        let kl = kl_q.kl_to_standard_normal();
-        let kl_host = kl.as_vec();
-        stats.last_mut().expect("pushed").1.kl = mean_where(&kl_host, &w);
-        active.push(Some(ActiveTerm {
-            per_sample: Some(kl * beta),
-            z: Some(z),
-            used,
-            w,
-            count,
-        }));
-    }
-    // 2. Per modality: one decoder pass over the latents of every term that scores it,
-    // stacked along the batch (larger products, each weight read once), then each term's
-    // rows of the log-likelihood back to that term.
-    for m in 0..mods {
-        let scoring: Vec<usize> = (0..active.len())
-            .filter(|&t| active[t].as_ref().is_some_and(|a| a.used.contains(&m)))
-            .collect();
-        if scoring.is_empty() {
-            continue;
-        }
-        let col = batch.column(m).expect("used modalities have a column");
-        // Each term's z: a copy, or z itself (and with it the tape of the product and the
-        // reparameterisation) at the term's last decoder.
-        let zs: Vec<Latent<L, D, OwnedTape<f32, D>>> = scoring
-            .iter()
-            .map(|&t| {
-                let a = active[t].as_mut().expect("scoring terms are active");
-                if a.used.last() == Some(&m) {
-                    a.z.take().expect("taken once, by the last decoder")
-                } else {
-                    a.z.as_ref().expect("still here").with_empty_tape()
-                }
-            })
-            .collect();
-        let k = zs.len();
-        let z = stack_rows(zs);
-        let target = repeat_rows(&col.input, k);
-        let nll = model.log_likelihood(m, model.decode(m, z), &target) * -1.0;
-        let lambda = model.modalities()[m].weight;
-        let mut nll = Some(nll);
-        for (i, &t) in scoring.iter().enumerate() {
-            let rows = i * n..(i + 1) * n;
-            let part = if i + 1 == k {
-                let all = nll.take().expect("taken once, by the last term");
-                if k == 1 {
-                    all
-                } else {
-                    all.slice((rows,))
-                }
-            } else {
-                nll.as_ref()
-                    .expect("still here")
-                    .with_empty_tape()
-                    .slice((rows,))
-            };
-            let part = match col.mask() {
-                Some(p) => part * p.clone(),
-                None => part,
-            };
-            let a = active[t].as_mut().expect("scoring terms are active");
-            stats[t].1.nll[m] = mean_where(&part.as_vec(), &a.w);
-            let so_far = a.per_sample.take().expect("put back after every modality");
-            a.per_sample = Some(so_far + part * lambda);
-        }
-    }
-    // 3. Per term: its loss, on the tape and on the host.
-    let mut total: Option<Tensor<Rank0, f32, D, OwnedTape<f32, D>>> = None;
-    for (t, a) in active.into_iter().enumerate() {
-        let Some(a) = a else { continue };
-        let per_sample = a.per_sample.expect("every active term has its sum");
-        let per_sample = if a.count < n {
-            let w_dev: Vector<D> =
-                dev.tensor_from_vec(a.w.iter().map(|&x| f32::from(u8::from(x))).collect(), (n,));
-            per_sample * w_dev
-        } else {
-            per_sample
-        };
-        let loss_host = per_sample.as_vec();
-        stats[t].1.loss = loss_host.iter().map(|&x| f64::from(x)).sum::<f64>() / a.count as f64;
-        let term_total = per_sample.sum::<Rank0, _>() * (1.0 / n as f32);
-        total = Some(match total {
-            None => term_total,
-            Some(t) => t + term_total,
-        });
-    }
-    let mut value = total.unwrap_or_else(|| dev.zeros::<Rank0>().put_tape(OwnedTape::default()));
-    // Hand the encoders' tapes to the loss so their backward ops run.
-    for e in experts.iter_mut().filter_map(Option::take) {
-        let (v, tape) = value.split_tape();
-        let (p, t1) = e.precision.split_tape();
-        let (_, t2) = e.weighted_mean.split_tape();
-        drop(p);
-        value = v.put_tape(tape.merge(t1).merge(t2));
-    }
-    Loss {
-        value,
-        terms: stats,
-    }
-}
-
-/// A term of [`loss_with_noise`] that some sample takes part in, between its phases.
-struct ActiveTerm<const L: usize, D: Backend> {
-    /// `beta KL + sum of lambda-weighted NLLs` so far, per sample.
-    per_sample: Option<Vector<D, OwnedTape<f32, D>>>,
-    /// The latent sample, until its last decoder takes it.
-    z: Option<Latent<L, D, OwnedTape<f32, D>>>,
-    /// The modalities it scores, in model order.
-    used: Vec<usize>,
-    /// Which samples take part.
-    w: Vec<bool>,
-    /// How many do.
-    count: usize,
-}
-
-/// The latents stacked along the batch, in order.
-fn stack_rows<const L: usize, D: Backend>(
-    zs: Vec<Latent<L, D, OwnedTape<f32, D>>>,
-) -> Latent<L, D, OwnedTape<f32, D>> {
-    let mut it = zs.into_iter();
-    let first = it.next().expect("at least one latent");
-    it.fold(first, |acc, z| (acc, z).concat_along(Axis::<0>))
-}
-
-/// `input` repeated `k` times along the batch (the targets of stacked latents).
-fn repeat_rows<D: Backend>(input: &Input<D>, k: usize) -> Input<D> {
-    if k == 1 {
-        return input.clone();
-    }
-    match input {
-        Input::Dense(x) => {
-            let first = x.clone();
-            Input::Dense((1..k).fold(first, |acc, _| (acc, x.clone()).concat_along(Axis::<0>)))
-        }
-        Input::Classes(ids) => {
-            // dfdx concatenates float tensors only: ids go through the host.
-            let host = ids.as_vec();
-            let n = host.len();
-            Input::Classes(ids.device().tensor_from_vec(host.repeat(k), (n * k,)))
-        }
-    }
 }
 
 fn mean_where(v: &[f32], w: &[bool]) -> f64 {
@@ -490,10 +380,12 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let noise = draw_noise(terms.len(), b.size() * 3, &mut rng);
         let all: Vec<&[f32]> = noise.iter().map(Vec::as_slice).collect();
-        let together = loss_with_noise(&model, &b, &terms, 0.7, &all);
+        let plan: Vec<TermPlan> = terms.iter().map(|&t| TermPlan::elbo(t, 4)).collect();
+        let cfg = ObjectiveConfig::default();
+        let together = loss_with_noise(&cfg, &model, &b, &plan, 0.7, &all);
         let mut total = 0.0;
         for (t, term) in terms.iter().enumerate() {
-            let alone = loss_with_noise(&model, &b, &[*term], 0.7, &all[t..=t]);
+            let alone = loss_with_noise(&cfg, &model, &b, &plan[t..=t], 0.7, &all[t..=t]);
             total += alone.value.as_vec()[0];
             let (got, want) = (&together.terms[t].1, &alone.terms[0].1);
             assert_eq!(got.samples, want.samples, "{term:?}");

@@ -1,0 +1,228 @@
+//! The engine that computes any plan of terms on one batch (see the module doc of
+//! [`crate::objective`]): encoders once, each term's posterior, KL and latent sample, each
+//! decoder once over the stacked latents of every term that scores its modality, and the tape
+//! bookkeeping that makes every branch's gradient reach the loss.
+
+use dfdx::prelude::*;
+
+use super::{mean_where, Objective, Term, TermPlan, TermStats};
+use crate::aggregation::Aggregation;
+use crate::backend::{Backend, Latent, Vector};
+use crate::batch::{Batch, Input};
+use crate::model::Mvae;
+use crate::subset::Subset;
+
+/// The loss of one batch, on the tape, with per-term statistics.
+pub struct Loss<D: Backend> {
+    /// Scalar loss to minimise (sum of terms, each divided by the batch size).
+    pub value: Tensor<Rank0, f32, D, OwnedTape<f32, D>>,
+    /// Statistics per term, in the order of the plan.
+    pub terms: Vec<(Term, TermStats)>,
+}
+
+/// The loss of `plan` on `batch` with KL weight `beta`, the reparameterisation's draws given:
+/// `noise[t]` holds `batch x L` values for term `t`; plus `objective`'s batch-coupled term,
+/// if it has one.
+///
+/// # Panics
+/// If `noise` does not hold one slice of `batch x L` values per term.
+pub fn loss_with_noise<const L: usize, D: Backend, O: Objective>(
+    objective: &O,
+    model: &Mvae<L, D>,
+    batch: &Batch<D>,
+    plan: &[TermPlan],
+    beta: f32,
+    noise: &[&[f32]],
+) -> Loss<D> {
+    assert_eq!(noise.len(), plan.len(), "one noise slice per term");
+    let n = batch.size();
+    let dev = model.device().clone();
+    let mods = model.modalities().len();
+    let aggregation = model.config().aggregation;
+    // Encoders run once; each expert's own tape is handed to the loss at the end, every use
+    // works on a copy with an empty tape.
+    let experts = model.experts::<OwnedTape<f32, D>>(batch, Subset::all(mods));
+    // 1. Per term: who takes part, the posterior, its KL and a latent sample.
+    let mut active: Vec<Option<ActiveTerm<L, D>>> = Vec::with_capacity(plan.len());
+    let mut stats = Vec::with_capacity(plan.len());
+    for (p, &eps) in plan.iter().zip(noise) {
+        let scored: Vec<usize> = p
+            .scored
+            .iter()
+            .filter(|&m| batch.column(m).is_some())
+            .collect();
+        // Per-sample participation w.
+        let w: Vec<bool> = (0..n)
+            .map(|i| {
+                p.required
+                    .iter()
+                    .all(|m| batch.column(m).is_some_and(|c| c.present_host[i]))
+            })
+            .collect();
+        let count = w.iter().filter(|&&x| x).count();
+        stats.push((
+            p.term,
+            TermStats {
+                samples: count,
+                nll: vec![0.0; mods],
+                ..Default::default()
+            },
+        ));
+        if count == 0 || scored.is_empty() {
+            active.push(None);
+            continue;
+        }
+        let q = aggregation.aggregate(&experts, p.given);
+        let (z, kl) = q.rsample_with_kl(eps);
+        stats.last_mut().expect("pushed").1.kl = mean_where(&kl.as_vec(), &w);
+        active.push(Some(ActiveTerm {
+            per_sample: Some(kl * beta),
+            z: Some(z),
+            scored,
+            w,
+            count,
+            weight: p.weight,
+        }));
+    }
+    // 2. Per modality: one decoder pass over the latents of every term that scores it,
+    // stacked along the batch (larger products, each weight read once), then each term's
+    // rows of the log-likelihood back to that term.
+    for m in 0..mods {
+        let scoring: Vec<usize> = (0..active.len())
+            .filter(|&t| active[t].as_ref().is_some_and(|a| a.scored.contains(&m)))
+            .collect();
+        if scoring.is_empty() {
+            continue;
+        }
+        let col = batch.column(m).expect("scored modalities have a column");
+        let zs: Vec<Latent<L, D, OwnedTape<f32, D>>> = scoring
+            .iter()
+            .map(|&t| {
+                active[t]
+                    .as_mut()
+                    .expect("scoring terms are active")
+                    .z_for(m)
+            })
+            .collect();
+        let k = zs.len();
+        let z = stack_rows(zs);
+        let target = repeat_rows(&col.input, k);
+        let nll = model.log_likelihood(m, model.decode(m, z), &target) * -1.0;
+        let lambda = model.modalities()[m].weight;
+        for (i, (&t, part)) in scoring.iter().zip(split_rows(nll, k, n)).enumerate() {
+            debug_assert!(i < k);
+            let part = match col.mask() {
+                Some(p) => part * p.clone(),
+                None => part,
+            };
+            let a = active[t].as_mut().expect("scoring terms are active");
+            stats[t].1.nll[m] = mean_where(&part.as_vec(), &a.w);
+            let so_far = a.per_sample.take().expect("put back after every modality");
+            a.per_sample = Some(so_far + part * lambda);
+        }
+    }
+    // 3. Per term: its loss, on the tape and on the host.
+    let mut total: Option<Tensor<Rank0, f32, D, OwnedTape<f32, D>>> = None;
+    for (t, a) in active.into_iter().enumerate() {
+        let Some(a) = a else { continue };
+        let mut per_sample = a.per_sample.expect("every active term has its sum");
+        if a.count < n {
+            let w_dev: Vector<D> =
+                dev.tensor_from_vec(a.w.iter().map(|&x| f32::from(u8::from(x))).collect(), (n,));
+            per_sample = per_sample * w_dev;
+        }
+        if a.weight != 1.0 {
+            per_sample = per_sample * a.weight;
+        }
+        let loss_host = per_sample.as_vec();
+        stats[t].1.loss = loss_host.iter().map(|&x| f64::from(x)).sum::<f64>() / a.count as f64;
+        let term_total = per_sample.sum::<Rank0, _>() * (1.0 / n as f32);
+        total = Some(match total {
+            None => term_total,
+            Some(t) => t + term_total,
+        });
+    }
+    if let Some(coupled) = objective.batch_term(&experts) {
+        total = Some(match total {
+            None => coupled,
+            Some(t) => t + coupled,
+        });
+    }
+    let value = total.unwrap_or_else(|| dev.zeros::<Rank0>().put_tape(OwnedTape::default()));
+    Loss {
+        value: experts.attach_tapes(value),
+        terms: stats,
+    }
+}
+
+/// A term of [`loss_with_noise`] that some sample takes part in, between its phases.
+struct ActiveTerm<const L: usize, D: Backend> {
+    /// `beta KL + sum of lambda-weighted NLLs` so far, per sample.
+    per_sample: Option<Vector<D, OwnedTape<f32, D>>>,
+    /// The latent sample, until its last decoder takes it.
+    z: Option<Latent<L, D, OwnedTape<f32, D>>>,
+    /// The modalities it scores that the batch has, in model order.
+    scored: Vec<usize>,
+    /// Which samples take part.
+    w: Vec<bool>,
+    /// How many do.
+    count: usize,
+    /// Its weight in the loss.
+    weight: f32,
+}
+
+impl<const L: usize, D: Backend> ActiveTerm<L, D> {
+    /// The latent for decoder `m`: a copy with an empty tape, or, for the term's last
+    /// decoder, `z` itself (and with it the tape of the posterior and the reparameterisation).
+    fn z_for(&mut self, m: usize) -> Latent<L, D, OwnedTape<f32, D>> {
+        if self.scored.last() == Some(&m) {
+            self.z.take().expect("taken once, by the last decoder")
+        } else {
+            self.z.as_ref().expect("still here").with_empty_tape()
+        }
+    }
+}
+
+/// `v` (`k n` rows) cut into `k` slices of `n` rows; the last one carries the tape.
+fn split_rows<D: Backend>(
+    v: Vector<D, OwnedTape<f32, D>>,
+    k: usize,
+    n: usize,
+) -> Vec<Vector<D, OwnedTape<f32, D>>> {
+    if k == 1 {
+        return vec![v];
+    }
+    let mut out: Vec<_> = (0..k - 1)
+        .map(|i| v.with_empty_tape().slice((i * n..(i + 1) * n,)))
+        .collect();
+    out.push(v.slice(((k - 1) * n..k * n,)));
+    out
+}
+
+/// The latents stacked along the batch, in order.
+fn stack_rows<const L: usize, D: Backend>(
+    zs: Vec<Latent<L, D, OwnedTape<f32, D>>>,
+) -> Latent<L, D, OwnedTape<f32, D>> {
+    let mut it = zs.into_iter();
+    let first = it.next().expect("at least one latent");
+    it.fold(first, |acc, z| (acc, z).concat_along(Axis::<0>))
+}
+
+/// `input` repeated `k` times along the batch (the targets of stacked latents).
+fn repeat_rows<D: Backend>(input: &Input<D>, k: usize) -> Input<D> {
+    if k == 1 {
+        return input.clone();
+    }
+    match input {
+        Input::Dense(x) => {
+            let first = x.clone();
+            Input::Dense((1..k).fold(first, |acc, _| (acc, x.clone()).concat_along(Axis::<0>)))
+        }
+        Input::Classes(ids) => {
+            // dfdx concatenates float tensors only: ids go through the host.
+            let host = ids.as_vec();
+            let n = host.len();
+            Input::Classes(ids.device().tensor_from_vec(host.repeat(k), (n * k,)))
+        }
+    }
+}
