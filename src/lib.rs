@@ -22,6 +22,7 @@ pub mod subset;
 pub mod train;
 
 mod error;
+mod tensor;
 
 pub use backend::Backend;
 pub use batch::{Batch, HostValues};

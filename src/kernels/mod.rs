@@ -11,9 +11,7 @@
 
 use dfdx::prelude::*;
 
-use crate::backend::{Matrix, Vector};
-use crate::nn::{Activation, ParamMut};
-use crate::optim::AdamSlot;
+use crate::tensor::{Matrix, ParamMut, Vector};
 
 pub mod activation;
 pub mod adam;
@@ -24,6 +22,8 @@ pub mod gemm;
 pub mod mirror;
 mod pool;
 
+pub use activation::Activation;
+pub use adam::AdamSlot;
 pub use deferred::WeightFactors;
 
 /// Device kernels the library provides beyond dfdx's.
@@ -72,15 +72,15 @@ pub trait Kernels: Device<f32> + Clone + Default + std::fmt::Debug + 'static {
     }
 
     /// Runs one training part's forward and backward pass, `f`; returns its result and the
-    /// weight gradients the device's dense kernel deferred in it ([`deferred`]: all of them on
-    /// the CPU, none by default).
+    /// weight gradients the device's dense kernel deferred in it (`kernels/deferred.rs`: all of
+    /// them on the CPU, none by default).
     fn deferring_weight_gradients<R>(f: impl FnOnce() -> R) -> (R, Vec<WeightFactors>) {
         (f(), Vec::new())
     }
 
-    /// The key by which [`WeightFactors`] and [`mirror`] name a parameter (on the CPU the
-    /// address of its storage, as dfdx 0.13 keeps tensor ids crate-private); `None` where the
-    /// device defers nothing and keeps no host mirrors.
+    /// The key by which [`WeightFactors`] and the host mirrors (`kernels/mirror.rs`) name a
+    /// parameter (on the CPU the address of its storage, as dfdx 0.13 keeps tensor ids
+    /// crate-private); `None` where the device defers nothing and keeps no host mirrors.
     fn param_key(p: &ParamMut<'_, Self>) -> Option<usize> {
         let _ = p;
         None
@@ -88,9 +88,9 @@ pub trait Kernels: Device<f32> + Clone + Default + std::fmt::Debug + 'static {
 
     /// Adam step `t` on every parameter in `slots`, each from the gradient of the whole batch:
     /// `sum_i shares[i] * grads[i]` over the batch's parts, or formed from the slot's
-    /// [`AdamSlot::factors`] where the gradient was deferred (`grads` is then empty). A device
+    /// `factors` where the gradient was deferred (`grads` is then empty). A device
     /// that keeps host mirrors ([`Kernels::param_key`]) releases the slot's
-    /// [`AdamSlot::mirror`] before writing the parameter and leaves a fresh one after.
+    /// `mirror` before writing the parameter and leaves a fresh one after.
     ///
     /// By default one parameter after the other with dfdx's kernel, from a batch in one part.
     ///
