@@ -119,7 +119,7 @@ impl<D: Backend> Adam<D> {
 
     /// [`Adam::update`] from the gradients of a batch's parts: the batch's gradient is
     /// `sum_i share_i * grads_i`, formed per parameter right before its update (from the
-    /// parts' [`PartGradients::factors`] where its dense layers deferred it).
+    /// parts' `PartGradients::factors` where its dense layers deferred it).
     ///
     /// The parameters' gradients and moments are taken out of their stores, so the device's
     /// [`crate::kernels::Kernels::adam_update`] can update parameters side by side (on both
@@ -128,7 +128,7 @@ impl<D: Backend> Adam<D> {
     /// # Panics
     /// If `parts` is empty, or holds several parts on a device that trains each batch in one,
     /// or factors of a weight that is not among `model`'s parameters.
-    pub fn update_parts<P: Parameters<D>>(
+    pub(crate) fn update_parts<P: Parameters<D>>(
         &mut self,
         model: &mut P,
         mut parts: Vec<PartGradients<D>>,

@@ -20,27 +20,31 @@ use crate::profile::{self, Phase};
 use crate::tensor::ParamMut;
 
 /// A gradient-sized buffer on device `D`.
-pub type Slot<D> = <D as Storage<f32>>::Vec;
+pub(crate) type Slot<D> = <D as Storage<f32>>::Vec;
 
 /// One parameter with its gradient and moments, out of their stores for the update
 /// (`optim::Adam::update_parts` fills it, [`Kernels::adam_update`] consumes it).
+///
+/// Not part of the documented API: it is public only because it appears in the signature of
+/// [`Kernels::adam_update`], and nothing outside the crate can build or read one.
+#[doc(hidden)]
 pub struct AdamSlot<'p, D: Kernels> {
     /// The parameter, updated in place.
-    pub param: ParamMut<'p, D>,
+    pub(crate) param: ParamMut<'p, D>,
     /// Its gradient in each part of the batch; the first becomes the batch's gradient. Empty
     /// where the gradient was deferred (the device forms it from `factors`).
-    pub grads: Vec<Slot<D>>,
+    pub(crate) grads: Vec<Slot<D>>,
     /// The factors of its deferred gradient with the share of the part each comes from (see
     /// [`super::deferred`]); empty where the gradient is in `grads`.
-    pub factors: Vec<(f32, WeightFactors)>,
+    pub(crate) factors: Vec<(f32, WeightFactors)>,
     /// Its first moment.
-    pub moment1: Slot<D>,
+    pub(crate) moment1: Slot<D>,
     /// Its second moment.
-    pub moment2: Slot<D>,
+    pub(crate) moment2: Slot<D>,
     /// Its host mirror as of the last update, if the device keeps one: the device's
     /// [`Kernels::adam_update`] releases it before writing the parameter and leaves a fresh
     /// one after ([`super::mirror`]).
-    pub mirror: Option<Mirror<D>>,
+    pub(crate) mirror: Option<Mirror<D>>,
 }
 
 impl<D: Kernels> AdamSlot<'_, D> {
@@ -49,7 +53,7 @@ impl<D: Kernels> AdamSlot<'_, D> {
     ///
     /// # Errors
     /// The device's error.
-    pub fn update(&mut self, cfg: &AdamConfig, t: i32) -> Result<(), D::Err> {
+    pub(crate) fn update(&mut self, cfg: &AdamConfig, t: i32) -> Result<(), D::Err> {
         let (m, v, g) = (&mut self.moment1, &mut self.moment2, &self.grads[0]);
         match &mut self.param {
             ParamMut::Matrix(p) => cfg.try_update(t, p, m, v, g),
