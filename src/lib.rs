@@ -18,11 +18,15 @@ pub mod objective;
 pub mod optim;
 pub mod plot;
 pub mod posterior;
+// Opt-in timers of a training step: a bench hook (`benches/step_loop.rs` prints them), not
+// part of the documented API.
+#[doc(hidden)]
 pub mod profile;
 pub mod subset;
 pub mod train;
 
 mod error;
+mod tensor;
 
 pub use aggregation::{Aggregation, AggregationKind, Experts};
 pub use backend::Backend;

@@ -53,14 +53,6 @@ impl Likelihood {
     }
 }
 
-/// What a decoder's output is scored against: the observed values of one modality.
-pub enum Target<'a, D: Backend> {
-    /// Dense values, `(batch, dim)`.
-    Dense(&'a Matrix<D>),
-    /// Class indices, `(batch,)`.
-    Classes(&'a Ids<D>),
-}
-
 /// `log p(x | params)` per sample for Bernoulli logits `(batch, dim)`.
 pub fn bernoulli<D: Backend, T: Tape<f32, D>>(logits: Matrix<D, T>, x: &Matrix<D>) -> Vector<D, T> {
     D::bernoulli_log_likelihood(logits, x)

@@ -8,98 +8,10 @@
 use dfdx::prelude::*;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal, Uniform};
-use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, Ids, Matrix, Vector};
-
-/// The non-linearity between hidden layers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Activation {
-    /// Swish / SiLU, `x * sigmoid(x)`: the MVAE paper's choice.
-    #[default]
-    Swish,
-    /// `max(0, x)`.
-    Relu,
-    /// `tanh(x)`.
-    Tanh,
-    /// GELU, tanh approximation.
-    Gelu,
-    /// No non-linearity, `x`: makes an [`Mlp`] affine (linear-Gaussian models with a closed-form
-    /// likelihood, linear probes).
-    Identity,
-}
-
-impl Activation {
-    /// Applies the activation elementwise, keeping the tape.
-    pub fn apply<S: Shape, D: Device<f32>, T: Tape<f32, D>>(
-        self,
-        x: Tensor<S, f32, D, T>,
-    ) -> Tensor<S, f32, D, T> {
-        match self {
-            Activation::Swish => {
-                // x * sigmoid(x): the untaped copy of x shares its id, so both paths of the
-                // product rule accumulate into x's gradient.
-                let (x, tape) = x.split_tape();
-                let sig = x.clone().put_tape(tape).sigmoid();
-                sig * x
-            }
-            Activation::Relu => x.relu(),
-            Activation::Tanh => x.tanh(),
-            Activation::Gelu => x.fast_gelu(),
-            Activation::Identity => x,
-        }
-    }
-}
-
-impl std::str::FromStr for Activation {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> crate::Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "swish" | "silu" => Ok(Activation::Swish),
-            "relu" => Ok(Activation::Relu),
-            "tanh" => Ok(Activation::Tanh),
-            "gelu" => Ok(Activation::Gelu),
-            "identity" | "linear" => Ok(Activation::Identity),
-            _ => Err(crate::Error::config(
-                "activation",
-                s,
-                "one of swish, relu, tanh, gelu, identity",
-            )),
-        }
-    }
-}
-
-/// A mutable view of one parameter tensor, as handed to a [`ParamVisitor`].
-pub enum ParamMut<'a, D: Backend> {
-    /// A weight matrix, `(inputs, outputs)`.
-    Matrix(&'a mut Matrix<D>),
-    /// A bias or other vector.
-    Vector(&'a mut Vector<D>),
-}
-
-impl<D: Backend> ParamMut<'_, D> {
-    /// Number of scalars in the parameter.
-    pub fn len(&self) -> usize {
-        match self {
-            ParamMut::Matrix(t) => t.shape().num_elements(),
-            ParamMut::Vector(t) => t.shape().num_elements(),
-        }
-    }
-
-    /// Its values, copied to the host.
-    pub fn to_vec(&self) -> Vec<f32> {
-        match self {
-            ParamMut::Matrix(t) => t.as_vec(),
-            ParamMut::Vector(t) => t.as_vec(),
-        }
-    }
-
-    /// Whether the parameter holds no scalars.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+pub use crate::kernels::Activation;
+pub use crate::tensor::ParamMut;
 
 /// Walks every parameter with its dotted path name (`encoders.image.0.weight`).
 ///

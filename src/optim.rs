@@ -5,8 +5,9 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
-use crate::kernels::mirror::{Mirror, Mirrors};
-use crate::kernels::{deferred, PartGradients, WeightFactors};
+use crate::kernels::adam::{AdamSlot, Slot};
+use crate::kernels::mirror::Mirrors;
+use crate::kernels::{deferred, PartGradients};
 use crate::nn::{ParamMut, ParamVisitor, Parameters};
 use crate::{Error, Result};
 
@@ -118,7 +119,7 @@ impl<D: Backend> Adam<D> {
 
     /// [`Adam::update`] from the gradients of a batch's parts: the batch's gradient is
     /// `sum_i share_i * grads_i`, formed per parameter right before its update (from the
-    /// parts' [`PartGradients::factors`] where its dense layers deferred it).
+    /// parts' `PartGradients::factors` where its dense layers deferred it).
     ///
     /// The parameters' gradients and moments are taken out of their stores, so the device's
     /// [`crate::kernels::Kernels::adam_update`] can update parameters side by side (on both
@@ -127,7 +128,7 @@ impl<D: Backend> Adam<D> {
     /// # Panics
     /// If `parts` is empty, or holds several parts on a device that trains each batch in one,
     /// or factors of a weight that is not among `model`'s parameters.
-    pub fn update_parts<P: Parameters<D>>(
+    pub(crate) fn update_parts<P: Parameters<D>>(
         &mut self,
         model: &mut P,
         mut parts: Vec<PartGradients<D>>,
@@ -180,44 +181,6 @@ impl<D: Backend> Adam<D> {
         for s in slots {
             put_slot(m1, &s.param, s.moment1);
             put_slot(m2, &s.param, s.moment2);
-        }
-    }
-}
-
-/// A gradient-sized buffer on device `D`.
-pub type Slot<D> = <D as Storage<f32>>::Vec;
-
-/// One parameter with its gradient and moments, out of their stores for the update.
-pub struct AdamSlot<'p, D: Backend> {
-    /// The parameter, updated in place.
-    pub param: ParamMut<'p, D>,
-    /// Its gradient in each part of the batch; the first becomes the batch's gradient. Empty
-    /// where the gradient was deferred (the device forms it from `factors`).
-    pub grads: Vec<Slot<D>>,
-    /// The factors of its deferred gradient with the share of the part each comes from (see
-    /// [`crate::kernels::deferred`]); empty where the gradient is in `grads`.
-    pub factors: Vec<(f32, WeightFactors)>,
-    /// Its first moment.
-    pub moment1: Slot<D>,
-    /// Its second moment.
-    pub moment2: Slot<D>,
-    /// Its host mirror as of the last update, if the device keeps one: the device's
-    /// [`crate::kernels::Kernels::adam_update`] releases it before writing the parameter and
-    /// leaves a fresh one after ([`crate::kernels::mirror`]).
-    pub mirror: Option<Mirror<D>>,
-}
-
-impl<D: Backend> AdamSlot<'_, D> {
-    /// dfdx's Adam kernel on this parameter, with the gradient in `grads[0]` (the default
-    /// [`crate::kernels::Kernels::adam_update`]; the CPU runs its own).
-    ///
-    /// # Errors
-    /// The device's error.
-    pub fn update(&mut self, cfg: &AdamConfig, t: i32) -> std::result::Result<(), D::Err> {
-        let (m, v, g) = (&mut self.moment1, &mut self.moment2, &self.grads[0]);
-        match &mut self.param {
-            ParamMut::Matrix(p) => cfg.try_update(t, p, m, v, g),
-            ParamMut::Vector(p) => cfg.try_update(t, p, m, v, g),
         }
     }
 }
@@ -377,7 +340,7 @@ fn write_slot_by_gradient<S: Shape, D: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::Kernels;
+    use crate::kernels::{Kernels, WeightFactors};
 
     #[test]
     fn slots_are_written_exactly() {

@@ -1,6 +1,7 @@
-//! The elementwise half of a dense layer on the CPU, fused: bias, activation and the
-//! activation's derivative in one pass forward (when the product comes out transposed, the
-//! bias is added by the copy that lays it out row-major instead); one product backward.
+//! [`Activation`], the non-linearity between hidden layers, and the elementwise half of a dense
+//! layer on the CPU, fused: bias, activation and the activation's derivative in one pass forward
+//! (when the product comes out transposed, the bias is added by the copy that lays it out
+//! row-major instead); one product backward.
 //!
 //! dfdx 0.13 spends one single-threaded pass over memory per elementwise op and per gradient
 //! (Swish alone is a sigmoid, a product and their two backward kernels). Here the forward pass
@@ -8,7 +9,66 @@
 //! the output. Large layers are split over two threads; on x86-64 the loops are compiled a
 //! second time for AVX-512 and picked at run time.
 
-use crate::nn::Activation;
+use dfdx::prelude::{Device, PutTape, Shape, SplitTape, Tape, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// The non-linearity between hidden layers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// Swish / SiLU, `x * sigmoid(x)`: the MVAE paper's choice.
+    #[default]
+    Swish,
+    /// `max(0, x)`.
+    Relu,
+    /// `tanh(x)`.
+    Tanh,
+    /// GELU, tanh approximation.
+    Gelu,
+    /// No non-linearity, `x`: makes an [`Mlp`](crate::nn::Mlp) affine (linear-Gaussian models with a closed-form
+    /// likelihood, linear probes).
+    Identity,
+}
+
+impl Activation {
+    /// Applies the activation elementwise, keeping the tape.
+    pub fn apply<S: Shape, D: Device<f32>, T: Tape<f32, D>>(
+        self,
+        x: Tensor<S, f32, D, T>,
+    ) -> Tensor<S, f32, D, T> {
+        match self {
+            Activation::Swish => {
+                // x * sigmoid(x): the untaped copy of x shares its id, so both paths of the
+                // product rule accumulate into x's gradient.
+                let (x, tape) = x.split_tape();
+                let sig = x.clone().put_tape(tape).sigmoid();
+                sig * x
+            }
+            Activation::Relu => x.relu(),
+            Activation::Tanh => x.tanh(),
+            Activation::Gelu => x.fast_gelu(),
+            Activation::Identity => x,
+        }
+    }
+}
+
+impl std::str::FromStr for Activation {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "swish" | "silu" => Ok(Activation::Swish),
+            "relu" => Ok(Activation::Relu),
+            "tanh" => Ok(Activation::Tanh),
+            "gelu" => Ok(Activation::Gelu),
+            "identity" | "linear" => Ok(Activation::Identity),
+            _ => Err(crate::Error::config(
+                "activation",
+                s,
+                "one of swish, relu, tanh, gelu, identity",
+            )),
+        }
+    }
+}
 
 /// Elements below which a pass runs on one thread.
 const SPLIT_MIN_ELEMENTS: usize = 16 * 1024;

@@ -6,11 +6,61 @@
 //! ([`super::mirror`]), from which the parameter is then copied. It forms every value with the
 //! same `f32` operations in the same order as dfdx's kernel, so the two agree to the bit
 //! (tested).
+//!
+//! Also [`AdamSlot`]: one parameter with its gradient, moments and mirror, as the optimizer
+//! hands it to [`Kernels::adam_update`].
 
-use dfdx::prelude::{AdamConfig, WeightDecay};
+use dfdx::prelude::{AdamConfig, Storage, WeightDecay};
 
 use super::activation::multiversion;
+use super::deferred::WeightFactors;
+use super::mirror::Mirror;
+use super::Kernels;
 use crate::profile::{self, Phase};
+use crate::tensor::ParamMut;
+
+/// A gradient-sized buffer on device `D`.
+pub(crate) type Slot<D> = <D as Storage<f32>>::Vec;
+
+/// One parameter with its gradient and moments, out of their stores for the update
+/// (`optim::Adam::update_parts` fills it, [`Kernels::adam_update`] consumes it).
+///
+/// Not part of the documented API: it is public only because it appears in the signature of
+/// [`Kernels::adam_update`], and nothing outside the crate can build or read one.
+#[doc(hidden)]
+pub struct AdamSlot<'p, D: Kernels> {
+    /// The parameter, updated in place.
+    pub(crate) param: ParamMut<'p, D>,
+    /// Its gradient in each part of the batch; the first becomes the batch's gradient. Empty
+    /// where the gradient was deferred (the device forms it from `factors`).
+    pub(crate) grads: Vec<Slot<D>>,
+    /// The factors of its deferred gradient with the share of the part each comes from (see
+    /// [`super::deferred`]); empty where the gradient is in `grads`.
+    pub(crate) factors: Vec<(f32, WeightFactors)>,
+    /// Its first moment.
+    pub(crate) moment1: Slot<D>,
+    /// Its second moment.
+    pub(crate) moment2: Slot<D>,
+    /// Its host mirror as of the last update, if the device keeps one: the device's
+    /// [`Kernels::adam_update`] releases it before writing the parameter and leaves a fresh
+    /// one after ([`super::mirror`]).
+    pub(crate) mirror: Option<Mirror<D>>,
+}
+
+impl<D: Kernels> AdamSlot<'_, D> {
+    /// dfdx's Adam kernel on this parameter, with the gradient in `grads[0]` (the default
+    /// [`Kernels::adam_update`]; the CPU runs its own).
+    ///
+    /// # Errors
+    /// The device's error.
+    pub(crate) fn update(&mut self, cfg: &AdamConfig, t: i32) -> Result<(), D::Err> {
+        let (m, v, g) = (&mut self.moment1, &mut self.moment2, &self.grads[0]);
+        match &mut self.param {
+            ParamMut::Matrix(p) => cfg.try_update(t, p, m, v, g),
+            ParamMut::Vector(p) => cfg.try_update(t, p, m, v, g),
+        }
+    }
+}
 
 /// Step `t` of Adam on `p` with moments `m`, `v` and gradient `g` (all of one length).
 ///

@@ -8,11 +8,9 @@ use super::gemm::{matmul, Operand};
 use super::mirror::Mirror;
 use super::pool::HostValues;
 use super::{activation, adam, bernoulli};
-use super::{bernoulli_composed, dense_composed, Kernels};
-use crate::backend::{Matrix, Vector};
-use crate::nn::{Activation, ParamMut};
-use crate::optim::AdamSlot;
+use super::{bernoulli_composed, dense_composed, Activation, AdamSlot, Kernels};
 use crate::profile::{self, Phase};
+use crate::tensor::{Matrix, ParamMut, Vector};
 
 /// Whether a `Cpu` matrix is stored densely in row-major order (not a permuted or broadcast
 /// view). dfdx 0.13 keeps strides private, so they are read off the element addresses.

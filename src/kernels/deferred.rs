@@ -89,7 +89,8 @@ pub fn by_weight(
 ///
 /// # Panics
 /// If the factors disagree with each other or with `dw` in shape.
-pub fn weight_gradient(dw: &mut [f32], factors: &[(f32, WeightFactors)]) {
+#[cfg(test)] // what the tests check the blocked update against
+pub(crate) fn weight_gradient(dw: &mut [f32], factors: &[(f32, WeightFactors)]) {
     let outputs = factors
         .iter()
         .find(|(_, f)| f.rows > 0)

@@ -17,9 +17,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::backend::{Backend, Matrix, Vector};
-use crate::nn::ParamMut;
+use super::Kernels;
 use crate::profile::{self, Phase};
+use crate::tensor::{Matrix, ParamMut, Vector};
 
 /// The published mirrors of all optimizers: storage address -> values.
 static PUBLISHED: RwLock<BTreeMap<usize, Arc<Vec<f32>>>> = RwLock::new(BTreeMap::new());
@@ -32,19 +32,19 @@ pub(crate) fn lookup(key: usize, len: usize) -> Option<Arc<Vec<f32>>> {
 }
 
 /// A clone of a parameter that shares its storage (see the module's invariant).
-enum Guard<D: Backend> {
+enum Guard<D: Kernels> {
     Matrix(Matrix<D>),
     Vector(Vector<D>),
 }
 
 /// One parameter's host values with the guard that keeps them valid.
-pub struct Mirror<D: Backend> {
+pub struct Mirror<D: Kernels> {
     key: usize,
     values: Arc<Vec<f32>>,
     _guard: Guard<D>,
 }
 
-impl<D: Backend> Mirror<D> {
+impl<D: Kernels> Mirror<D> {
     /// Writes `values` into `p` and mirrors them; `None` (the values written all the same)
     /// where the device names no storage ([`super::Kernels::param_key`]).
     ///
@@ -79,11 +79,11 @@ impl<D: Backend> Mirror<D> {
 
 /// The mirrors of one optimizer's parameters, published while it holds them; dropping it
 /// unpublishes them.
-pub struct Mirrors<D: Backend> {
+pub struct Mirrors<D: Kernels> {
     held: HashMap<usize, Mirror<D>>,
 }
 
-impl<D: Backend> Default for Mirrors<D> {
+impl<D: Kernels> Default for Mirrors<D> {
     fn default() -> Self {
         Self {
             held: HashMap::new(),
@@ -91,13 +91,13 @@ impl<D: Backend> Default for Mirrors<D> {
     }
 }
 
-impl<D: Backend> std::fmt::Debug for Mirrors<D> {
+impl<D: Kernels> std::fmt::Debug for Mirrors<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Mirrors({} parameters)", self.held.len())
     }
 }
 
-impl<D: Backend> Mirrors<D> {
+impl<D: Kernels> Mirrors<D> {
     /// Unpublishes every mirror and hands them over, by key, for an update.
     pub fn take(&mut self) -> HashMap<usize, Mirror<D>> {
         self.unpublish();
@@ -125,7 +125,7 @@ impl<D: Backend> Mirrors<D> {
     }
 }
 
-impl<D: Backend> Drop for Mirrors<D> {
+impl<D: Kernels> Drop for Mirrors<D> {
     fn drop(&mut self) {
         self.unpublish();
     }

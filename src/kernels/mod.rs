@@ -11,19 +11,23 @@
 
 use dfdx::prelude::*;
 
-use crate::backend::{Matrix, Vector};
-use crate::nn::{Activation, ParamMut};
-use crate::optim::AdamSlot;
+use crate::tensor::{Matrix, ParamMut, Vector};
 
-pub mod activation;
-pub mod adam;
-pub mod bernoulli;
+// The kernels' internals: crate-private, reached only through `Kernels` and the types below.
+pub(crate) mod activation;
+pub(crate) mod adam;
+pub(crate) mod bernoulli;
 mod cpu;
-pub mod deferred;
-pub mod gemm;
-pub mod mirror;
+pub(crate) mod deferred;
+pub(crate) mod gemm;
+pub(crate) mod mirror;
 mod pool;
 
+pub use activation::Activation;
+// Public only because `Kernels`' hidden methods name them; not part of the documented API.
+#[doc(hidden)]
+pub use adam::AdamSlot;
+#[doc(hidden)]
 pub use deferred::WeightFactors;
 
 /// Device kernels the library provides beyond dfdx's.
@@ -66,21 +70,31 @@ pub trait Kernels: Device<f32> + Clone + Default + std::fmt::Debug + 'static {
     ///
     /// A function of the batch size only, never of the thread count, so a seed gives the
     /// same run on any machine.
+    ///
+    /// Hidden from the docs: the trainer's business, public as a bench hook
+    /// (`benches/step_loop.rs` calls `<Cpu as Kernels>::training_parts`).
+    #[doc(hidden)]
     fn training_parts(batch: usize) -> usize {
         let _ = batch;
         1
     }
 
     /// Runs one training part's forward and backward pass, `f`; returns its result and the
-    /// weight gradients the device's dense kernel deferred in it ([`deferred`]: all of them on
-    /// the CPU, none by default).
+    /// weight gradients the device's dense kernel deferred in it (`kernels/deferred.rs`: all of
+    /// them on the CPU, none by default).
+    ///
+    /// Hidden from the docs, as are [`WeightFactors`]: the trainer's business.
+    #[doc(hidden)]
     fn deferring_weight_gradients<R>(f: impl FnOnce() -> R) -> (R, Vec<WeightFactors>) {
         (f(), Vec::new())
     }
 
-    /// The key by which [`WeightFactors`] and [`mirror`] name a parameter (on the CPU the
-    /// address of its storage, as dfdx 0.13 keeps tensor ids crate-private); `None` where the
-    /// device defers nothing and keeps no host mirrors.
+    /// The key by which [`WeightFactors`] and the host mirrors (`kernels/mirror.rs`) name a
+    /// parameter (on the CPU the address of its storage, as dfdx 0.13 keeps tensor ids
+    /// crate-private); `None` where the device defers nothing and keeps no host mirrors.
+    ///
+    /// Hidden from the docs: the optimizer's business.
+    #[doc(hidden)]
     fn param_key(p: &ParamMut<'_, Self>) -> Option<usize> {
         let _ = p;
         None
@@ -88,9 +102,9 @@ pub trait Kernels: Device<f32> + Clone + Default + std::fmt::Debug + 'static {
 
     /// Adam step `t` on every parameter in `slots`, each from the gradient of the whole batch:
     /// `sum_i shares[i] * grads[i]` over the batch's parts, or formed from the slot's
-    /// [`AdamSlot::factors`] where the gradient was deferred (`grads` is then empty). A device
+    /// `factors` where the gradient was deferred (`grads` is then empty). A device
     /// that keeps host mirrors ([`Kernels::param_key`]) releases the slot's
-    /// [`AdamSlot::mirror`] before writing the parameter and leaves a fresh one after.
+    /// `mirror` before writing the parameter and leaves a fresh one after.
     ///
     /// By default one parameter after the other with dfdx's kernel, from a batch in one part.
     ///
@@ -100,6 +114,9 @@ pub trait Kernels: Device<f32> + Clone + Default + std::fmt::Debug + 'static {
     /// # Panics
     /// By default, if `shares` is not `[1.0]`: a device whose [`Kernels::training_parts`] is
     /// above 1 implements the blend.
+    ///
+    /// Hidden from the docs, as is [`AdamSlot`]: the optimizer's business.
+    #[doc(hidden)]
     fn adam_update(
         cfg: &AdamConfig,
         t: i32,
@@ -116,15 +133,15 @@ pub trait Kernels: Device<f32> + Clone + Default + std::fmt::Debug + 'static {
 }
 
 /// One part of a batch after its backward pass, on its way into the batch's gradient
-/// ([`crate::optim::Adam::update_parts`]).
-pub struct PartGradients<D: Kernels> {
+/// (`optim::Adam::update_parts`).
+pub(crate) struct PartGradients<D: Kernels> {
     /// The gradients of the part's own mean loss.
-    pub grads: Gradients<f32, D>,
+    pub(crate) grads: Gradients<f32, D>,
     /// Its fraction of the batch's samples.
-    pub share: f32,
+    pub(crate) share: f32,
     /// The weight gradients its dense layers deferred ([`Kernels::deferring_weight_gradients`]);
     /// `grads` holds none for these weights.
-    pub factors: Vec<WeightFactors>,
+    pub(crate) factors: Vec<WeightFactors>,
 }
 
 /// [`Kernels::dense`] from dfdx's ops: a matmul, a broadcast bias add and the activation.

@@ -4,4 +4,5 @@ mod batch;
 mod cli;
 mod common;
 mod eval;
+mod layering;
 mod train;
