@@ -11,7 +11,7 @@ use super::io::{
 use super::model::{model_from, model_info};
 use super::{RngState, TrainingInfo, MOMENT1, MOMENT2};
 use crate::backend::Backend;
-use crate::optim::Moments;
+use crate::optim::{Adam, Moments};
 use crate::train::Trainer;
 #[cfg(doc)]
 use crate::Error;
@@ -74,8 +74,9 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
         let shapes = param_shapes(&mut model);
         check_no_extra(path, &st, &expected_names(&shapes, training.adam_steps > 0))?;
         let rng = training.rng.to_rng().map_err(|e| ckpt_err(path, e))?;
-        let mut t = Trainer::new(model, training.config)
-            .map_err(|e| ckpt_err(path, format!("training config in the checkpoint: {e}")))?;
+        let cfg_err = |e| ckpt_err(path, format!("training config in the checkpoint: {e}"));
+        training.config.validate().map_err(cfg_err)?;
+        let mut adam = Adam::new(&training.config.adam).map_err(cfg_err)?;
         let shape_of: HashMap<&str, &[usize]> = shapes
             .iter()
             .map(|(n, s)| (n.as_str(), s.as_slice()))
@@ -87,13 +88,16 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
                 second: tensor_values(&st, &format!("{MOMENT2}{name}"), shape)?,
             })
         };
-        t.adam
-            .restore(training.adam_steps, &mut t.model, moments)
+        adam.restore(training.adam_steps, &mut model, moments)
             .map_err(|e| ckpt_err(path, e))?;
-        t.rng = rng;
-        t.codecs = info.codecs;
-        t.step = training.step;
-        t.epoch = training.epoch;
-        Ok(t)
+        Ok(Trainer::from_parts(
+            model,
+            training.config,
+            adam,
+            rng,
+            training.step,
+            training.epoch,
+            info.codecs,
+        ))
     }
 }
