@@ -51,7 +51,8 @@
 //!
 //! `checkpoint/mod.rs` holds the format's types and [`read_info`]; `io.rs` the safetensors
 //! reading and writing (metadata, parameters as tensors, atomic writes); `model.rs` saving and
-//! loading an [`Mvae`]; `training.rs` saving and resuming a [`Trainer`]; `tests.rs` the tests.
+//! loading an [`Mvae`], with `diff.rs` naming where two model configs differ; `training.rs`
+//! saving and resuming a [`Trainer`]; `tests.rs` the tests.
 
 use std::path::Path;
 
@@ -72,6 +73,7 @@ use crate::train::Trainer;
 use crate::Error;
 use crate::Result;
 
+mod diff;
 mod io;
 mod model;
 #[cfg(test)]

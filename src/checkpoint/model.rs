@@ -4,6 +4,7 @@ use std::path::Path;
 
 use ::safetensors::tensor::SafeTensors;
 
+use super::diff::{first_difference, Difference};
 use super::io::{
     check_no_extra, ckpt_err, expected_names, info_of, load_params, param_shapes, param_values,
     parse, read_file, write,
@@ -30,54 +31,28 @@ fn check_latent(path: &Path, info: &CheckpointInfo, l: usize) -> Result<()> {
     Ok(())
 }
 
-/// What differs between the checkpoint's architecture and the model's, if anything.
+/// Where the checkpoint's architecture and the model's first differ, if they do: the two configs
+/// compared as JSON (see [`first_difference`]), e.g. `model config differs at
+/// modalities[label].weight: checkpoint 50.0, model 1.0`.
 fn config_difference(ckpt: &ModelConfig, model: &ModelConfig) -> Option<String> {
-    fn names(c: &ModelConfig) -> Vec<&str> {
-        c.modalities.iter().map(|m| m.name()).collect()
+    // Through text, so that numbers read as the file writes them (an f32 weight 0.1 as 0.1).
+    let json = |c: &ModelConfig| {
+        serde_json::to_string(c)
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+    };
+    let d = json(ckpt)
+        .zip(json(model))
+        .and_then(|(c, m)| first_difference(&c, &m));
+    match d {
+        Some(d) => Some(format!(
+            "model config differs at {}: checkpoint {}, model {}",
+            d.path,
+            Difference::show(d.left.as_ref()),
+            Difference::show(d.right.as_ref())
+        )),
+        None => (ckpt != model).then(|| "model configs differ".to_string()),
     }
-    if names(ckpt) != names(model) {
-        return Some(format!(
-            "modalities differ: checkpoint {:?}, model {:?}",
-            names(ckpt),
-            names(model)
-        ));
-    }
-    for (c, m) in ckpt.modalities.iter().zip(&model.modalities) {
-        let name = c.name();
-        if c.kind != m.kind {
-            let json = |k| serde_json::to_string(k).unwrap_or_default();
-            return Some(format!(
-                "modality {name} differs: checkpoint {}, model {}",
-                json(&c.kind),
-                json(&m.kind)
-            ));
-        }
-        if c.encoder_hidden != m.encoder_hidden {
-            return Some(format!(
-                "encoder hidden sizes of {name} differ: checkpoint {:?}, model {:?}",
-                c.encoder_hidden, m.encoder_hidden
-            ));
-        }
-        if c.decoder_hidden != m.decoder_hidden {
-            return Some(format!(
-                "decoder hidden sizes of {name} differ: checkpoint {:?}, model {:?}",
-                c.decoder_hidden, m.decoder_hidden
-            ));
-        }
-        if c.weight.to_bits() != m.weight.to_bits() {
-            return Some(format!(
-                "likelihood weight of {name} differs: checkpoint {}, model {}",
-                c.weight, m.weight
-            ));
-        }
-    }
-    if ckpt.activation != model.activation {
-        return Some(format!(
-            "activation differs: checkpoint {:?}, model {:?}",
-            ckpt.activation, model.activation
-        ));
-    }
-    (ckpt != model).then(|| "model configs differ".to_string())
 }
 
 /// The model of a checkpoint already read: built from its config, weights from its tensors.
@@ -169,8 +144,8 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
     /// exactly this model's architecture (latent size and [`ModelConfig`]).
     ///
     /// # Errors
-    /// [`Error::Checkpoint`] naming what differs (latent size, modalities, a modality's kind,
-    /// hidden sizes, weight, activation, a tensor); the weights are then left unchanged. Other
+    /// [`Error::Checkpoint`] naming what differs (the latent size, the first differing field of
+    /// the model config with both values, a tensor); the weights are then left unchanged. Other
     /// errors as [`load_model`].
     pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
