@@ -80,7 +80,7 @@ pub(super) fn model_info<const L: usize, D: Backend>(model: &Mvae<L, D>) -> Chec
     }
 }
 
-/// Saves `model` as a model checkpoint at `path` (see the [module docs](self) for the format).
+/// Saves `model` as a model checkpoint at `path` (see the [module docs](crate::checkpoint) for the format).
 ///
 /// # Errors
 /// [`Error::Checkpoint`] if the file cannot be written; an existing file at `path` is then left

@@ -58,7 +58,7 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
     /// # Errors
     /// [`Error::Checkpoint`] if the file is a model checkpoint (no training state), its
     /// training state is incomplete or invalid (e.g. moments missing), and as
-    /// [`load_model`].
+    /// [`load_model`](super::load_model).
     pub fn resume(path: impl AsRef<Path>, dev: &D) -> Result<Self> {
         let path = path.as_ref();
         let bytes = read_file(path)?;
