@@ -247,6 +247,31 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
         })
     }
 
+    /// A trainer that continues from restored state (a training checkpoint's): `adam` holds
+    /// the step count and the moments of `model`'s parameters, `rng` the random state, `step`
+    /// and `epoch` the counters. `cfg` must validate (as [`Trainer::new`] checks) and `adam` be
+    /// built from `cfg.adam`.
+    pub(crate) fn from_parts(
+        model: Mvae<L, D>,
+        cfg: TrainConfig,
+        adam: Adam<D>,
+        rng: ChaCha8Rng,
+        step: usize,
+        epoch: usize,
+        codecs: Codecs,
+    ) -> Self {
+        crate::flush_denormals();
+        Self {
+            model,
+            cfg,
+            adam,
+            rng,
+            step,
+            epoch,
+            codecs,
+        }
+    }
+
     /// The settings.
     pub fn config(&self) -> &TrainConfig {
         &self.cfg

@@ -1,6 +1,7 @@
 //! Integration tests, built as one binary (each test crate would monomorphise dfdx again).
 
 mod batch;
+mod checkpoint;
 mod cli;
 mod common;
 mod eval;
