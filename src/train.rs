@@ -619,17 +619,20 @@ mod tests {
         out
     }
 
-    /// A batch cut into parts on rayon's threads gives the gradient of the batch run as one
-    /// part, for every parameter, with missing values and a random subset term.
-    #[test]
-    fn parts_give_the_gradient_of_the_whole_batch() {
-        let cfg = ModelConfig::new(vec![
+    /// Three modalities (image, label with weight 2, a learned-variance vector).
+    fn three_modalities() -> ModelConfig {
+        ModelConfig::new(vec![
             ModalitySpec::new(Image::new("image", 4, 4))
                 .encoder_hidden(&[8])
                 .decoder_hidden(&[8, 6]),
             ModalitySpec::new(Label::new("label", 3)).weight(2.0),
             ModalitySpec::new(Continuous::new("vec", 2, Variance::Learned)),
-        ]);
+        ])
+    }
+
+    /// 70 samples of [`three_modalities`], the label missing in every fourth, the vector in
+    /// every fifth.
+    fn batch_of_70(model: &Mvae<4, Cpu>) -> Batch<Cpu> {
         let n = 70;
         let img: Vec<f32> = (0..n * 16).map(|i| ((i * 37) % 11) as f32 / 10.0).collect();
         let lab: Vec<f32> = (0..n).map(|i| (i % 3) as f32).collect();
@@ -638,16 +641,9 @@ mod tests {
             .collect();
         let lab_present: Vec<bool> = (0..n).map(|i| i % 4 != 1).collect();
         let vec_present: Vec<bool> = (0..n).map(|i| i % 5 != 2).collect();
-        let mut train = TrainConfig::default();
-        train.objective.random_subsets = 1;
-        let make = || {
-            let model = Mvae::<4, Cpu>::new(&cfg, &Cpu::default(), 5).unwrap();
-            Trainer::new(model, train.clone()).unwrap()
-        };
-        let (mut one, mut three) = (make(), make());
-        let batch = Batch::from_host(
-            one.model.modalities(),
-            one.model.device(),
+        Batch::from_host(
+            model.modalities(),
+            model.device(),
             &[
                 HostValues {
                     name: "image",
@@ -666,7 +662,22 @@ mod tests {
                 },
             ],
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// A batch cut into parts on rayon's threads gives the gradient of the batch run as one
+    /// part, for every parameter, with missing values and a random subset term.
+    #[test]
+    fn parts_give_the_gradient_of_the_whole_batch() {
+        let cfg = three_modalities();
+        let mut train = TrainConfig::default();
+        train.objective.random_subsets = 1;
+        let make = || {
+            let model = Mvae::<4, Cpu>::new(&cfg, &Cpu::default(), 5).unwrap();
+            Trainer::new(model, train.clone()).unwrap()
+        };
+        let (mut one, mut three) = (make(), make());
+        let batch = batch_of_70(&one.model);
         let obj = one.cfg.objective.clone();
         let (mut g1, _) = one
             .batch_gradients(&obj, &batch, 1, |ctx, ranges| {
@@ -693,5 +704,105 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The ELBO plus a term that couples the samples of a batch: `|sum_i mean_i|^2 / n` over
+    /// the image expert's means (not a sum over samples: half a batch gives about half the
+    /// gradient per sample).
+    #[derive(Clone)]
+    struct Coupled(ObjectiveConfig);
+
+    impl Objective for Coupled {
+        fn plan(&self, modalities: usize, rng: &mut impl Rng) -> Vec<TermPlan> {
+            self.0.plan(modalities, rng)
+        }
+
+        fn beta_at(&self, step: usize) -> f32 {
+            self.0.beta_at(step)
+        }
+
+        fn per_sample(&self) -> bool {
+            false
+        }
+
+        fn batch_term<const L: usize, D: Backend>(
+            &self,
+            experts: &crate::aggregation::Experts<L, D, OwnedTape<f32, D>>,
+        ) -> Option<Tensor<Rank0, f32, D, OwnedTape<f32, D>>> {
+            let mean = experts.get(0)?.gaussian.mean.with_empty_tape();
+            let n = experts.batch() as f32;
+            Some(mean.sum::<Rank1<L>, Axis<0>>().square().sum() * (1.0 / n))
+        }
+    }
+
+    /// Model weights in visitor order.
+    fn weights(model: &mut Mvae<4, Cpu>) -> Vec<f32> {
+        let mut out = Vec::new();
+        let mut f = |_: &str, p: ParamMut<'_, Cpu>| out.extend(p.to_vec());
+        model.visit_params(&mut ParamVisitor::new(&mut f));
+        out
+    }
+
+    /// An objective that is not a sum over samples runs in one part: `step_with` on a batch
+    /// the CPU would split in two gives the weights of a step computed as one part, bit for
+    /// bit, while the same step computed in two parts gives other weights (so the test sees
+    /// a split if there were one).
+    #[test]
+    fn a_batch_coupled_objective_runs_as_one_part() {
+        let cfg = three_modalities();
+        let coupled = Coupled(ObjectiveConfig::default());
+        let make = || {
+            let model = Mvae::<4, Cpu>::new(&cfg, &Cpu::default(), 5).unwrap();
+            Trainer::new(model, TrainConfig::default()).unwrap()
+        };
+        let mut stepped = make();
+        let batch = batch_of_70(&stepped.model);
+        assert_eq!(
+            Cpu::training_parts(batch.size()),
+            2,
+            "the CPU splits this batch"
+        );
+        stepped.step_with(&coupled, &batch).unwrap();
+        let run = |parts: usize| {
+            let mut t = make();
+            let (grads, _) = t
+                .batch_gradients(&coupled, &batch, parts, |ctx, ranges| {
+                    ranges.into_iter().map(|r| ctx.run(r)).collect()
+                })
+                .unwrap();
+            (t, grads)
+        };
+        let weights_after = |parts: usize| {
+            let (mut t, grads) = run(parts);
+            t.update(grads);
+            weights(&mut t.model)
+        };
+        let gradient = |parts: usize| {
+            let (mut t, mut grads) = run(parts);
+            gradients(&mut t.model, &mut grads)
+                .into_iter()
+                .flat_map(|(_, g)| g)
+                .collect::<Vec<f32>>()
+        };
+        let (stepped, one) = (weights(&mut stepped.model), weights_after(1));
+        let differ = stepped.iter().zip(&one).filter(|(a, b)| a != b).count();
+        assert_eq!(
+            differ, 0,
+            "step_with differs from one part in {differ} weights"
+        );
+        let (g1, g2) = (gradient(1), gradient(2));
+        let scale = g1.iter().fold(0.0f32, |m, g| m.max(g.abs()));
+        let apart = g1
+            .iter()
+            .zip(&g2)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            apart > 1e-2 * scale,
+            "two parts gave the gradient of one ({apart} of {scale})"
+        );
+        // The plain ELBO does split: its two-part step equals its one-part step (to float
+        // order), which `parts_give_the_gradient_of_the_whole_batch` checks per gradient.
+        assert!(ObjectiveConfig::default().per_sample());
     }
 }
