@@ -1,5 +1,6 @@
 //! Integration tests, built as one binary (each test crate would monomorphise dfdx again).
 
+mod aggregation;
 mod batch;
 mod checkpoint;
 mod cli;

@@ -1,0 +1,250 @@
+//! The contract every way of combining experts keeps, run for each [`AggregationKind`]:
+//! a masked-out expert changes nothing, a sample with no expert of the subset gets the prior,
+//! parts of a batch give the rows of the whole, the KL in closed form is the mean log-ratio,
+//! and the training loss's gradients match finite differences. A new kind is added to
+//! `AggregationKind::ALL` and runs through all of it.
+
+use dfdx::prelude::*;
+use mvae::likelihood::Variance;
+use mvae::nn::{ParamMut, ParamVisitor, Parameters};
+use mvae::objective::{self, Term};
+use mvae::posterior::{normal_draws, standard_normal_log_prob};
+use mvae::{
+    AggregationKind, Batch, Continuous, HostValues, Image, Label, ModalitySpec, ModelConfig, Mvae,
+    Posterior, Subset,
+};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+const L: usize = 3;
+const N: usize = 6;
+
+fn model(kind: AggregationKind) -> Mvae<L, Cpu> {
+    let cfg = ModelConfig::new(vec![
+        ModalitySpec::new(Image::new("image", 2, 2))
+            .encoder_hidden(&[5])
+            .decoder_hidden(&[4]),
+        ModalitySpec::new(Label::new("label", 3))
+            .encoder_hidden(&[4])
+            .decoder_hidden(&[5])
+            .weight(2.0),
+        ModalitySpec::new(Continuous::new("vec", 2, Variance::Learned))
+            .encoder_hidden(&[3])
+            .decoder_hidden(&[3]),
+    ])
+    .aggregation(kind);
+    Mvae::new(&cfg, &Cpu::default(), 7).unwrap()
+}
+
+/// Six samples: the label missing in samples 1 and 4, the vector in 2 and 4 (sample 4 has
+/// the image only).
+fn batch(model: &Mvae<L, Cpu>) -> Batch<Cpu> {
+    let img: Vec<f32> = (0..N * 4).map(|i| ((i * 7) % 10) as f32 / 9.0).collect();
+    let lab: Vec<f32> = (0..N).map(|i| (i % 3) as f32).collect();
+    let vec: Vec<f32> = (0..N * 2).map(|i| (i as f32 - 5.0) / 4.0).collect();
+    let lab_present = [true, false, true, true, false, true];
+    let vec_present = [true, true, false, true, false, true];
+    Batch::from_host(
+        model.modalities(),
+        model.device(),
+        &[
+            HostValues {
+                name: "image",
+                values: &img,
+                present: None,
+            },
+            HostValues {
+                name: "label",
+                values: &lab,
+                present: Some(&lab_present),
+            },
+            HostValues {
+                name: "vec",
+                values: &vec,
+                present: Some(&vec_present),
+            },
+        ],
+    )
+    .unwrap()
+}
+
+/// Per sample: the mean (L values), the closed-form KL if any, and log q at a fixed point.
+fn summary(q: &Posterior<L, Cpu>) -> Vec<Vec<f64>> {
+    let n = q.batch();
+    let mean = q.mean().as_vec();
+    let kl = q.kl_to_prior().map(|k| k.as_vec());
+    let z: Vec<f32> = (0..n * L).map(|i| (i % 5) as f32 / 3.0 - 0.6).collect();
+    let log_q = q
+        .log_prob(Cpu::default().tensor_from_vec(z, (n, Const::<L>)))
+        .as_vec();
+    (0..n)
+        .map(|i| {
+            let mut row: Vec<f64> = mean[i * L..(i + 1) * L].iter().map(|&x| x.into()).collect();
+            row.extend(kl.as_ref().map(|k| f64::from(k[i])));
+            row.push(log_q[i].into());
+            row
+        })
+        .collect()
+}
+
+fn close(a: &[f64], b: &[f64], tol: f64, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    for (x, y) in a.iter().zip(b) {
+        assert!(
+            (x - y).abs() <= tol * (1.0 + y.abs()),
+            "{what}: {a:?} vs {b:?}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_expert_changes_nothing() {
+    for kind in AggregationKind::ALL {
+        let m = model(kind);
+        let b = batch(&m);
+        let all = summary(&m.encode(&b, Subset::all(3)));
+        let without_label = summary(&m.encode(&b, Subset::of(&[0, 2])));
+        let without_vec = summary(&m.encode(&b, Subset::of(&[0, 1])));
+        let image_only = summary(&m.encode(&b, Subset::single(0)));
+        close(
+            &all[1],
+            &without_label[1],
+            1e-6,
+            &format!("{kind}: sample 1"),
+        );
+        close(&all[2], &without_vec[2], 1e-6, &format!("{kind}: sample 2"));
+        close(&all[4], &image_only[4], 1e-6, &format!("{kind}: sample 4"));
+        // and a present expert does change the posterior
+        assert!(
+            all[0] != image_only[0],
+            "{kind}: the label and vector count"
+        );
+    }
+}
+
+#[test]
+fn a_sample_without_any_expert_of_the_subset_gets_the_prior() {
+    for kind in AggregationKind::ALL {
+        let m = model(kind);
+        let b = batch(&m);
+        let q = m.encode(&b, Subset::of(&[1, 2]));
+        let s = summary(&q);
+        // sample 4 has neither label nor vector: N(0, I)
+        let z: Vec<f32> = (4 * L..5 * L).map(|i| (i % 5) as f32 / 3.0 - 0.6).collect();
+        let prior = standard_normal_log_prob(&z, L)[0];
+        let mut want = vec![0.0; L];
+        if q.kl_to_prior().is_some() {
+            want.push(0.0);
+        }
+        want.push(prior);
+        close(&s[4], &want, 1e-6, &format!("{kind}: prior"));
+    }
+}
+
+#[test]
+fn parts_of_a_batch_give_the_rows_of_the_whole() {
+    for kind in AggregationKind::ALL {
+        let m = model(kind);
+        let b = batch(&m);
+        let whole = summary(&m.encode(&b, Subset::all(3)));
+        for rows in [0..2, 2..6, 4..5] {
+            let part = summary(&m.encode(&b.rows(rows.clone()), Subset::all(3)));
+            for (i, r) in rows.clone().enumerate() {
+                // the log-density point of a part is the whole's point of its row only for the
+                // first row: compare means and KL, which do not depend on it
+                let k = whole[r].len() - 1;
+                close(
+                    &part[i][..k],
+                    &whole[r][..k],
+                    1e-6,
+                    &format!("{kind}: row {r}"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn closed_form_kl_is_the_mean_log_ratio() {
+    for kind in AggregationKind::ALL {
+        let m = model(kind);
+        let b = batch(&m);
+        let q = m.encode(&b, Subset::all(3));
+        let Some(kl) = q.kl_to_prior() else { continue };
+        let kl = kl.as_vec();
+        let k = 4000;
+        let proposal = q.repeat_each(k);
+        let eps = normal_draws(N * k * L, &mut ChaCha8Rng::seed_from_u64(1));
+        let z = proposal.clone().rsample_with(&eps);
+        let log_q = proposal.log_prob(z.clone()).as_vec();
+        let log_p = standard_normal_log_prob(&z.as_vec(), L);
+        for i in 0..N {
+            let r: Vec<f64> = (i * k..(i + 1) * k)
+                .map(|j| f64::from(log_q[j]) - log_p[j])
+                .collect();
+            let mean = r.iter().sum::<f64>() / k as f64;
+            let sd = (r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / k as f64).sqrt();
+            let se = sd / (k as f64).sqrt();
+            let exact = f64::from(kl[i]);
+            assert!(
+                (mean - exact).abs() < 5.0 * se + 1e-4,
+                "{kind}: sample {i}: {mean} vs {exact}"
+            );
+        }
+    }
+}
+
+#[test]
+fn loss_gradients_match_finite_differences() {
+    let terms = [
+        Term::Joint,
+        Term::Subset(Subset::single(0)),
+        Term::Subset(Subset::single(1)),
+        Term::Subset(Subset::of(&[0, 2])),
+    ];
+    let loss = |m: &Mvae<L, Cpu>, b: &Batch<Cpu>| {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        objective::loss(m, b, &terms, 0.8, &mut rng).value
+    };
+    for kind in AggregationKind::ALL {
+        let mut m = model(kind);
+        let b = batch(&m);
+        let grads = loss(&m, &b).backward();
+        let mut params: Vec<(String, Vec<f32>, Vec<f32>)> = Vec::new();
+        let mut f = |name: &str, p: ParamMut<'_, Cpu>| {
+            let (g, v) = match p {
+                ParamMut::Matrix(t) => (grads.get(&*t).as_vec(), t.as_vec()),
+                ParamMut::Vector(t) => (grads.get(&*t).as_vec(), t.as_vec()),
+            };
+            params.push((name.to_string(), g, v));
+        };
+        m.visit_params(&mut ParamVisitor::new(&mut f));
+        for (pi, (name, g, v)) in params.iter().enumerate() {
+            let k = v.len() / 2;
+            let eps = 1e-2f32;
+            let mut set = |m: &mut Mvae<L, Cpu>, x: f32| {
+                let mut i = 0;
+                let mut f = |_: &str, p: ParamMut<'_, Cpu>| {
+                    if i == pi {
+                        let mut w = v.clone();
+                        w[k] = x;
+                        match p {
+                            ParamMut::Matrix(t) => t.copy_from(&w),
+                            ParamMut::Vector(t) => t.copy_from(&w),
+                        }
+                    }
+                    i += 1;
+                };
+                m.visit_params(&mut ParamVisitor::new(&mut f));
+            };
+            set(&mut m, v[k] + eps);
+            let up = f64::from(loss(&m, &b).as_vec()[0]);
+            set(&mut m, v[k] - eps);
+            let down = f64::from(loss(&m, &b).as_vec()[0]);
+            set(&mut m, v[k]);
+            let fd = (up - down) / (2.0 * f64::from(eps));
+            let err = (fd - f64::from(g[k])).abs() / (1.0 + fd.abs());
+            assert!(err < 2e-2, "{kind}: {name}[{k}]: backward {} vs {fd}", g[k]);
+        }
+    }
+}
