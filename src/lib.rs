@@ -1,3 +1,26 @@
+//! Multimodal variational autoencoders on dfdx: one shared latent space for images, labels,
+//! sound and tables, trained so that any subset of modalities can be encoded and any modality
+//! generated from it.
+//!
+//! | type | what it is for |
+//! |---|---|
+//! | [`ModelConfig`], [`ModalitySpec`] | the modalities ([`Image`], [`Label`], [`Continuous`]), their networks and weights, how experts are combined |
+//! | [`Mvae`] | the model: [`Mvae::encode`] any subset, [`Mvae::decode_mean`], [`Mvae::sample_prior`], by name or index |
+//! | [`AggregationKind`] | how the experts of the present modalities become one posterior ([`Aggregation`]) |
+//! | [`Posterior`] | `q(z \| x_S)`: its mean (an embedding), samples, log-density, KL to the prior |
+//! | [`Subset`] | a set of modalities ([`Mvae::subset`] builds one from names) |
+//! | [`MultimodalDataset`] | columns of values with per-sample presence; [`data`] reads MNIST, spoken digits, image folders, CSV |
+//! | [`Batch`], [`HostValues`] | host values checked and put on the device |
+//! | [`TrainConfig`], [`ObjectiveConfig`], [`Trainer`] | training: settings, the sub-sampled ELBO ([`Objective`]), the seeded loop |
+//! | [`checkpoint`] | [`Mvae::save`]/[`Mvae::load`], [`Trainer::save`]/[`Trainer::resume`] (exact) |
+//! | [`eval::evaluate`] | test ELBOs, IWAE log-likelihoods, cross-modal coherence, probes |
+//! | [`impute::impute`], [`impute::generate`] | fill missing values, generate modalities from given ones |
+//! | [`Error`] | the one error type: every failure names what and why |
+//!
+//! Modules are layered (lowest first: `subset`, `data`, `error`, `codec`, the tensor and kernel
+//! layers, `nn`, `optim`, `posterior`, `likelihood`, `modality`, `batch`, `aggregation`,
+//! `model`, `objective`, `train`, ...); `docs/architecture.md` has the order and what each holds.
+//!
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 

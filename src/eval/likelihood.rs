@@ -3,7 +3,7 @@
 //! and the conditional `log p(x_A | x_B) = log p(x_A, x_B) - log p(x_B)`.
 //!
 //! # The estimator
-//! The proposal of `log p(x_S)` is the model's own posterior `q(z | x_S)` (the product of the
+//! The proposal of `log p(x_S)` is the model's own posterior `q(z | x_S)` (its aggregation of the
 //! experts of `S` with the prior). The estimate is a stochastic lower bound whose expectation
 //! rises with `K` to `log p(x_S)` (it equals the ELBO in expectation at `K = 1`). The `K` draws
 //! are made `rows_per_pass` rows at a time, so `K = 1000` on MNIST needs no more memory than a
