@@ -178,14 +178,14 @@ fn closed_form_kl_is_the_mean_log_ratio() {
         let z = proposal.clone().rsample_with(&eps);
         let log_q = proposal.log_prob(z.clone()).as_vec();
         let log_p = standard_normal_log_prob(&z.as_vec(), L);
-        for i in 0..N {
+        for (i, &exact) in kl.iter().enumerate() {
             let r: Vec<f64> = (i * k..(i + 1) * k)
                 .map(|j| f64::from(log_q[j]) - log_p[j])
                 .collect();
             let mean = r.iter().sum::<f64>() / k as f64;
             let sd = (r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / k as f64).sqrt();
             let se = sd / (k as f64).sqrt();
-            let exact = f64::from(kl[i]);
+            let exact = f64::from(exact);
             assert!(
                 (mean - exact).abs() < 5.0 * se + 1e-4,
                 "{kind}: sample {i}: {mean} vs {exact}"
@@ -222,7 +222,7 @@ fn loss_gradients_match_finite_differences() {
         for (pi, (name, g, v)) in params.iter().enumerate() {
             let k = v.len() / 2;
             let eps = 1e-2f32;
-            let mut set = |m: &mut Mvae<L, Cpu>, x: f32| {
+            let set = |m: &mut Mvae<L, Cpu>, x: f32| {
                 let mut i = 0;
                 let mut f = |_: &str, p: ParamMut<'_, Cpu>| {
                     if i == pi {
