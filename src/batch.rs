@@ -18,9 +18,10 @@ pub enum Input<D: Backend> {
     Classes(Ids<D>),
 }
 
-/// One modality within a batch.
+/// One modality within a device batch (the host-side column of a data set is
+/// [`data::Column`](crate::data::Column)).
 #[derive(Clone, Debug)]
-pub struct Column<D: Backend> {
+pub struct DeviceColumn<D: Backend> {
     /// The values (zero where absent).
     pub input: Input<D>,
     /// `1.0` where the sample has this modality, `0.0` where it is missing, `(batch,)`.
@@ -29,7 +30,7 @@ pub struct Column<D: Backend> {
     pub present_host: Vec<bool>,
 }
 
-impl<D: Backend> Column<D> {
+impl<D: Backend> DeviceColumn<D> {
     /// How many samples have this modality.
     pub fn count(&self) -> usize {
         self.present_host.iter().filter(|&&p| p).count()
@@ -52,12 +53,12 @@ pub struct HostValues<'a> {
     pub present: Option<&'a [bool]>,
 }
 
-/// A batch of samples on the device, one optional [`Column`] per model modality (in the
+/// A batch of samples on the device, one optional [`DeviceColumn`] per model modality (in the
 /// model's order; `None` = no sample of the batch has that modality).
 #[derive(Clone, Debug)]
 pub struct Batch<D: Backend> {
     size: usize,
-    columns: Vec<Option<Column<D>>>,
+    columns: Vec<Option<DeviceColumn<D>>>,
 }
 
 impl<D: Backend> Batch<D> {
@@ -68,7 +69,7 @@ impl<D: Backend> Batch<D> {
     /// likelihood's domain (checked where present), or a sample with no modality at all.
     pub fn from_host(specs: &[ModalitySpec], dev: &D, given: &[HostValues<'_>]) -> Result<Self> {
         let size = batch_size(specs, given)?;
-        let mut columns: Vec<Option<Column<D>>> = vec![None; specs.len()];
+        let mut columns: Vec<Option<DeviceColumn<D>>> = vec![None; specs.len()];
         let mut any = vec![false; size];
         for g in given {
             let idx = specs
@@ -108,7 +109,7 @@ impl<D: Backend> Batch<D> {
                 }
             };
             let mask = present.iter().map(|&p| if p { 1.0 } else { 0.0 }).collect();
-            columns[idx] = Some(Column {
+            columns[idx] = Some(DeviceColumn {
                 input,
                 present: dev.tensor_from_vec(mask, (size,)),
                 present_host: present,
@@ -146,12 +147,12 @@ impl<D: Backend> Batch<D> {
     }
 
     /// The column of modality `m` (model order), if any sample has it.
-    pub fn column(&self, m: usize) -> Option<&Column<D>> {
+    pub fn column(&self, m: usize) -> Option<&DeviceColumn<D>> {
         self.columns.get(m).and_then(Option::as_ref)
     }
 
     /// All columns in model order.
-    pub fn columns(&self) -> &[Option<Column<D>>] {
+    pub fn columns(&self) -> &[Option<DeviceColumn<D>>] {
         &self.columns
     }
 
@@ -170,7 +171,7 @@ impl<D: Backend> Batch<D> {
             .columns
             .iter()
             .map(|c| {
-                c.as_ref().map(|c| Column {
+                c.as_ref().map(|c| DeviceColumn {
                     input: match &c.input {
                         Input::Dense(x) => Input::Dense(x.clone().slice((rows.clone(), ..))),
                         Input::Classes(ids) => {
