@@ -2,99 +2,27 @@
 //! of compile-time size `L`.
 //!
 //! Encoding a subset of modalities combines the Gaussian experts of the modalities each sample
-//! has into one posterior, by the config's [`AggregationKind`] (the product of experts with the
+//! has into one posterior, by the config's [`AggregationKind`](crate::aggregation::AggregationKind) (the product of experts with the
 //! N(0, I) prior unless the config says otherwise); a missing modality is simply left out, per
 //! sample.
 
 use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
-use crate::aggregation::{Aggregation, AggregationKind, Expert, Experts};
+use crate::aggregation::{Aggregation, Expert, Experts};
 use crate::backend::{Backend, Latent, Matrix, Vector};
 use crate::batch::{Batch, Input};
 use crate::likelihood::{self, Likelihood, Variance};
 use crate::modality::{EncoderInput, Modality, ModalitySpec};
-use crate::nn::{Activation, Embedding, Linear, Mlp, ParamMut, ParamVisitor, Parameters};
+use crate::nn::{Embedding, Linear, Mlp, ParamMut, ParamVisitor, Parameters};
 use crate::posterior::{self, Gaussian, Posterior};
 use crate::subset::Subset;
 use crate::{Error, Result};
 
-/// Architecture of a model: its modalities and their networks.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ModelConfig {
-    /// The modalities, in a fixed order (2 up to 64).
-    pub modalities: Vec<ModalitySpec>,
-    /// The hidden-layer activation (the paper: Swish).
-    pub activation: Activation,
-    /// How the experts of the present modalities are combined (default: the product of
-    /// experts; configs and checkpoints without the field read as that).
-    #[serde(default)]
-    pub aggregation: AggregationKind,
-}
+mod config;
 
-impl ModelConfig {
-    /// A config with the given modalities, Swish activations and the product of experts.
-    pub fn new(modalities: Vec<ModalitySpec>) -> Self {
-        Self {
-            modalities,
-            activation: Activation::Swish,
-            aggregation: AggregationKind::default(),
-        }
-    }
-
-    /// Sets how experts are combined.
-    pub fn aggregation(mut self, kind: AggregationKind) -> Self {
-        self.aggregation = kind;
-        self
-    }
-
-    /// The MVAE paper's MNIST model: `image` (28 x 28, weight 1) and `label` (10 classes,
-    /// weight 50); encoders 512-512, decoders 512-512-512.
-    pub fn mnist() -> Self {
-        use crate::modality::{Image, Label};
-        Self::new(vec![
-            ModalitySpec::new(Image::mnist()),
-            ModalitySpec::new(Label::digits()).weight(50.0),
-        ])
-    }
-
-    /// Sets the hidden sizes of every modality's encoder and decoder (e.g. a smaller model
-    /// for a quick run).
-    pub fn hidden(mut self, encoder: &[usize], decoder: &[usize]) -> Self {
-        for m in &mut self.modalities {
-            m.encoder_hidden = encoder.to_vec();
-            m.decoder_hidden = decoder.to_vec();
-        }
-        self
-    }
-
-    /// Checks every modality and that names are unique.
-    ///
-    /// # Errors
-    /// [`Error::InvalidConfig`] naming the offending field.
-    pub fn validate(&self) -> Result<()> {
-        if self.modalities.is_empty() || self.modalities.len() > Subset::MAX_MODALITIES {
-            return Err(Error::config(
-                "modalities",
-                self.modalities.len(),
-                "1 to 64 modalities",
-            ));
-        }
-        for (i, m) in self.modalities.iter().enumerate() {
-            m.validate()?;
-            if self.modalities[..i].iter().any(|o| o.name() == m.name()) {
-                return Err(Error::config(
-                    "modality name",
-                    m.name(),
-                    "names that are unique",
-                ));
-            }
-        }
-        Ok(())
-    }
-}
+pub use config::ModelConfig;
 
 /// Maps one modality's data to its Gaussian expert `q(z | x_m)`.
 #[derive(Clone, Debug)]
