@@ -1,10 +1,16 @@
-//! The multimodal VAE: one encoder and one decoder per modality around a shared latent space
-//! of compile-time size `L`.
+//! The multimodal VAE: per modality `m` an encoder `x_m -> q(z | x_m)` and a decoder
+//! `z -> p(x_m | z)` around a shared latent space of compile-time size `L`.
 //!
 //! Encoding a subset of modalities combines the Gaussian experts of the modalities each sample
-//! has into one posterior, by the config's [`AggregationKind`](crate::aggregation::AggregationKind) (the product of experts with the
+//! has into one posterior, by the config's
+//! [`AggregationKind`](crate::aggregation::AggregationKind) (the product of experts with the
 //! N(0, I) prior unless the config says otherwise); a missing modality is simply left out, per
 //! sample.
+//!
+//! [`Mvae`] is a composition: the blocks own their construction, forward pass and parameter walk
+//! ([`Encoder`] in `encoder.rs`, [`Decoder`] in `decoder.rs`), the architecture is data
+//! ([`ModelConfig`] in `config.rs`), and each modality's likelihood scores and summarises what
+//! its decoder gives ([`Likelihood`]).
 
 use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -14,66 +20,19 @@ use crate::aggregation::{Aggregation, Expert, Experts};
 use crate::backend::{Backend, Latent, Matrix, Vector};
 use crate::batch::{Batch, Input};
 use crate::likelihood::{self, Likelihood, Variance};
-use crate::modality::{EncoderInput, Modality, ModalitySpec};
-use crate::nn::{Embedding, Linear, Mlp, ParamMut, ParamVisitor, Parameters};
+use crate::modality::{Modality, ModalitySpec};
+use crate::nn::{ParamVisitor, Parameters};
 use crate::posterior::{self, Gaussian, Posterior};
 use crate::subset::Subset;
 use crate::{Error, Result};
 
 mod config;
+mod decoder;
+mod encoder;
 
 pub use config::ModelConfig;
-
-/// Maps one modality's data to its Gaussian expert `q(z | x_m)`.
-#[derive(Clone, Debug)]
-pub struct Encoder<const L: usize, D: Backend> {
-    /// First layer: a linear map of dense input or an embedding of class indices.
-    pub input: InputLayer<D>,
-    /// The remaining hidden layers.
-    pub hidden: Mlp<D>,
-    /// Head for the mean.
-    pub mean: Linear<D>,
-    /// Head for the log-variance.
-    pub logvar: Linear<D>,
-}
-
-/// The first layer of an encoder, by [`EncoderInput`].
-#[derive(Clone, Debug)]
-pub enum InputLayer<D: Backend> {
-    /// Dense values through a linear layer.
-    Dense(Linear<D>),
-    /// Class indices through an embedding table.
-    Embedding(Embedding<D>),
-}
-
-impl<D: Backend> Parameters<D> for InputLayer<D> {
-    fn visit_params<'p>(&'p mut self, v: &mut ParamVisitor<'_, 'p, D>) {
-        match self {
-            InputLayer::Dense(l) => l.visit_params(v),
-            InputLayer::Embedding(e) => e.visit_params(v),
-        }
-    }
-}
-
-/// Maps a latent to one modality's likelihood parameters.
-#[derive(Clone, Debug)]
-pub struct Decoder<D: Backend> {
-    /// Hidden layers from the latent.
-    pub hidden: Mlp<D>,
-    /// Output layer: logits or means.
-    pub out: Linear<D>,
-    /// Per-dimension log-variance of a Gaussian likelihood with learned variance.
-    pub logvar: Option<Vector<D>>,
-}
-
-/// A decoder's output for a batch of latents.
-#[derive(Debug)]
-pub struct DecoderOutput<D: Backend, T = NoneTape> {
-    /// Logits (Bernoulli, categorical) or means (Gaussian), `(batch, params)`.
-    pub params: Matrix<D, T>,
-    /// Learned per-dimension log-variance (Gaussian with learned variance only).
-    pub logvar: Option<Vector<D, T>>,
-}
+pub use decoder::{Decoder, DecoderOutput};
+pub use encoder::{Encoder, InputLayer};
 
 /// A multimodal VAE with latent size `L` on device `D`.
 #[derive(Clone, Debug)]
@@ -101,40 +60,11 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
         let act = config.activation;
         let mut encoders = Vec::new();
         let mut decoders = Vec::new();
+        // Per modality, the encoder's draws and then the decoder's: the order fixes the weights
+        // a seed gives.
         for spec in &config.modalities {
-            let h = &spec.encoder_hidden;
-            let input = match spec.kind.encoder_input() {
-                EncoderInput::Dense { dim } => {
-                    InputLayer::Dense(Linear::new(dim, h[0], true, &mut rng, dev))
-                }
-                EncoderInput::Embedding { classes } => {
-                    InputLayer::Embedding(Embedding::new(classes, h[0], &mut rng, dev))
-                }
-            };
-            let hidden = Mlp::new(h[0], &h[1..], act, &mut rng, dev);
-            let last = *h.last().expect("validated: encoder has a hidden layer");
-            encoders.push(Encoder {
-                input,
-                hidden,
-                mean: Linear::new(last, L, true, &mut rng, dev),
-                logvar: Linear::new(last, L, true, &mut rng, dev),
-            });
-            let hd = &spec.decoder_hidden;
-            let like = spec.kind.likelihood();
-            let last = *hd.last().expect("validated: decoder has a hidden layer");
-            let logvar = matches!(
-                like,
-                Likelihood::Gaussian {
-                    variance: Variance::Learned,
-                    ..
-                }
-            )
-            .then(|| dev.zeros_like(&(like.params(),)));
-            decoders.push(Decoder {
-                hidden: Mlp::new(L, hd, act, &mut rng, dev),
-                out: Linear::new(last, like.params(), true, &mut rng, dev),
-                logvar,
-            });
+            encoders.push(Encoder::new(spec, act, &mut rng, dev));
+            decoders.push(Decoder::new(spec, L, act, &mut rng, dev));
         }
         Ok(Self {
             config: config.clone(),
@@ -187,24 +117,7 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
         input: &Input<D>,
         tape: T,
     ) -> Gaussian<L, D, T> {
-        let enc = &self.encoders[m];
-        let act = self.config.activation;
-        let h = match (&enc.input, input) {
-            (InputLayer::Dense(l), Input::Dense(x)) => {
-                l.forward_on_data(x.clone().put_tape(tape), act)
-            }
-            (InputLayer::Embedding(e), Input::Classes(ids)) => {
-                act.apply(e.lookup(ids.clone().put_tape(tape)))
-            }
-            _ => panic!("input of modality {m} does not match its encoder"),
-        };
-        let h = enc.hidden.forward(h);
-        let mean = enc.mean.forward(h.with_empty_tape());
-        let logvar = enc.logvar.forward(h);
-        Gaussian {
-            mean: crate::backend::realize(mean),
-            logvar: crate::backend::realize(logvar),
-        }
+        self.encoders[m].forward(input, tape)
     }
 
     /// The experts of the modalities in `which` that the batch has, each recording on a tape
@@ -243,14 +156,7 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
 
     /// Decoder `m`'s likelihood parameters for latents `z`.
     pub fn decode<T: Tape<f32, D>>(&self, m: usize, z: Latent<L, D, T>) -> DecoderOutput<D, T> {
-        let dec = &self.decoders[m];
-        let z: Matrix<D, T> = crate::backend::realize(z);
-        let params = dec.out.forward(dec.hidden.forward(z));
-        let logvar = dec
-            .logvar
-            .as_ref()
-            .map(|lv| lv.clone().put_tape(T::default()));
-        DecoderOutput { params, logvar }
+        self.decoders[m].forward(z)
     }
 
     /// `log p(x_m | z)` per sample from decoder `m`'s output.
@@ -311,23 +217,12 @@ impl<const L: usize, D: Backend> Parameters<D> for Mvae<L, D> {
             .collect();
         v.scope("encoders", |v| {
             for (enc, name) in self.encoders.iter_mut().zip(&names) {
-                v.scope(name, |v| {
-                    v.scope("input", |v| enc.input.visit_params(v));
-                    v.scope("hidden", |v| enc.hidden.visit_params(v));
-                    v.scope("mean", |v| enc.mean.visit_params(v));
-                    v.scope("logvar", |v| enc.logvar.visit_params(v));
-                });
+                v.scope(name, |v| enc.visit_params(v));
             }
         });
         v.scope("decoders", |v| {
             for (dec, name) in self.decoders.iter_mut().zip(&names) {
-                v.scope(name, |v| {
-                    v.scope("hidden", |v| dec.hidden.visit_params(v));
-                    v.scope("out", |v| dec.out.visit_params(v));
-                    if let Some(lv) = &mut dec.logvar {
-                        v.visit("logvar", ParamMut::Vector(lv));
-                    }
-                });
+                v.scope(name, |v| dec.visit_params(v));
             }
         });
     }
