@@ -7,7 +7,7 @@ use dfdx::prelude::*;
 use rand::Rng;
 
 use crate::backend::{realize, Backend, Latent, Matrix, Vector};
-use crate::likelihood::{Likelihood, Variance};
+use crate::likelihood::{DecoderOutput, Likelihood, Variance};
 use crate::modality::{Modality, ModalitySpec};
 use crate::nn::{Activation, Linear, Mlp, ParamMut, ParamVisitor, Parameters};
 
@@ -20,15 +20,6 @@ pub struct Decoder<D: Backend> {
     pub out: Linear<D>,
     /// Per-dimension log-variance of a Gaussian likelihood with learned variance.
     pub logvar: Option<Vector<D>>,
-}
-
-/// A decoder's output for a batch of latents.
-#[derive(Debug)]
-pub struct DecoderOutput<D: Backend, T = NoneTape> {
-    /// Logits (Bernoulli, categorical) or means (Gaussian), `(batch, params)`.
-    pub params: Matrix<D, T>,
-    /// Learned per-dimension log-variance (Gaussian with learned variance only).
-    pub logvar: Option<Vector<D, T>>,
 }
 
 impl<D: Backend> Decoder<D> {

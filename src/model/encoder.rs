@@ -7,7 +7,7 @@ use dfdx::prelude::*;
 use rand::Rng;
 
 use crate::backend::{realize, Backend};
-use crate::batch::Input;
+use crate::likelihood::Input;
 use crate::modality::{EncoderInput, Modality, ModalitySpec};
 use crate::nn::{Activation, Embedding, Linear, Mlp, ParamVisitor, Parameters};
 use crate::posterior::Gaussian;

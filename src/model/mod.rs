@@ -10,7 +10,7 @@
 //! [`Mvae`] is a composition: the blocks own their construction, forward pass and parameter walk
 //! ([`Encoder`] in `encoder.rs`, [`Decoder`] in `decoder.rs`), the architecture is data
 //! ([`ModelConfig`] in `config.rs`), and each modality's likelihood scores and summarises what
-//! its decoder gives ([`Likelihood`]).
+//! its decoder gives ([`Likelihood`](crate::likelihood::Likelihood)).
 
 use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -18,8 +18,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::aggregation::{Aggregation, Expert, Experts};
 use crate::backend::{Backend, Latent, Matrix, Vector};
-use crate::batch::{Batch, Input};
-use crate::likelihood::{self, Likelihood, Variance};
+use crate::batch::Batch;
+use crate::likelihood::Input;
 use crate::modality::{Modality, ModalitySpec};
 use crate::nn::{ParamVisitor, Parameters};
 use crate::posterior::{self, Gaussian, Posterior};
@@ -31,8 +31,10 @@ mod decoder;
 mod encoder;
 
 pub use config::ModelConfig;
-pub use decoder::{Decoder, DecoderOutput};
+pub use decoder::Decoder;
 pub use encoder::{Encoder, InputLayer};
+// The decoder's output type, defined with the likelihoods that read it.
+pub use crate::likelihood::DecoderOutput;
 
 /// A multimodal VAE with latent size `L` on device `D`.
 #[derive(Clone, Debug)]
@@ -162,38 +164,24 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
     /// `log p(x_m | z)` per sample from decoder `m`'s output.
     ///
     /// # Panics
-    /// If `target` does not fit modality `m` (the batch was built for another model).
+    /// If `target` does not fit modality `m`'s likelihood (the batch was built for another
+    /// model); see [`Likelihood::log_prob`](crate::likelihood::Likelihood::log_prob).
     pub fn log_likelihood<T: Tape<f32, D>>(
         &self,
         m: usize,
         out: DecoderOutput<D, T>,
         target: &Input<D>,
     ) -> Vector<D, T> {
-        match (self.modalities()[m].kind.likelihood(), target) {
-            (Likelihood::Bernoulli { .. }, Input::Dense(x)) => likelihood::bernoulli(out.params, x),
-            (Likelihood::Categorical { .. }, Input::Classes(y)) => {
-                likelihood::categorical(out.params, y)
-            }
-            (Likelihood::Gaussian { variance, .. }, Input::Dense(x)) => {
-                match (variance, out.logvar) {
-                    (Variance::Learned, Some(lv)) => likelihood::gaussian(out.params, lv, x),
-                    (Variance::Fixed(v), _) => likelihood::gaussian_fixed(out.params, v, x),
-                    (Variance::Learned, None) => unreachable!("learned variance has a logvar"),
-                }
-            }
-            _ => panic!("target does not match the likelihood of modality {m}"),
-        }
+        self.modalities()[m].kind.likelihood().log_prob(out, target)
     }
 
     /// The expected value of `x_m` given `z`: pixel probabilities, class probabilities or
     /// Gaussian means, `(batch, params)`.
     pub fn decode_mean(&self, m: usize, z: Latent<L, D>) -> Matrix<D> {
-        let out = self.decode(m, z).params;
-        match self.modalities()[m].kind.likelihood() {
-            Likelihood::Bernoulli { .. } => out.sigmoid(),
-            Likelihood::Categorical { .. } => out.softmax::<Axis<1>>(),
-            Likelihood::Gaussian { .. } => out,
-        }
+        self.modalities()[m]
+            .kind
+            .likelihood()
+            .mean(self.decode(m, z))
     }
 
     /// `n` latents from the prior N(0, I), drawn from `rng`.
