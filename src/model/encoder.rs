@@ -1,7 +1,7 @@
 //! One modality's encoder: its data `x_m` to the Gaussian expert
-//! `q(z | x_m) = N(mean(h), exp(logvar(h)))`, where `h` is the last hidden layer of
-//! `act(input(x_m))` followed by the hidden stack. The input layer is a linear map of dense values
-//! or an embedding of class indices, by the modality's [`EncoderInput`].
+//! `q(z | x_m) = N(mean(h), exp(logvar(h)))` with `h = hidden(act(input(x_m)))`, where `mean`
+//! and `logvar` are linear heads and `input` is a linear map of dense values or an embedding of
+//! class indices, by the modality's [`EncoderInput`].
 
 use dfdx::prelude::*;
 use rand::Rng;
