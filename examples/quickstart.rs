@@ -46,10 +46,16 @@ fn main() -> Result<()> {
     // 3. Evaluate on the 1,000 bundled test images.
     println!(
         "test ELBO joint {:.1}, image {:.1}, label {:.2}; label from image alone: {:.1}% right",
-        eval::elbo(model, &test, Subset::all(2), 1)?,
-        eval::elbo(model, &test, Subset::single(0), 2)?,
-        eval::elbo(model, &test, Subset::single(1), 3)?,
-        100.0 * eval::accuracy(model, &test, Subset::single(0), 1)?,
+        eval::elbo(model, &test, model.subset(&["image", "label"])?, 1)?,
+        eval::elbo(model, &test, model.subset(&["image"])?, 2)?,
+        eval::elbo(model, &test, model.subset(&["label"])?, 3)?,
+        100.0
+            * eval::accuracy(
+                model,
+                &test,
+                model.subset(&["image"])?,
+                model.modality_index("label")?
+            )?,
     );
 
     // 4. Cross-modal generation: encode each label alone, decode an image from the mean.
@@ -63,8 +69,8 @@ fn main() -> Result<()> {
             present: None,
         }],
     )?;
-    let q = model.encode(&batch, Subset::single(1));
-    let images = model.decode_mean(0, q.mean()).as_vec();
+    let q = model.encode(&batch, model.subset(&["label"])?);
+    let images = model.decode_mean_of("image", q.mean())?.as_vec();
     println!("\nimages drawn from the label alone (0-9, every second pixel):");
     for row in (0..28).step_by(2) {
         let line: String = (0..10)

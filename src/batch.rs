@@ -4,19 +4,12 @@
 //! likelihood, missing samples are zero-filled (so a NaN placeholder can never leak through a
 //! `0 * NaN`), and masks become `0/1` vectors.
 
-use crate::backend::{Backend, Ids, Matrix, Vector};
+use crate::backend::{Backend, Vector};
 use crate::data::HostBatch;
 use crate::modality::{EncoderInput, Modality, ModalitySpec};
 use crate::{Error, Result};
 
-/// A modality's values as the networks read them.
-#[derive(Clone, Debug)]
-pub enum Input<D: Backend> {
-    /// Dense values, `(batch, dim)`.
-    Dense(Matrix<D>),
-    /// Class indices, `(batch,)`.
-    Classes(Ids<D>),
-}
+pub use crate::likelihood::Input;
 
 /// One modality within a device batch (the host-side column of a data set is
 /// [`data::Column`](crate::data::Column)).

@@ -11,45 +11,31 @@ use dfdx::prelude::*;
 use crate::backend::{Backend, Latent};
 use crate::batch::{Batch, HostValues};
 use crate::data::{BatchOptions, DatasetBuilder, HostBatch, MultimodalDataset};
-use crate::likelihood::Likelihood;
 use crate::modality::Modality;
 use crate::model::Mvae;
 use crate::{Error, Result};
 
+pub use crate::likelihood::argmax;
+
 /// Samples per device batch.
 const BATCH: usize = 500;
 
-/// Decoder `m`'s expected values at `z`, in data-set form: pixel probabilities and Gaussian
-/// means as they are, and for a categorical modality the most probable class (one value).
+/// Decoder `m`'s expected values at `z`, in data-set form: each row's
+/// [`Likelihood::point`](crate::likelihood::Likelihood::point) (pixel probabilities and Gaussian
+/// means as they are, and for a categorical modality the most probable class, one value).
 pub fn decoded_values<const L: usize, D: Backend>(
     model: &Mvae<L, D>,
     m: usize,
     z: Latent<L, D>,
 ) -> Vec<f32> {
     let mean = model.decode_mean(m, z);
-    let (rows, cols) = mean.shape();
-    let v = mean.as_vec();
-    match model.modalities()[m].kind.likelihood() {
-        Likelihood::Categorical { .. } => (0..*rows)
-            .map(|r| argmax(&v[r * cols..(r + 1) * cols]) as f32)
-            .collect(),
-        _ => v,
+    let cols = mean.shape().1;
+    let like = model.modalities()[m].kind.likelihood();
+    let mut values = Vec::with_capacity(mean.shape().0 * cols);
+    for row in mean.as_vec().chunks_exact(cols) {
+        values.extend_from_slice(&like.point(row));
     }
-}
-
-/// Index of the largest value (the first one on ties).
-pub fn argmax(values: &[f32]) -> usize {
     values
-        .iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 {
-                (i, v)
-            } else {
-                best
-            }
-        })
-        .0
 }
 
 /// A copy of `data` in which every missing value of a model modality is filled with the

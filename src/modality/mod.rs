@@ -47,15 +47,12 @@ pub trait Modality: std::fmt::Debug + Send + Sync {
     /// The decoder's likelihood.
     fn likelihood(&self) -> Likelihood;
 
-    /// Checks one sample's values against the likelihood's domain.
+    /// Checks one sample's values: their count, then the likelihood's domain
+    /// ([`Likelihood::check`]).
     ///
     /// # Errors
     /// [`Error::InvalidData`] naming the modality and the first bad value.
     fn check(&self, values: &[f32]) -> Result<()> {
-        let bad = |i: usize, v: f32, want: &str| Error::InvalidData {
-            what: format!("modality {}", self.name()),
-            reason: format!("value {i} is {v}, expected {want}"),
-        };
         if values.len() != self.dim() {
             return Err(Error::shape(
                 format!("modality {}", self.name()),
@@ -63,21 +60,8 @@ pub trait Modality: std::fmt::Debug + Send + Sync {
                 values.len(),
             ));
         }
-        for (i, &v) in values.iter().enumerate() {
-            match self.likelihood() {
-                Likelihood::Bernoulli { .. } if !(0.0..=1.0).contains(&v) => {
-                    return Err(bad(i, v, "a value in [0, 1]"))
-                }
-                Likelihood::Categorical { classes }
-                    if !(v >= 0.0 && v < classes as f32 && v.fract() == 0.0) =>
-                {
-                    return Err(bad(i, v, &format!("a class index in 0..{classes}")))
-                }
-                _ if !v.is_finite() => return Err(bad(i, v, "a finite number")),
-                _ => {}
-            }
-        }
-        Ok(())
+        self.likelihood()
+            .check(format_args!("modality {}", self.name()), values)
     }
 }
 

@@ -1,0 +1,279 @@
+//! The multimodal VAE: per modality `m` an encoder `x_m -> q(z | x_m)` and a decoder
+//! `z -> p(x_m | z)` around a shared latent space of compile-time size `L`.
+//!
+//! Encoding a subset of modalities combines the Gaussian experts of the modalities each sample
+//! has into one posterior, by the config's
+//! [`AggregationKind`](crate::aggregation::AggregationKind) (the product of experts with the
+//! N(0, I) prior unless the config says otherwise); a missing modality is simply left out, per
+//! sample.
+//!
+//! [`Mvae`] is a composition: the blocks own their construction, forward pass and parameter walk
+//! ([`Encoder`] in `encoder.rs`, [`Decoder`] in `decoder.rs`), the architecture is data
+//! ([`ModelConfig`] in `config.rs`), and each modality's likelihood scores and summarises what
+//! its decoder gives ([`Likelihood`](crate::likelihood::Likelihood)).
+
+use dfdx::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::aggregation::{Aggregation, Expert, Experts};
+use crate::backend::{Backend, Latent, Matrix, Vector};
+use crate::batch::Batch;
+use crate::likelihood::Input;
+use crate::modality::{Modality, ModalitySpec};
+use crate::nn::{ParamVisitor, Parameters};
+use crate::posterior::{self, Gaussian, Posterior};
+use crate::subset::Subset;
+use crate::{Error, Result};
+
+mod config;
+mod decoder;
+mod encoder;
+
+pub use config::ModelConfig;
+pub use decoder::Decoder;
+pub use encoder::{Encoder, InputLayer};
+// The decoder's output type, defined with the likelihoods that read it.
+pub use crate::likelihood::DecoderOutput;
+
+/// A multimodal VAE with latent size `L` on device `D`.
+#[derive(Clone, Debug)]
+pub struct Mvae<const L: usize, D: Backend> {
+    config: ModelConfig,
+    /// One encoder per modality, in config order.
+    pub encoders: Vec<Encoder<L, D>>,
+    /// One decoder per modality, in config order.
+    pub decoders: Vec<Decoder<D>>,
+    dev: D,
+}
+
+impl<const L: usize, D: Backend> Mvae<L, D> {
+    /// Builds a model with weights initialised from `seed` (same seed, same weights, on any
+    /// device).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if the config does not validate or `L` is 0.
+    pub fn new(config: &ModelConfig, dev: &D, seed: u64) -> Result<Self> {
+        config.validate()?;
+        if L == 0 {
+            return Err(Error::config("latent size", 0, "at least 1"));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let act = config.activation;
+        let mut encoders = Vec::new();
+        let mut decoders = Vec::new();
+        // Per modality, the encoder's draws and then the decoder's: the order fixes the weights
+        // a seed gives.
+        for spec in &config.modalities {
+            encoders.push(Encoder::new(spec, act, &mut rng, dev));
+            decoders.push(Decoder::new(spec, L, act, &mut rng, dev));
+        }
+        Ok(Self {
+            config: config.clone(),
+            encoders,
+            decoders,
+            dev: dev.clone(),
+        })
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The modalities in model order.
+    pub fn modalities(&self) -> &[ModalitySpec] {
+        &self.config.modalities
+    }
+
+    /// The device.
+    pub fn device(&self) -> &D {
+        &self.dev
+    }
+
+    /// Index of the modality called `name`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidData`] listing the model's modalities.
+    pub fn modality_index(&self, name: &str) -> Result<usize> {
+        self.modalities()
+            .iter()
+            .position(|m| m.name() == name)
+            .ok_or_else(|| Error::InvalidData {
+                what: format!("modality {name}"),
+                reason: format!(
+                    "is not in the model (it has {})",
+                    self.modalities()
+                        .iter()
+                        .map(|m| m.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+    }
+
+    /// The modalities called `names`, as a [`Subset`] (the name-based form of
+    /// `Subset::of(&[indices])`), e.g. `model.subset(&["image", "label"])?`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidData`] for a name that is not a modality of the model, listing them.
+    pub fn subset(&self, names: &[&str]) -> Result<Subset> {
+        let indices = names
+            .iter()
+            .map(|n| self.modality_index(n))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Subset::of(&indices))
+    }
+
+    /// The names of the modalities in `subset`, in model order.
+    pub fn names(&self, subset: Subset) -> Vec<&str> {
+        subset
+            .iter()
+            .filter_map(|m| self.modalities().get(m).map(|s| s.name()))
+            .collect()
+    }
+
+    /// The expert `q(z | x_m)` of modality `m`, recording on `tape`.
+    pub fn expert<T: Tape<f32, D>>(
+        &self,
+        m: usize,
+        input: &Input<D>,
+        tape: T,
+    ) -> Gaussian<L, D, T> {
+        self.encoders[m].forward(input, tape)
+    }
+
+    /// The experts of the modalities in `which` that the batch has, each recording on a tape
+    /// of its own (`T::default()`), in precision form as well (see [`Expert`]).
+    pub fn experts<T: Tape<f32, D>>(&self, batch: &Batch<D>, which: Subset) -> Experts<L, D, T> {
+        let experts = (0..self.modalities().len())
+            .map(|m| {
+                let c = batch.column(m).filter(|_| which.contains(m))?;
+                let q = self.expert(m, &c.input, T::default());
+                let gaussian = Gaussian {
+                    mean: q.mean.with_empty_tape(),
+                    logvar: q.logvar.with_empty_tape(),
+                };
+                Some(Expert {
+                    gaussian,
+                    precision_form: q.weighted(c.mask()),
+                    present: c.mask().cloned(),
+                    present_host: c.present_host.clone(),
+                })
+            })
+            .collect();
+        Experts::new(experts, batch.size(), &self.dev)
+    }
+
+    /// The posterior `q(z | x_S)` of the modalities in `subset` that the batch has, combined
+    /// per sample by the config's aggregation (a sample with none of them gets the prior).
+    pub fn encode(&self, batch: &Batch<D>, subset: Subset) -> Posterior<L, D> {
+        let experts = self.experts::<NoneTape>(batch, subset);
+        self.config.aggregation.aggregate(&experts, subset)
+    }
+
+    /// The posterior of every modality the batch has.
+    pub fn encode_all(&self, batch: &Batch<D>) -> Posterior<L, D> {
+        self.encode(batch, Subset::all(self.modalities().len()))
+    }
+
+    /// Decoder `m`'s likelihood parameters for latents `z`.
+    pub fn decode<T: Tape<f32, D>>(&self, m: usize, z: Latent<L, D, T>) -> DecoderOutput<D, T> {
+        self.decoders[m].forward(z)
+    }
+
+    /// `log p(x_m | z)` per sample from decoder `m`'s output.
+    ///
+    /// # Panics
+    /// If `target` does not fit modality `m`'s likelihood (the batch was built for another
+    /// model); see [`Likelihood::log_prob`](crate::likelihood::Likelihood::log_prob).
+    pub fn log_likelihood<T: Tape<f32, D>>(
+        &self,
+        m: usize,
+        out: DecoderOutput<D, T>,
+        target: &Input<D>,
+    ) -> Vector<D, T> {
+        self.modalities()[m].kind.likelihood().log_prob(out, target)
+    }
+
+    /// The expected value of `x_m` given `z`: pixel probabilities, class probabilities or
+    /// Gaussian means, `(batch, params)`.
+    pub fn decode_mean(&self, m: usize, z: Latent<L, D>) -> Matrix<D> {
+        self.modalities()[m]
+            .kind
+            .likelihood()
+            .mean(self.decode(m, z))
+    }
+
+    /// [`Mvae::decode_mean`] of the modality called `name`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidData`] for a name that is not a modality of the model.
+    pub fn decode_mean_of(&self, name: &str, z: Latent<L, D>) -> Result<Matrix<D>> {
+        Ok(self.decode_mean(self.modality_index(name)?, z))
+    }
+
+    /// `n` latents from the prior N(0, I), drawn from `rng`.
+    pub fn sample_prior(&self, n: usize, rng: &mut impl Rng) -> Latent<L, D> {
+        let v = posterior::normal_draws(n * L, rng);
+        self.dev.tensor_from_vec(v, (n, Const::<L>))
+    }
+
+    /// Number of scalar parameters.
+    pub fn param_count(&mut self) -> usize {
+        self.num_params()
+    }
+}
+
+impl<const L: usize, D: Backend> Parameters<D> for Mvae<L, D> {
+    fn visit_params<'p>(&'p mut self, v: &mut ParamVisitor<'_, 'p, D>) {
+        let names: Vec<String> = self
+            .modalities()
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect();
+        v.scope("encoders", |v| {
+            for (enc, name) in self.encoders.iter_mut().zip(&names) {
+                v.scope(name, |v| enc.visit_params(v));
+            }
+        });
+        v.scope("decoders", |v| {
+            for (dec, name) in self.decoders.iter_mut().zip(&names) {
+                v.scope(name, |v| dec.visit_params(v));
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modality::{Image, Label};
+    use rand::SeedableRng;
+
+    /// Names address the same modalities as indices; an unknown name is an error that lists
+    /// the model's modalities.
+    #[test]
+    fn modalities_by_name_equal_modalities_by_index() {
+        let cfg = ModelConfig::new(vec![
+            ModalitySpec::new(Image::new("image", 2, 2)).encoder_hidden(&[3]),
+            ModalitySpec::new(Label::new("label", 3)).encoder_hidden(&[3]),
+        ])
+        .hidden(&[3], &[3]);
+        let model = Mvae::<2, Cpu>::new(&cfg, &Cpu::default(), 1).unwrap();
+        assert_eq!(model.subset(&["label"]).unwrap(), Subset::single(1));
+        assert_eq!(model.subset(&["label", "image"]).unwrap(), Subset::all(2));
+        assert_eq!(model.names(Subset::all(2)), vec!["image", "label"]);
+        let err = model.subset(&["image", "sound"]).unwrap_err().to_string();
+        assert!(
+            err.contains("sound") && err.contains("image, label"),
+            "{err}"
+        );
+        let z = model.sample_prior(4, &mut ChaCha8Rng::seed_from_u64(2));
+        assert_eq!(
+            model.decode_mean_of("image", z.clone()).unwrap().as_vec(),
+            model.decode_mean(0, z.clone()).as_vec()
+        );
+        assert!(model.decode_mean_of("sound", z).is_err());
+    }
+}
