@@ -399,3 +399,37 @@ fn errors_are_one_line_and_non_zero() {
     let bad = mvae(&["train", "--epochs", "many"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// `--aggregation` picks how experts are combined: stored in the run's config and checkpoint
+/// (read back by `mvae eval`'s model), and an unknown kind is a usage error naming the kinds.
+#[test]
+fn aggregation_is_chosen_stored_and_checked() {
+    let dir = scratch("aggregation");
+    let d = dir.to_str().unwrap();
+    let mut args = vec![
+        "train",
+        "--epochs",
+        "1",
+        "--aggregation",
+        "poe",
+        "--no-pictures",
+        "--out",
+        d,
+    ];
+    args.extend(TINY);
+    ok_json(&args);
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(config.contains("aggregation = \"poe\""), "{config}");
+    let info = mvae::checkpoint::read_info(dir.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(
+        info.model.aggregation,
+        mvae::AggregationKind::ProductOfExperts
+    );
+    let bad = mvae(&["train", "--aggregation", "sum", "--out", d]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("unknown aggregation 'sum'") && err.contains("poe"),
+        "{err}"
+    );
+}
