@@ -22,6 +22,8 @@
 //! If its posterior is not a diagonal Gaussian, add a [`Posterior`] variant with its sampling,
 //! log-density and KL.
 
+mod moe;
+mod mopoe;
 mod poe;
 
 use dfdx::prelude::*;
@@ -32,6 +34,8 @@ use crate::posterior::{Gaussian, WeightedExpert};
 use crate::subset::Subset;
 
 pub use crate::posterior::Posterior;
+pub use moe::MixtureOfExperts;
+pub use mopoe::MixtureOfProductsOfExperts;
 pub use poe::{combine, product_of_experts, MaskedExpert, ProductOfExperts};
 
 /// One modality's expert over a batch, with the samples that have the modality.
@@ -145,16 +149,28 @@ pub enum AggregationKind {
     #[default]
     #[serde(rename = "poe")]
     ProductOfExperts,
+    /// The uniform mixture of the present experts (MMVAE).
+    #[serde(rename = "moe")]
+    MixtureOfExperts,
+    /// The uniform mixture of the products of experts of every non-empty subset (MoPoE).
+    #[serde(rename = "mopoe")]
+    MixtureOfProductsOfExperts,
 }
 
 impl AggregationKind {
     /// Every kind, for help texts and tests.
-    pub const ALL: [AggregationKind; 1] = [AggregationKind::ProductOfExperts];
+    pub const ALL: [AggregationKind; 3] = [
+        AggregationKind::ProductOfExperts,
+        AggregationKind::MixtureOfExperts,
+        AggregationKind::MixtureOfProductsOfExperts,
+    ];
 
     /// The config and command-line name (`poe`).
     pub fn name(self) -> &'static str {
         match self {
             AggregationKind::ProductOfExperts => "poe",
+            AggregationKind::MixtureOfExperts => "moe",
+            AggregationKind::MixtureOfProductsOfExperts => "mopoe",
         }
     }
 
@@ -163,6 +179,10 @@ impl AggregationKind {
         match self {
             AggregationKind::ProductOfExperts => {
                 "product of the present experts with the N(0, I) prior (MVAE)"
+            }
+            AggregationKind::MixtureOfExperts => "uniform mixture of the present experts (MMVAE)",
+            AggregationKind::MixtureOfProductsOfExperts => {
+                "uniform mixture of the products of experts of every subset (MoPoE)"
             }
         }
     }
@@ -199,6 +219,10 @@ impl Aggregation for AggregationKind {
     ) -> Posterior<L, D, T> {
         match self {
             AggregationKind::ProductOfExperts => ProductOfExperts.aggregate(experts, given),
+            AggregationKind::MixtureOfExperts => MixtureOfExperts.aggregate(experts, given),
+            AggregationKind::MixtureOfProductsOfExperts => {
+                MixtureOfProductsOfExperts.aggregate(experts, given)
+            }
         }
     }
 }

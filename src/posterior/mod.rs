@@ -15,6 +15,10 @@ use rand_distr::{Distribution, StandardNormal};
 
 use crate::backend::{Backend, Latent, Vector};
 
+mod mixture;
+
+pub use mixture::{Mixture, MixtureKl};
+
 /// Log-variances are clamped to `[-LOGVAR_LIMIT, LOGVAR_LIMIT]` before they become precisions,
 /// so that `exp` stays finite in f32 whatever an encoder emits (e^30 ~ 1e13).
 pub const LOGVAR_LIMIT: f32 = 30.0;
@@ -118,6 +122,15 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Gaussian<L, D, T> {
         terms.sum::<(usize,), Axis<1>>() * 0.5
     }
 
+    /// A copy that shares the tensors' ids but carries empty tapes (gradients still reach the
+    /// originals by id).
+    pub fn retaped(&self) -> Self {
+        Self {
+            mean: self.mean.with_empty_tape(),
+            logvar: self.logvar.with_empty_tape(),
+        }
+    }
+
     /// `log q(z)` per sample, `(batch,)`, for latents `z` of the same batch size (one row of
     /// `z` per row of the Gaussian). Records on `z`'s tape; the Gaussian's parameters enter
     /// as copies with empty tapes (their gradients still reach them by id).
@@ -127,6 +140,13 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Gaussian<L, D, T> {
         let terms = sq + self.logvar.with_empty_tape() + LN_2PI;
         terms.sum::<(usize,), Axis<1>>() * -0.5
     }
+}
+
+/// `log N(z; 0, I)` per row of `z`, `(batch,)`, on the tape.
+pub fn standard_normal_log_prob_of<const L: usize, D: Backend, T: Tape<f32, D>>(
+    z: Latent<L, D, T>,
+) -> Vector<D, T> {
+    (z.square() + LN_2PI).sum::<(usize,), Axis<1>>() * -0.5
 }
 
 /// `ln(2 pi)`, the constant of every Gaussian log-density (per dimension).
@@ -153,12 +173,15 @@ pub fn standard_normal_log_prob(z: &[f32], dim: usize) -> Vec<f64> {
 pub enum Posterior<const L: usize, D: Backend, T = NoneTape> {
     /// A diagonal Gaussian (the product of experts).
     Gaussian(Gaussian<L, D, T>),
+    /// A uniform mixture of Gaussians per sample (the mixture aggregations).
+    Mixture(Mixture<L, D, T>),
 }
 
 impl<const L: usize, D: Backend> Clone for Posterior<L, D> {
     fn clone(&self) -> Self {
         match self {
             Posterior::Gaussian(g) => Posterior::Gaussian(g.clone()),
+            Posterior::Mixture(m) => Posterior::Mixture(m.clone()),
         }
     }
 }
@@ -168,6 +191,7 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Posterior<L, D, T> {
     pub fn batch(&self) -> usize {
         match self {
             Posterior::Gaussian(g) => g.batch(),
+            Posterior::Mixture(m) => m.batch(),
         }
     }
 
@@ -176,6 +200,7 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Posterior<L, D, T> {
     pub fn mean(&self) -> Latent<L, D, T> {
         match self {
             Posterior::Gaussian(g) => g.mean.with_empty_tape(),
+            Posterior::Mixture(m) => m.mean(),
         }
     }
 
@@ -183,7 +208,26 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Posterior<L, D, T> {
     pub fn as_gaussian(&self) -> Option<&Gaussian<L, D, T>> {
         match self {
             Posterior::Gaussian(g) => Some(g),
+            Posterior::Mixture(_) => None,
         }
+    }
+
+    /// For a mixture, draws row `i` from the component that the uniform `u_i` in `[0, 1)`
+    /// picks among the row's available ones (see [`Mixture::choose`]); a Gaussian is
+    /// unchanged.
+    ///
+    /// # Panics
+    /// If `u` does not hold one value per row of a mixture.
+    pub fn choose(mut self, u: &[f32]) -> Self {
+        if let Posterior::Mixture(m) = &mut self {
+            m.choose(u);
+        }
+        self
+    }
+
+    /// Whether this posterior is a mixture (its samples need a component choice).
+    pub fn is_mixture(&self) -> bool {
+        matches!(self, Posterior::Mixture(_))
     }
 
     /// A reparameterised sample from the given standard-normal draws (`batch x L`, row-major),
@@ -194,6 +238,7 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Posterior<L, D, T> {
     pub fn rsample_with(self, eps: &[f32]) -> Latent<L, D, T> {
         match self {
             Posterior::Gaussian(g) => g.rsample_with(eps),
+            Posterior::Mixture(m) => m.rsample_with(eps),
         }
     }
 
@@ -217,6 +262,7 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Posterior<L, D, T> {
                 let z = g.rsample_with(eps);
                 (z, copy.kl_to_standard_normal())
             }
+            Posterior::Mixture(m) => m.rsample_with_kl(eps),
         }
     }
 
@@ -231,6 +277,7 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Posterior<L, D, T> {
                 }
                 .kl_to_standard_normal(),
             ),
+            Posterior::Mixture(_) => None,
         }
     }
 
@@ -238,13 +285,13 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Posterior<L, D, T> {
     pub fn log_prob(&self, z: Latent<L, D, T>) -> Vector<D, T> {
         match self {
             Posterior::Gaussian(g) => g.log_prob(z),
+            Posterior::Mixture(m) => m.log_prob(z),
         }
     }
 }
 
-impl<const L: usize, D: Backend> Posterior<L, D> {
-    /// Each sample's distribution repeated `k` times in a row (row `i k + j` is sample `i`):
-    /// the proposal of `k` importance samples per data point.
+impl<const L: usize, D: Backend> Gaussian<L, D> {
+    /// Each row repeated `k` times in a row (row `i k + j` is row `i`).
     pub fn repeat_each(&self, k: usize) -> Self {
         let rep = |t: &Latent<L, D>| {
             let v = t.as_vec();
@@ -257,11 +304,21 @@ impl<const L: usize, D: Backend> Posterior<L, D> {
             }
             t.device().tensor_from_vec(out, (n * k, Const::<L>))
         };
+        Gaussian {
+            mean: rep(&self.mean),
+            logvar: rep(&self.logvar),
+        }
+    }
+}
+
+impl<const L: usize, D: Backend> Posterior<L, D> {
+    /// Each sample's distribution repeated `k` times in a row (row `i k + j` is sample `i`;
+    /// a mixture draws row `i k + j` from the `j mod k_i`-th of its components): the proposal
+    /// of `k` importance samples per data point.
+    pub fn repeat_each(&self, k: usize) -> Self {
         match self {
-            Posterior::Gaussian(g) => Posterior::Gaussian(Gaussian {
-                mean: rep(&g.mean),
-                logvar: rep(&g.logvar),
-            }),
+            Posterior::Gaussian(g) => Posterior::Gaussian(g.repeat_each(k)),
+            Posterior::Mixture(m) => Posterior::Mixture(m.repeat_each(k)),
         }
     }
 }
