@@ -78,6 +78,32 @@ fn mnist_run() -> &'static Path {
     })
 }
 
+/// A tiny image + audio + label model (av-digits) trained once for the tests that need one.
+fn av_run() -> &'static Path {
+    static RUN: OnceLock<PathBuf> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = scratch("av");
+        let d = dir.to_str().unwrap().to_string();
+        let mut args = vec!["train", "--dataset", "av-digits", "--epochs", "1", "--out"];
+        args.push(&d);
+        args.extend(TINY);
+        ok_json(&args);
+        dir
+    })
+}
+
+/// A bundled spoken digit.
+fn a_wav() -> PathBuf {
+    let clips = bundled().join("fsdd/recordings");
+    let mut wavs: Vec<PathBuf> = std::fs::read_dir(&clips)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
+        .collect();
+    wavs.sort();
+    wavs.swap_remove(0)
+}
+
 #[test]
 fn train_writes_a_run_and_resumes_it() {
     let dir = scratch("resume");
@@ -175,25 +201,8 @@ fn generate_from_a_png_and_sample() {
 
 #[test]
 fn generate_across_image_and_audio() {
-    let dir = scratch("av");
-    let d = dir.to_str().unwrap();
-    let mut args = vec![
-        "train",
-        "--dataset",
-        "av-digits",
-        "--epochs",
-        "1",
-        "--out",
-        d,
-    ];
-    args.extend(TINY);
-    ok_json(&args);
-    let clips = bundled().join("fsdd/recordings");
-    let wav = std::fs::read_dir(&clips)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "wav"))
-        .unwrap();
+    let d = av_run().to_str().unwrap();
+    let wav = a_wav();
     let out = scratch("av_gen");
     let v = ok_json(&[
         "generate",
@@ -431,5 +440,47 @@ fn aggregation_is_chosen_stored_and_checked() {
     assert!(
         err.contains("unknown aggregation 'sum'") && err.contains("poe"),
         "{err}"
+    );
+}
+
+/// `impute --folder` on a three-modality model hands each filled modality to its own files,
+/// whatever the order of the model's modalities and the folder's columns.
+#[test]
+fn impute_a_folder_for_a_three_modality_model() {
+    let run = av_run().to_str().unwrap().to_string();
+    let dir = scratch("av_folder");
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let digit = image::GrayImage::from_fn(28, 28, |x, y| image::Luma([((x * y) % 256) as u8]));
+    digit.save(input.join("s0_image.png")).unwrap();
+    digit.save(input.join("s1_image.png")).unwrap();
+    std::fs::copy(a_wav(), input.join("s0_audio.wav")).unwrap();
+    std::fs::copy(a_wav(), input.join("s2_audio.wav")).unwrap();
+    std::fs::write(input.join("s0_label.txt"), "3\n").unwrap();
+    let out = dir.join("out");
+    let v = ok_json(&[
+        "impute",
+        "--checkpoint",
+        &run,
+        "--folder",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(v["samples"], 3);
+    assert_eq!(v["filled"]["audio"], 1);
+    assert_eq!(v["filled"]["image"], 1);
+    assert_eq!(v["filled"]["label"], 2);
+    assert_eq!(image::open(out.join("s2_image.png")).unwrap().width(), 28);
+    let wav = hound::WavReader::open(out.join("s1_audio.wav")).expect("a readable WAV");
+    assert_eq!(wav.spec().sample_rate, 8000);
+    for id in ["s1", "s2"] {
+        let text = std::fs::read_to_string(out.join(format!("{id}_label.txt"))).unwrap();
+        assert!(text.trim().parse::<usize>().unwrap() < 10, "{text:?}");
+    }
+    assert_eq!(
+        std::fs::read(out.join("s0_audio.wav")).unwrap(),
+        std::fs::read(input.join("s0_audio.wav")).unwrap(),
+        "present files are copied"
     );
 }
