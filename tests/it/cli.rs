@@ -484,3 +484,30 @@ fn impute_a_folder_for_a_three_modality_model() {
         "present files are copied"
     );
 }
+
+/// A CSV row with every cell empty is named by its file and 1-based line.
+#[test]
+fn an_empty_csv_row_names_its_file_and_line() {
+    let dir = scratch("empty_row");
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("holes.csv");
+    let mut text = String::from("a,b\n");
+    for i in 0..30 {
+        if i == 3 {
+            text.push_str(",\n");
+        } else {
+            text.push_str(&format!("{i},{}\n", i * 2));
+        }
+    }
+    std::fs::write(&csv, text).unwrap();
+    fails(
+        &[
+            "train",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--out",
+            dir.join("run").to_str().unwrap(),
+        ],
+        "holes.csv: line 5:",
+    );
+}

@@ -2,6 +2,7 @@
 //! that read and write their files; also reads CSV tables into data sets for `impute`.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use mvae::data::{read_csv, AvDigits, AvDigitsConfig, DatasetBuilder, Mnist, Normalizer, Split};
@@ -77,7 +78,7 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared> {
             let path = d.csv.as_ref().context("dataset csv needs a file")?;
             let table = read_csv(path)?;
             let codecs = column_codecs(&table, &d.groups)?;
-            let all = csv_dataset(&table, &codecs)?;
+            let all = csv_dataset(path, &table, &codecs)?;
             let (test, train) = all.split(d.test_fraction, cfg.train.seed)?;
             let keep = |set: MultimodalDataset, limit: Option<usize>| match limit {
                 Some(n) if n < set.len() => set.subset(&(0..n).collect::<Vec<_>>()),
@@ -197,9 +198,51 @@ fn modality_name(col: &str) -> String {
         .collect()
 }
 
-/// The table as a data set with one standardised column per codec; a group is present in a
-/// row only if all of its cells are.
-pub fn csv_dataset(table: &mvae::data::Table, codecs: &Codecs) -> Result<MultimodalDataset> {
+/// Refuses a row of `file` in which no modality of `codecs` is present (a group needs all its
+/// cells), naming the file and the row's line rather than a sample index.
+fn check_rows(file: &Path, table: &mvae::data::Table, codecs: &Codecs) -> Result<()> {
+    let col = |c: &str| table.header.iter().position(|h| h == c);
+    let groups: Vec<Vec<usize>> = codecs
+        .iter()
+        .filter_map(|(name, codec)| match codec {
+            Codec::Columns { columns, .. } => columns.iter().map(|c| col(c)).collect(),
+            Codec::Label { .. } => col(name).map(|c| vec![c]),
+            Codec::Image { .. } | Codec::Audio { .. } => None,
+        })
+        .collect();
+    if groups.is_empty() {
+        return Ok(());
+    }
+    for r in 0..table.values.nrows() {
+        if groups
+            .iter()
+            .any(|g| g.iter().all(|&c| table.present[[r, c]]))
+        {
+            continue;
+        }
+        let line = table.lines.get(r).copied().unwrap_or(r as u64 + 2);
+        let reason = if table.present.row(r).iter().all(|&p| !p) {
+            "every cell is empty"
+        } else {
+            "no modality of the model has all its cells"
+        };
+        bail!(
+            "{}: line {line}: {reason}, so the row has nothing to encode",
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+/// The table read from `file` as a data set with one standardised column per codec; a group is
+/// present in a row only if all of its cells are. A row with no modality present is an error
+/// naming its line.
+pub fn csv_dataset(
+    file: &Path,
+    table: &mvae::data::Table,
+    codecs: &Codecs,
+) -> Result<MultimodalDataset> {
+    check_rows(file, table, codecs)?;
     let rows = table.values.nrows();
     let mut b = DatasetBuilder::new();
     for (name, codec) in codecs {

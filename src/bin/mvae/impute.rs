@@ -77,7 +77,7 @@ pub fn run(common: &Common, args: ImputeArgs) -> Result<()> {
         (None, None) => unreachable!("clap requires one"),
     };
     let data = match &source {
-        Source::Csv(table) => csv_data(table, &codecs)?,
+        Source::Csv(table) => csv_data(args.csv.as_deref().expect("a CSV"), table, &codecs)?,
         Source::Folder(f) => f.data.clone(),
     };
     crate::dispatch!(
@@ -132,8 +132,8 @@ fn impute_on<const L: usize, D: Backend>(
 
 /// The table as a data set: `Columns` modalities standardised, a `Label` modality from the
 /// column of its name.
-fn csv_data(table: &Table, codecs: &Codecs) -> Result<MultimodalDataset> {
-    let columns = data::csv_dataset(table, codecs)?;
+fn csv_data(file: &Path, table: &Table, codecs: &Codecs) -> Result<MultimodalDataset> {
+    let columns = data::csv_dataset(file, table, codecs)?;
     let mut b = DatasetBuilder::new();
     for c in columns.columns() {
         b = b.column_with_mask(c.name(), c.dim(), c.values().to_vec(), c.present().to_vec());
