@@ -511,3 +511,31 @@ fn an_empty_csv_row_names_its_file_and_line() {
         "holes.csv: line 5:",
     );
 }
+
+/// A finished training does not fail on a picture: one test sample cannot be drawn as a
+/// principal-component plot, so that picture is skipped.
+#[test]
+fn one_test_sample_still_finishes_training() {
+    let dir = scratch("one_test");
+    let d = dir.to_str().unwrap();
+    let v = ok_json(&[
+        "train",
+        "--epochs",
+        "1",
+        "--latent",
+        "8",
+        "--encoder-hidden",
+        "32",
+        "--decoder-hidden",
+        "32",
+        "--limit",
+        "200",
+        "--test-limit",
+        "1",
+        "--out",
+        d,
+    ]);
+    assert_eq!(v["test_samples"], 1);
+    assert!(dir.join("pictures/curves.png").is_file());
+    assert!(!dir.join("pictures/latent.png").exists());
+}
