@@ -539,3 +539,23 @@ fn one_test_sample_still_finishes_training() {
     assert!(dir.join("pictures/curves.png").is_file());
     assert!(!dir.join("pictures/latent.png").exists());
 }
+
+/// Hiding every modality from every sample leaves nothing to train on: refused, naming the flag.
+#[test]
+fn hiding_every_modality_is_refused() {
+    let dir = scratch("hide_all");
+    let mut args = vec![
+        "train",
+        "--missing",
+        "image=1",
+        "--missing",
+        "label=1",
+        "--epochs",
+        "1",
+        "--out",
+    ];
+    let d = dir.to_str().unwrap().to_string();
+    args.push(&d);
+    args.extend(TINY);
+    fails(&args, "--missing");
+}

@@ -141,8 +141,30 @@ fn column_codecs(
     table: &mvae::data::Table,
     groups: &BTreeMap<String, Vec<String>>,
 ) -> Result<Codecs> {
+    for (j, h) in table.header.iter().enumerate() {
+        if let Some(i) = table.header[..j].iter().position(|o| o == h) {
+            bail!(
+                "the header names column {h:?} twice (columns {} and {})",
+                i + 1,
+                j + 1
+            );
+        }
+    }
     let mut used = vec![false; table.header.len()];
     let mut codecs = Codecs::new();
+    // What made each modality name: `group "x"` or `column "x"`.
+    let mut origin: BTreeMap<String, String> = BTreeMap::new();
+    let mut claim = |name: &str, what: String| -> Result<()> {
+        if let Some(first) = origin.get(name) {
+            let both = match (first.strip_prefix("column "), what.strip_prefix("column ")) {
+                (Some(a), Some(b)) => format!("columns {a} and {b}"),
+                _ => format!("{first} and {what}"),
+            };
+            bail!("{both} would both be modality {name:?}; rename one");
+        }
+        origin.insert(name.to_string(), what);
+        Ok(())
+    };
     let index = |col: &str| {
         table
             .header
