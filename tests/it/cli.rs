@@ -559,3 +559,48 @@ fn hiding_every_modality_is_refused() {
     args.extend(TINY);
     fails(&args, "--missing");
 }
+
+/// CSV columns that would become one modality are refused, naming both.
+#[test]
+fn colliding_csv_columns_are_refused() {
+    let dir = scratch("collide");
+    std::fs::create_dir_all(&dir).unwrap();
+    let table = |name: &str, header: &str| {
+        let path = dir.join(name);
+        let mut text = format!("{header}\n");
+        for i in 0..20 {
+            text.push_str(&format!("{i},{},{}\n", i + 1, i * 3));
+        }
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    for (i, (header, needle)) in [
+        ("a,a,c", "\"a\" twice (columns 1 and 2)"),
+        ("a.b,a_b,c", "\"a.b\" and \"a_b\""),
+        ("x y,x-y,c", "\"x y\" and \"x-y\""),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let csv = table(&format!("t{i}.csv"), header);
+        let out = dir.join(format!("run{i}"));
+        fails(
+            &["train", "--csv", &csv, "--out", out.to_str().unwrap()],
+            needle,
+        );
+    }
+    let csv = table("g.csv", "a,b,c");
+    let out = dir.join("run_group");
+    fails(
+        &[
+            "train",
+            "--csv",
+            &csv,
+            "--group",
+            "c=a,b",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "group \"c\" and column \"c\"",
+    );
+}

@@ -77,7 +77,8 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared> {
         DatasetKind::Csv => {
             let path = d.csv.as_ref().context("dataset csv needs a file")?;
             let table = read_csv(path)?;
-            let codecs = column_codecs(&table, &d.groups)?;
+            let codecs =
+                column_codecs(&table, &d.groups).with_context(|| format!("{}", path.display()))?;
             let all = csv_dataset(path, &table, &codecs)?;
             let (test, train) = all.split(d.test_fraction, cfg.train.seed)?;
             let keep = |set: MultimodalDataset, limit: Option<usize>| match limit {
@@ -115,6 +116,21 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared> {
                     p.train.names().join(", ")
                 );
             }
+        }
+        let names = p.train.names();
+        if names
+            .iter()
+            .all(|n| d.missing.get(*n).is_some_and(|&r| r >= 1.0))
+        {
+            bail!(
+                "--missing (or [data] missing) hides every modality ({}) from every training sample; keep at \
+                 least one rate below 1",
+                names
+                    .iter()
+                    .map(|n| format!("{n}={}", d.missing[*n]))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
         let rates: Vec<(&str, f64)> = d.missing.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         p.train = p.train.make_partial(&rates, cfg.train.seed ^ 0x6d69_7373)?;
@@ -203,11 +219,14 @@ fn column_codecs(
     };
     for (name, cols) in groups {
         let idx = cols.iter().map(|c| index(c)).collect::<Result<Vec<_>>>()?;
+        claim(&modality_name(name), format!("group {name:?}"))?;
         add(modality_name(name), idx, &mut used)?;
     }
     for c in 0..table.header.len() {
         if !used[c] {
-            add(modality_name(&table.header[c]), vec![c], &mut used)?;
+            let h = &table.header[c];
+            claim(&modality_name(h), format!("column {h:?}"))?;
+            add(modality_name(h), vec![c], &mut used)?;
         }
     }
     Ok(codecs)
