@@ -604,3 +604,86 @@ fn colliding_csv_columns_are_refused() {
         "group \"c\" and column \"c\"",
     );
 }
+
+/// A tiny CSV model (columns a, b, c) trained once.
+fn csv_run() -> &'static Path {
+    static RUN: OnceLock<PathBuf> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = scratch("csv_model");
+        std::fs::create_dir_all(&dir).unwrap();
+        let csv = dir.join("table.csv");
+        let mut text = String::from("a,b,c\n");
+        for i in 0..200 {
+            let a = (i as f32 * 0.37).sin();
+            let b = (i as f32 * 0.11).cos();
+            text.push_str(&format!("{a},{b},{}\n", a + b));
+        }
+        std::fs::write(&csv, &text).unwrap();
+        let run = dir.join("run");
+        ok_json(&[
+            "train",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--latent",
+            "8",
+            "--encoder-hidden",
+            "16",
+            "--decoder-hidden",
+            "16",
+            "--epochs",
+            "1",
+            "--no-pictures",
+            "--out",
+            run.to_str().unwrap(),
+        ]);
+        run
+    })
+}
+
+/// An output that is an input of the command (here the checkpoint), directly or through a
+/// link, is refused even with --force, and the input is left as it was.
+#[test]
+fn an_output_that_is_an_input_is_refused() {
+    let run = csv_run();
+    let ckpt = run.join("checkpoint.safetensors");
+    let before = std::fs::read(&ckpt).unwrap();
+    let dir = scratch("out_is_input");
+    std::fs::create_dir_all(&dir).unwrap();
+    let partial = dir.join("partial.csv");
+    std::fs::write(&partial, "a,b,c\n0.5,,1.0\n").unwrap();
+    let link = dir.join("link.safetensors");
+    std::os::unix::fs::symlink(&ckpt, &link).unwrap();
+    for out in [&ckpt, &link] {
+        fails(
+            &[
+                "impute",
+                "--checkpoint",
+                run.to_str().unwrap(),
+                "--csv",
+                partial.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--force",
+            ],
+            "(--checkpoint)",
+        );
+    }
+    assert_eq!(
+        std::fs::read(&ckpt).unwrap(),
+        before,
+        "the checkpoint is kept"
+    );
+    // The same check guards the other commands that write: a config file as train's --out.
+    let config = run.join("config.toml");
+    fails(
+        &[
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            config.to_str().unwrap(),
+            "--force",
+        ],
+        "(--config)",
+    );
+}

@@ -9,7 +9,7 @@ use mvae::data::{read_csv, write_csv, DatasetBuilder, Table};
 use mvae::{Backend, Codec, Codecs, MultimodalDataset, Mvae};
 
 use crate::generate::{codecs_of, given_values};
-use crate::output::{output_dir, report};
+use crate::output::{output_dir, refuse_input, report};
 use crate::{checkpoint_file, data, Common};
 
 #[derive(clap::Args)]
@@ -52,14 +52,12 @@ pub fn run(common: &Common, args: ImputeArgs) -> Result<()> {
     if !input.exists() {
         bail!("no such input {}", input.display());
     }
-    if let (Ok(a), Ok(b)) = (input.canonicalize(), args.out.canonicalize()) {
-        if a == b {
-            bail!(
-                "--out is the input {}; choose a new output",
-                input.display()
-            );
-        }
-    }
+    let flag = if args.csv.is_some() {
+        "--csv"
+    } else {
+        "--folder"
+    };
+    refuse_input(&args.out, &[(flag, input), ("--checkpoint", &ckpt)])?;
     let source = match (&args.csv, &args.folder) {
         (Some(csv), _) => {
             if args.out.exists() && !args.force {
