@@ -687,3 +687,27 @@ fn an_output_that_is_an_input_is_refused() {
         "(--config)",
     );
 }
+
+/// Two files for one modality of one sample are refused, naming both.
+#[test]
+fn impute_folder_refuses_two_files_for_one_modality() {
+    let run = mnist_run().to_str().unwrap().to_string();
+    let dir = scratch("two_files");
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let digit = image::GrayImage::new(28, 28);
+    digit.save(input.join("x_image.png")).unwrap();
+    digit.save(input.join("x_image.jpg")).unwrap();
+    fails(
+        &[
+            "impute",
+            "--checkpoint",
+            &run,
+            "--folder",
+            input.to_str().unwrap(),
+            "--out",
+            dir.join("out").to_str().unwrap(),
+        ],
+        "x_image.jpg and x_image.png",
+    );
+}

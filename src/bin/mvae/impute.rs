@@ -240,10 +240,18 @@ fn read_folder(dir: &Path, codecs: &Codecs) -> Result<Folder> {
         });
         if let Some((name, _)) = hit {
             let id = &stem[..stem.len() - name.len() - 1];
-            found
-                .entry(id.to_string())
-                .or_default()
-                .insert(name.clone(), path.clone());
+            let files = found.entry(id.to_string()).or_default();
+            if let Some(other) = files.get(name) {
+                let mut two = [file_name(other), file_name(&path)];
+                two.sort();
+                bail!(
+                    "{}: {} and {} are both the {name} of {id}; keep one",
+                    dir.display(),
+                    two[0],
+                    two[1]
+                );
+            }
+            files.insert(name.clone(), path.clone());
         }
     }
     if found.is_empty() {
@@ -289,6 +297,14 @@ fn read_folder(dir: &Path, codecs: &Codecs) -> Result<Folder> {
         files,
         data: b.build()?,
     })
+}
+
+/// The last part of `path`, for messages.
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into(),
+    )
 }
 
 fn write_folder(
