@@ -99,11 +99,13 @@ pub fn impute<const L: usize, D: Backend>(
             }
         }
     }
+    // `filled` is in the model's order, the output in the data's: match them by name.
+    let mut filled: Vec<Option<Vec<f32>>> = filled.into_iter().map(Some).collect();
     let mut builder = DatasetBuilder::new();
-    let mut filled = filled.into_iter();
     for c in data.columns() {
-        builder = if specs.iter().any(|s| s.name() == c.name()) {
-            builder.column(c.name(), c.dim(), filled.next().expect("one per modality"))
+        builder = if let Some(m) = specs.iter().position(|s| s.name() == c.name()) {
+            let values = filled[m].take().expect("one column per modality");
+            builder.column(c.name(), c.dim(), values)
         } else {
             builder.column_with_mask(c.name(), c.dim(), c.values().to_vec(), c.present().to_vec())
         };
@@ -282,6 +284,29 @@ mod tests {
             .iter()
             .all(|&v| v == 0.0 || v == 1.0 || v == 2.0));
         assert_eq!(out.column("note").unwrap().values(), &[7.0, 8.0, 9.0]);
+    }
+
+    #[test]
+    fn impute_matches_columns_to_modalities_by_name() {
+        // The model's order is a, b; the data's is b, a; both are two wide, so handing the
+        // filled values out by position would swap them without any error.
+        let cfg = ModelConfig::new(vec![
+            ModalitySpec::new(Continuous::new("a", 2, Variance::Fixed(1.0))),
+            ModalitySpec::new(Continuous::new("b", 2, Variance::Fixed(1.0))),
+        ])
+        .hidden(&[8], &[8]);
+        let model = Mvae::<4, Cpu>::new(&cfg, &Cpu::default(), 1).unwrap();
+        let data = DatasetBuilder::new()
+            .column("b", 2, vec![1.0, 2.0, 3.0, 4.0])
+            .column_with_mask("a", 2, vec![5.0, 6.0, 0.0, 0.0], vec![true, false])
+            .build()
+            .unwrap();
+        let (out, counts) = impute(&model, &data).unwrap();
+        assert_eq!(out.names(), ["b", "a"]);
+        assert_eq!(out.column("b").unwrap().values(), &[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(out.column("a").unwrap().sample(0).unwrap(), &[5.0, 6.0]);
+        assert!(out.column("a").unwrap().present()[1]);
+        assert_eq!(counts, vec![("a".to_string(), 1), ("b".to_string(), 0)]);
     }
 
     #[test]

@@ -84,7 +84,7 @@ pub(super) fn param_shapes<P: Parameters<D>, D: Backend>(
     out
 }
 
-/// Host values of one tensor, checked against the expected dtype and shape.
+/// Host values of one tensor, checked against the expected dtype and shape and to be finite.
 pub(super) fn tensor_values(
     st: &SafeTensors<'_>,
     name: &str,
@@ -105,10 +105,18 @@ pub(super) fn tensor_values(
             t.shape()
         ));
     }
-    Ok(t.data()
+    let values: Vec<f32> = t
+        .data()
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
+        .collect();
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(format!(
+            "tensor {name} holds {} at index {i}; the weights must be finite numbers",
+            values[i]
+        ));
+    }
+    Ok(values)
 }
 
 /// Copies every parameter of `model` from `st`.

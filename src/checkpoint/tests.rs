@@ -399,6 +399,30 @@ fn bad_tensors_and_versions_are_refused() {
 }
 
 #[test]
+fn non_finite_weights_are_refused_naming_the_tensor() {
+    let dev = Cpu::default();
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.safetensors");
+    let bad = dir.path().join("bad.safetensors");
+    Model::new(&small_config(), &dev, 3)
+        .unwrap()
+        .save(&good)
+        .unwrap();
+    for v in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        rewrite(&good, &bad, |t, _| {
+            let r = t.iter_mut().find(|r| r.name == "decoders.label.out.bias");
+            r.unwrap().data[4..8].copy_from_slice(&v.to_le_bytes());
+        });
+        let want = format!("tensor decoders.label.out.bias holds {v} at index 1");
+        let r = reason(Model::load(&bad, &dev));
+        assert!(r.contains(&want), "{r:?} lacks {want:?}");
+        let mut m = Model::new(&small_config(), &dev, 0).unwrap();
+        let r = reason(m.load_weights(&bad));
+        assert!(r.contains(&want), "{r:?} lacks {want:?}");
+    }
+}
+
+#[test]
 fn bad_training_state_is_refused() {
     let dev = Cpu::default();
     let dir = tempfile::tempdir().unwrap();

@@ -22,6 +22,10 @@ pub struct Table {
     pub values: Array2<f32>,
     /// Whether each cell is present.
     pub present: Array2<bool>,
+    /// The 1-based line of the file on which each row starts, as the CSV reader counts it (the
+    /// numbering of the reader's own errors; a quoted cell may span lines, so this is not always
+    /// the row's index plus 2). After a blank line the reader counts from that blank line.
+    pub lines: Vec<u64>,
 }
 
 /// Reads a CSV file with a header row.
@@ -58,6 +62,7 @@ fn parse<R: std::io::Read>(file: &str, src: R) -> Result<Table> {
     let width = header.len();
     let mut values = Vec::new();
     let mut present = Vec::new();
+    let mut lines = Vec::new();
     let mut rows = 0;
     for record in records {
         let record = record.map_err(|e| err(line_of(&e), format!("cannot read row: {e}")))?;
@@ -93,6 +98,7 @@ fn parse<R: std::io::Read>(file: &str, src: R) -> Result<Table> {
             values.push(v);
             present.push(true);
         }
+        lines.push(line);
         rows += 1;
     }
     let shape_err =
@@ -101,6 +107,7 @@ fn parse<R: std::io::Read>(file: &str, src: R) -> Result<Table> {
         header,
         values: Array2::from_shape_vec((rows, width), values).map_err(shape_err)?,
         present: Array2::from_shape_vec((rows, width), present).map_err(shape_err)?,
+        lines,
     })
 }
 
@@ -156,6 +163,7 @@ mod tests {
         assert_eq!(t.values.dim(), (2, 3));
         assert_eq!(t.values[(0, 1)], 2.5);
         assert_eq!(t.values[(1, 2)], -300.0);
+        assert_eq!(t.lines, [2, 3]);
         assert_eq!(
             t.present.iter().copied().collect::<Vec<_>>(),
             vec![true, true, false, false, false, true]

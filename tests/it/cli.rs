@@ -78,6 +78,32 @@ fn mnist_run() -> &'static Path {
     })
 }
 
+/// A tiny image + audio + label model (av-digits) trained once for the tests that need one.
+fn av_run() -> &'static Path {
+    static RUN: OnceLock<PathBuf> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = scratch("av");
+        let d = dir.to_str().unwrap().to_string();
+        let mut args = vec!["train", "--dataset", "av-digits", "--epochs", "1", "--out"];
+        args.push(&d);
+        args.extend(TINY);
+        ok_json(&args);
+        dir
+    })
+}
+
+/// A bundled spoken digit.
+fn a_wav() -> PathBuf {
+    let clips = bundled().join("fsdd/recordings");
+    let mut wavs: Vec<PathBuf> = std::fs::read_dir(&clips)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
+        .collect();
+    wavs.sort();
+    wavs.swap_remove(0)
+}
+
 #[test]
 fn train_writes_a_run_and_resumes_it() {
     let dir = scratch("resume");
@@ -175,25 +201,8 @@ fn generate_from_a_png_and_sample() {
 
 #[test]
 fn generate_across_image_and_audio() {
-    let dir = scratch("av");
-    let d = dir.to_str().unwrap();
-    let mut args = vec![
-        "train",
-        "--dataset",
-        "av-digits",
-        "--epochs",
-        "1",
-        "--out",
-        d,
-    ];
-    args.extend(TINY);
-    ok_json(&args);
-    let clips = bundled().join("fsdd/recordings");
-    let wav = std::fs::read_dir(&clips)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "wav"))
-        .unwrap();
+    let d = av_run().to_str().unwrap();
+    let wav = a_wav();
     let out = scratch("av_gen");
     let v = ok_json(&[
         "generate",
@@ -431,5 +440,274 @@ fn aggregation_is_chosen_stored_and_checked() {
     assert!(
         err.contains("unknown aggregation 'sum'") && err.contains("poe"),
         "{err}"
+    );
+}
+
+/// `impute --folder` on a three-modality model hands each filled modality to its own files,
+/// whatever the order of the model's modalities and the folder's columns.
+#[test]
+fn impute_a_folder_for_a_three_modality_model() {
+    let run = av_run().to_str().unwrap().to_string();
+    let dir = scratch("av_folder");
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let digit = image::GrayImage::from_fn(28, 28, |x, y| image::Luma([((x * y) % 256) as u8]));
+    digit.save(input.join("s0_image.png")).unwrap();
+    digit.save(input.join("s1_image.png")).unwrap();
+    std::fs::copy(a_wav(), input.join("s0_audio.wav")).unwrap();
+    std::fs::copy(a_wav(), input.join("s2_audio.wav")).unwrap();
+    std::fs::write(input.join("s0_label.txt"), "3\n").unwrap();
+    let out = dir.join("out");
+    let v = ok_json(&[
+        "impute",
+        "--checkpoint",
+        &run,
+        "--folder",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(v["samples"], 3);
+    assert_eq!(v["filled"]["audio"], 1);
+    assert_eq!(v["filled"]["image"], 1);
+    assert_eq!(v["filled"]["label"], 2);
+    assert_eq!(image::open(out.join("s2_image.png")).unwrap().width(), 28);
+    let wav = hound::WavReader::open(out.join("s1_audio.wav")).expect("a readable WAV");
+    assert_eq!(wav.spec().sample_rate, 8000);
+    for id in ["s1", "s2"] {
+        let text = std::fs::read_to_string(out.join(format!("{id}_label.txt"))).unwrap();
+        assert!(text.trim().parse::<usize>().unwrap() < 10, "{text:?}");
+    }
+    assert_eq!(
+        std::fs::read(out.join("s0_audio.wav")).unwrap(),
+        std::fs::read(input.join("s0_audio.wav")).unwrap(),
+        "present files are copied"
+    );
+}
+
+/// A CSV row with every cell empty is named by its file and 1-based line.
+#[test]
+fn an_empty_csv_row_names_its_file_and_line() {
+    let dir = scratch("empty_row");
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("holes.csv");
+    let mut text = String::from("a,b\n");
+    for i in 0..30 {
+        if i == 3 {
+            text.push_str(",\n");
+        } else {
+            text.push_str(&format!("{i},{}\n", i * 2));
+        }
+    }
+    std::fs::write(&csv, text).unwrap();
+    fails(
+        &[
+            "train",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--out",
+            dir.join("run").to_str().unwrap(),
+        ],
+        "holes.csv: line 5:",
+    );
+}
+
+/// A finished training does not fail on a picture: one test sample cannot be drawn as a
+/// principal-component plot, so that picture is skipped.
+#[test]
+fn one_test_sample_still_finishes_training() {
+    let dir = scratch("one_test");
+    let d = dir.to_str().unwrap();
+    let v = ok_json(&[
+        "train",
+        "--epochs",
+        "1",
+        "--latent",
+        "8",
+        "--encoder-hidden",
+        "32",
+        "--decoder-hidden",
+        "32",
+        "--limit",
+        "200",
+        "--test-limit",
+        "1",
+        "--out",
+        d,
+    ]);
+    assert_eq!(v["test_samples"], 1);
+    assert!(dir.join("pictures/curves.png").is_file());
+    assert!(!dir.join("pictures/latent.png").exists());
+}
+
+/// Hiding every modality from every sample leaves nothing to train on: refused, naming the flag.
+#[test]
+fn hiding_every_modality_is_refused() {
+    let dir = scratch("hide_all");
+    let mut args = vec![
+        "train",
+        "--missing",
+        "image=1",
+        "--missing",
+        "label=1",
+        "--epochs",
+        "1",
+        "--out",
+    ];
+    let d = dir.to_str().unwrap().to_string();
+    args.push(&d);
+    args.extend(TINY);
+    fails(&args, "--missing");
+}
+
+/// CSV columns that would become one modality are refused, naming both.
+#[test]
+fn colliding_csv_columns_are_refused() {
+    let dir = scratch("collide");
+    std::fs::create_dir_all(&dir).unwrap();
+    let table = |name: &str, header: &str| {
+        let path = dir.join(name);
+        let mut text = format!("{header}\n");
+        for i in 0..20 {
+            text.push_str(&format!("{i},{},{}\n", i + 1, i * 3));
+        }
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    for (i, (header, needle)) in [
+        ("a,a,c", "\"a\" twice (columns 1 and 2)"),
+        ("a.b,a_b,c", "\"a.b\" and \"a_b\""),
+        ("x y,x-y,c", "\"x y\" and \"x-y\""),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let csv = table(&format!("t{i}.csv"), header);
+        let out = dir.join(format!("run{i}"));
+        fails(
+            &["train", "--csv", &csv, "--out", out.to_str().unwrap()],
+            needle,
+        );
+    }
+    let csv = table("g.csv", "a,b,c");
+    let out = dir.join("run_group");
+    fails(
+        &[
+            "train",
+            "--csv",
+            &csv,
+            "--group",
+            "c=a,b",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "group \"c\" and column \"c\"",
+    );
+}
+
+/// A tiny CSV model (columns a, b, c) trained once.
+fn csv_run() -> &'static Path {
+    static RUN: OnceLock<PathBuf> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = scratch("csv_model");
+        std::fs::create_dir_all(&dir).unwrap();
+        let csv = dir.join("table.csv");
+        let mut text = String::from("a,b,c\n");
+        for i in 0..200 {
+            let a = (i as f32 * 0.37).sin();
+            let b = (i as f32 * 0.11).cos();
+            text.push_str(&format!("{a},{b},{}\n", a + b));
+        }
+        std::fs::write(&csv, &text).unwrap();
+        let run = dir.join("run");
+        ok_json(&[
+            "train",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--latent",
+            "8",
+            "--encoder-hidden",
+            "16",
+            "--decoder-hidden",
+            "16",
+            "--epochs",
+            "1",
+            "--no-pictures",
+            "--out",
+            run.to_str().unwrap(),
+        ]);
+        run
+    })
+}
+
+/// An output that is an input of the command (here the checkpoint), directly or through a
+/// link, is refused even with --force, and the input is left as it was.
+#[test]
+fn an_output_that_is_an_input_is_refused() {
+    let run = csv_run();
+    let ckpt = run.join("checkpoint.safetensors");
+    let before = std::fs::read(&ckpt).unwrap();
+    let dir = scratch("out_is_input");
+    std::fs::create_dir_all(&dir).unwrap();
+    let partial = dir.join("partial.csv");
+    std::fs::write(&partial, "a,b,c\n0.5,,1.0\n").unwrap();
+    let link = dir.join("link.safetensors");
+    std::os::unix::fs::symlink(&ckpt, &link).unwrap();
+    for out in [&ckpt, &link] {
+        fails(
+            &[
+                "impute",
+                "--checkpoint",
+                run.to_str().unwrap(),
+                "--csv",
+                partial.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--force",
+            ],
+            "(--checkpoint)",
+        );
+    }
+    assert_eq!(
+        std::fs::read(&ckpt).unwrap(),
+        before,
+        "the checkpoint is kept"
+    );
+    // The same check guards the other commands that write: a config file as train's --out.
+    let config = run.join("config.toml");
+    fails(
+        &[
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            config.to_str().unwrap(),
+            "--force",
+        ],
+        "(--config)",
+    );
+}
+
+/// Two files for one modality of one sample are refused, naming both.
+#[test]
+fn impute_folder_refuses_two_files_for_one_modality() {
+    let run = mnist_run().to_str().unwrap().to_string();
+    let dir = scratch("two_files");
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let digit = image::GrayImage::new(28, 28);
+    digit.save(input.join("x_image.png")).unwrap();
+    digit.save(input.join("x_image.jpg")).unwrap();
+    fails(
+        &[
+            "impute",
+            "--checkpoint",
+            &run,
+            "--folder",
+            input.to_str().unwrap(),
+            "--out",
+            dir.join("out").to_str().unwrap(),
+        ],
+        "x_image.jpg and x_image.png",
     );
 }

@@ -2,6 +2,7 @@
 //! that read and write their files; also reads CSV tables into data sets for `impute`.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use mvae::data::{read_csv, AvDigits, AvDigitsConfig, DatasetBuilder, Mnist, Normalizer, Split};
@@ -76,8 +77,9 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared> {
         DatasetKind::Csv => {
             let path = d.csv.as_ref().context("dataset csv needs a file")?;
             let table = read_csv(path)?;
-            let codecs = column_codecs(&table, &d.groups)?;
-            let all = csv_dataset(&table, &codecs)?;
+            let codecs =
+                column_codecs(&table, &d.groups).with_context(|| format!("{}", path.display()))?;
+            let all = csv_dataset(path, &table, &codecs)?;
             let (test, train) = all.split(d.test_fraction, cfg.train.seed)?;
             let keep = |set: MultimodalDataset, limit: Option<usize>| match limit {
                 Some(n) if n < set.len() => set.subset(&(0..n).collect::<Vec<_>>()),
@@ -115,6 +117,21 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared> {
                 );
             }
         }
+        let names = p.train.names();
+        if names
+            .iter()
+            .all(|n| d.missing.get(*n).is_some_and(|&r| r >= 1.0))
+        {
+            bail!(
+                "--missing (or [data] missing) hides every modality ({}) from every training sample; keep at \
+                 least one rate below 1",
+                names
+                    .iter()
+                    .map(|n| format!("{n}={}", d.missing[*n]))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         let rates: Vec<(&str, f64)> = d.missing.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         p.train = p.train.make_partial(&rates, cfg.train.seed ^ 0x6d69_7373)?;
     }
@@ -140,8 +157,30 @@ fn column_codecs(
     table: &mvae::data::Table,
     groups: &BTreeMap<String, Vec<String>>,
 ) -> Result<Codecs> {
+    for (j, h) in table.header.iter().enumerate() {
+        if let Some(i) = table.header[..j].iter().position(|o| o == h) {
+            bail!(
+                "the header names column {h:?} twice (columns {} and {})",
+                i + 1,
+                j + 1
+            );
+        }
+    }
     let mut used = vec![false; table.header.len()];
     let mut codecs = Codecs::new();
+    // What made each modality name: `group "x"` or `column "x"`.
+    let mut origin: BTreeMap<String, String> = BTreeMap::new();
+    let mut claim = |name: &str, what: String| -> Result<()> {
+        if let Some(first) = origin.get(name) {
+            let both = match (first.strip_prefix("column "), what.strip_prefix("column ")) {
+                (Some(a), Some(b)) => format!("columns {a} and {b}"),
+                _ => format!("{first} and {what}"),
+            };
+            bail!("{both} would both be modality {name:?}; rename one");
+        }
+        origin.insert(name.to_string(), what);
+        Ok(())
+    };
     let index = |col: &str| {
         table
             .header
@@ -180,11 +219,14 @@ fn column_codecs(
     };
     for (name, cols) in groups {
         let idx = cols.iter().map(|c| index(c)).collect::<Result<Vec<_>>>()?;
+        claim(&modality_name(name), format!("group {name:?}"))?;
         add(modality_name(name), idx, &mut used)?;
     }
     for c in 0..table.header.len() {
         if !used[c] {
-            add(modality_name(&table.header[c]), vec![c], &mut used)?;
+            let h = &table.header[c];
+            claim(&modality_name(h), format!("column {h:?}"))?;
+            add(modality_name(h), vec![c], &mut used)?;
         }
     }
     Ok(codecs)
@@ -197,9 +239,51 @@ fn modality_name(col: &str) -> String {
         .collect()
 }
 
-/// The table as a data set with one standardised column per codec; a group is present in a
-/// row only if all of its cells are.
-pub fn csv_dataset(table: &mvae::data::Table, codecs: &Codecs) -> Result<MultimodalDataset> {
+/// Refuses a row of `file` in which no modality of `codecs` is present (a group needs all its
+/// cells), naming the file and the row's line rather than a sample index.
+fn check_rows(file: &Path, table: &mvae::data::Table, codecs: &Codecs) -> Result<()> {
+    let col = |c: &str| table.header.iter().position(|h| h == c);
+    let groups: Vec<Vec<usize>> = codecs
+        .iter()
+        .filter_map(|(name, codec)| match codec {
+            Codec::Columns { columns, .. } => columns.iter().map(|c| col(c)).collect(),
+            Codec::Label { .. } => col(name).map(|c| vec![c]),
+            Codec::Image { .. } | Codec::Audio { .. } => None,
+        })
+        .collect();
+    if groups.is_empty() {
+        return Ok(());
+    }
+    for r in 0..table.values.nrows() {
+        if groups
+            .iter()
+            .any(|g| g.iter().all(|&c| table.present[[r, c]]))
+        {
+            continue;
+        }
+        let line = table.lines.get(r).copied().unwrap_or(r as u64 + 2);
+        let reason = if table.present.row(r).iter().all(|&p| !p) {
+            "every cell is empty"
+        } else {
+            "no modality of the model has all its cells"
+        };
+        bail!(
+            "{}: line {line}: {reason}, so the row has nothing to encode",
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+/// The table read from `file` as a data set with one standardised column per codec; a group is
+/// present in a row only if all of its cells are. A row with no modality present is an error
+/// naming its line.
+pub fn csv_dataset(
+    file: &Path,
+    table: &mvae::data::Table,
+    codecs: &Codecs,
+) -> Result<MultimodalDataset> {
+    check_rows(file, table, codecs)?;
     let rows = table.values.nrows();
     let mut b = DatasetBuilder::new();
     for (name, codec) in codecs {

@@ -65,6 +65,10 @@ pub fn run(common: &Common, args: EvalArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| ckpt.parent().unwrap_or(Path::new(".")).to_path_buf());
+    let config = ckpt.with_file_name(crate::train::CONFIG);
+    let mut inputs = vec![("--checkpoint", ckpt.as_path()), ("--checkpoint", &config)];
+    inputs.extend(args.data.as_deref().map(|p| ("--data", p)));
+    crate::output::refuse_input(&out, &inputs)?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     crate::dispatch!(
         common,

@@ -10,7 +10,7 @@ use mvae::{Backend, Codec, Codecs, HostValues, Mvae};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::output::{output_dir, report};
+use crate::output::{output_dir, refuse_input, report};
 use crate::{checkpoint_file, pictures, Common};
 
 #[derive(clap::Args)]
@@ -160,6 +160,10 @@ pub fn run(common: &Common, args: GenerateArgs) -> Result<()> {
     if !args.mean && args.samples == 0 {
         bail!("--samples must be at least 1");
     }
+    let mut inputs = vec![("--checkpoint", ckpt.as_path())];
+    inputs.extend(args.image.as_deref().map(|p| ("--image", p)));
+    inputs.extend(args.audio.as_deref().map(|p| ("--audio", p)));
+    refuse_input(&args.out, &inputs)?;
     output_dir(&args.out, args.force)?;
     crate::dispatch!(
         common,
@@ -209,6 +213,7 @@ pub fn sample(common: &Common, args: SampleArgs) -> Result<()> {
     if args.n == 0 {
         bail!("-n must be at least 1");
     }
+    refuse_input(&args.out, &[("--checkpoint", &ckpt)])?;
     output_dir(&args.out, args.force)?;
     crate::dispatch!(common, latent, sample_on(common, &ckpt, &codecs, &args))
 }

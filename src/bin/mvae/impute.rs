@@ -9,7 +9,7 @@ use mvae::data::{read_csv, write_csv, DatasetBuilder, Table};
 use mvae::{Backend, Codec, Codecs, MultimodalDataset, Mvae};
 
 use crate::generate::{codecs_of, given_values};
-use crate::output::{output_dir, report};
+use crate::output::{output_dir, refuse_input, report};
 use crate::{checkpoint_file, data, Common};
 
 #[derive(clap::Args)]
@@ -52,14 +52,12 @@ pub fn run(common: &Common, args: ImputeArgs) -> Result<()> {
     if !input.exists() {
         bail!("no such input {}", input.display());
     }
-    if let (Ok(a), Ok(b)) = (input.canonicalize(), args.out.canonicalize()) {
-        if a == b {
-            bail!(
-                "--out is the input {}; choose a new output",
-                input.display()
-            );
-        }
-    }
+    let flag = if args.csv.is_some() {
+        "--csv"
+    } else {
+        "--folder"
+    };
+    refuse_input(&args.out, &[(flag, input), ("--checkpoint", &ckpt)])?;
     let source = match (&args.csv, &args.folder) {
         (Some(csv), _) => {
             if args.out.exists() && !args.force {
@@ -77,7 +75,7 @@ pub fn run(common: &Common, args: ImputeArgs) -> Result<()> {
         (None, None) => unreachable!("clap requires one"),
     };
     let data = match &source {
-        Source::Csv(table) => csv_data(table, &codecs)?,
+        Source::Csv(table) => csv_data(args.csv.as_deref().expect("a CSV"), table, &codecs)?,
         Source::Folder(f) => f.data.clone(),
     };
     crate::dispatch!(
@@ -132,8 +130,8 @@ fn impute_on<const L: usize, D: Backend>(
 
 /// The table as a data set: `Columns` modalities standardised, a `Label` modality from the
 /// column of its name.
-fn csv_data(table: &Table, codecs: &Codecs) -> Result<MultimodalDataset> {
-    let columns = data::csv_dataset(table, codecs)?;
+fn csv_data(file: &Path, table: &Table, codecs: &Codecs) -> Result<MultimodalDataset> {
+    let columns = data::csv_dataset(file, table, codecs)?;
     let mut b = DatasetBuilder::new();
     for c in columns.columns() {
         b = b.column_with_mask(c.name(), c.dim(), c.values().to_vec(), c.present().to_vec());
@@ -242,10 +240,18 @@ fn read_folder(dir: &Path, codecs: &Codecs) -> Result<Folder> {
         });
         if let Some((name, _)) = hit {
             let id = &stem[..stem.len() - name.len() - 1];
-            found
-                .entry(id.to_string())
-                .or_default()
-                .insert(name.clone(), path.clone());
+            let files = found.entry(id.to_string()).or_default();
+            if let Some(other) = files.get(name) {
+                let mut two = [file_name(other), file_name(&path)];
+                two.sort();
+                bail!(
+                    "{}: {} and {} are both the {name} of {id}; keep one",
+                    dir.display(),
+                    two[0],
+                    two[1]
+                );
+            }
+            files.insert(name.clone(), path.clone());
         }
     }
     if found.is_empty() {
@@ -291,6 +297,14 @@ fn read_folder(dir: &Path, codecs: &Codecs) -> Result<Folder> {
         files,
         data: b.build()?,
     })
+}
+
+/// The last part of `path`, for messages.
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into(),
+    )
 }
 
 fn write_folder(

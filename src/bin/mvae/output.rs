@@ -58,3 +58,23 @@ pub fn output_dir(dir: &Path, force: bool) -> Result<()> {
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
 }
+
+/// Refuses an output path that is one of the command's inputs, given as (flag, path) pairs,
+/// directly or through a link: both are compared after resolving links. Every command that
+/// writes calls this before it writes anything, so `--force` never replaces an input.
+pub fn refuse_input(out: &Path, inputs: &[(&str, &Path)]) -> Result<()> {
+    let Ok(target) = out.canonicalize() else {
+        // Nothing there yet (or a dangling link): not an input, which exists.
+        return Ok(());
+    };
+    for (flag, input) in inputs {
+        if input.canonicalize().is_ok_and(|i| i == target) {
+            bail!(
+                "--out {} is the input {} ({flag}); choose another output",
+                out.display(),
+                input.display()
+            );
+        }
+    }
+    Ok(())
+}

@@ -43,7 +43,15 @@ pub fn draw<const L: usize, D: Backend>(
     pb.inc(1);
     let names: Vec<&str> = model.modalities().iter().map(|m| m.name()).collect();
     let has = |n: &str| names.contains(&n) && data.test.column(n).is_some();
-    if has("label") {
+    if has("label") && data.test.len() < 2 {
+        // Two principal components need at least two points.
+        if !common.json {
+            eprintln!(
+                "note: no latent.png: the test set has {} sample(s), and the picture needs two",
+                data.test.len()
+            );
+        }
+    } else if has("label") {
         let z = latents(
             model,
             &data.test,

@@ -186,6 +186,11 @@ pub fn run(common: &Common, args: TrainArgs) -> Result<()> {
                 let name = format!("{:?}", cfg.data.dataset).to_lowercase();
                 PathBuf::from("runs").join(format!("{name}-{}", cfg.train.seed))
             });
+            let mut inputs: Vec<(&str, &Path)> = Vec::new();
+            inputs.extend(args.config.as_deref().map(|p| ("--config", p)));
+            inputs.extend(cfg.data.csv.as_deref().map(|p| ("--csv", p)));
+            inputs.extend(cfg.data.dir.as_deref().map(|p| ("--data", p)));
+            crate::output::refuse_input(&dir, &inputs)?;
             crate::output::output_dir(&dir, args.force)?;
             cfg.write(&dir.join(CONFIG))?;
             (cfg, dir, false)
