@@ -7,8 +7,8 @@
 //! accuracy of predicting the label from the image alone. Data: `--data DIR` or `MVAE_DATA`
 //! (a folder with `mnist/`), else the sample bundled in `examples/data`.
 //!
-//! `--help` lists the flags (`--epochs`, `--anneal-epochs`, `--limit`, `--seed`, `--json`,
-//! `--cuda`).
+//! `--help` lists the flags (`--epochs`, `--anneal-epochs`, `--aggregation`, `--limit`,
+//! `--seed`, `--json`, `--cuda`).
 
 mod common;
 use common::{at_least_one, non_negative, OnDevice, RunArgs};
@@ -17,7 +17,7 @@ use anyhow::Result;
 use clap::Parser;
 use mvae::data::MultimodalDataset;
 use mvae::Backend;
-use mvae::{eval, ModelConfig, Mvae, Subset, TrainConfig, Trainer};
+use mvae::{eval, AggregationKind, ModelConfig, Mvae, Subset, TrainConfig, Trainer};
 
 /// Train the MVAE paper's MNIST model (image + label) and print test metrics.
 ///
@@ -33,6 +33,9 @@ struct Args {
     /// The KL weight rises linearly per step from 0 to 1 over E epochs (the paper's code: 200)
     #[arg(long, value_name = "E", default_value_t = 200.0, value_parser = non_negative)]
     anneal_epochs: f64,
+    /// How the experts are combined: poe (MVAE, the paper), moe (MMVAE), mopoe (MoPoE)
+    #[arg(long, value_name = "KIND", default_value = "poe")]
+    aggregation: AggregationKind,
     #[command(flatten)]
     common: RunArgs,
 }
@@ -56,7 +59,8 @@ fn run<D: Backend>(
     train: &MultimodalDataset,
     test: &MultimodalDataset,
 ) -> Result<()> {
-    let model = Mvae::<64, D>::new(&ModelConfig::mnist(), &dev, args.common.seed)?;
+    let config = ModelConfig::mnist().aggregation(args.aggregation);
+    let model = Mvae::<64, D>::new(&config, &dev, args.common.seed)?;
     let mut cfg = TrainConfig {
         epochs: args.epochs,
         seed: args.common.seed,
@@ -84,6 +88,7 @@ fn run<D: Backend>(
         model.modality_index("label")?,
     );
     let report = serde_json::json!({
+        "aggregation": args.aggregation.name(),
         "epochs": args.epochs,
         "train_samples": train.len(),
         "train_seconds": train_seconds,

@@ -33,6 +33,8 @@ struct PartContext<'a, const L: usize, D: Backend, O> {
     beta: f32,
     /// Each term's noise for the whole batch.
     noise: &'a [Vec<f32>],
+    /// Each term's component choices for the whole batch (mixtures; empty otherwise).
+    choices: &'a [Vec<f32>],
 }
 
 impl<const L: usize, D: Backend, O: Objective> PartContext<'_, L, D, O> {
@@ -45,6 +47,7 @@ impl<const L: usize, D: Backend, O: Objective> PartContext<'_, L, D, O> {
             .iter()
             .map(|v| &v[rows.start * L..rows.end * L])
             .collect();
+        let choices: Vec<&[f32]> = self.choices.iter().map(|v| &v[rows.clone()]).collect();
         // On the CPU the dense layers' weight gradients come back as factors, formed for the
         // whole batch in the update (`kernels::deferred`).
         let ((value, terms, grads), factors) = D::deferring_weight_gradients(|| {
@@ -56,6 +59,7 @@ impl<const L: usize, D: Backend, O: Objective> PartContext<'_, L, D, O> {
                 self.plan,
                 self.beta,
                 &eps,
+                &choices,
             );
             let value = loss.value.as_vec()[0];
             forward.stop(Phase::PartForward);
@@ -368,11 +372,17 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
         M: FnOnce(&PartContext<'_, L, D, O>, Vec<Range<usize>>) -> Vec<PartResult<D>>,
     {
         let beta = objective.beta_at(self.step);
-        let plan = objective.plan(self.model.modalities().len(), &mut self.rng);
+        let plan = objective.plan(self.model.config(), &mut self.rng);
         // The draws of the whole batch, so the parts below change nothing but the order of
         // floating-point sums.
         let n = batch.size();
         let noise = objective::draw_noise(plan.len(), n * L, &mut self.rng);
+        let choices = objective::draw_choices(
+            self.model.config().aggregation,
+            plan.len(),
+            n,
+            &mut self.rng,
+        );
         let parts = parts.clamp(1, n.max(1));
         let ctx = PartContext {
             objective,
@@ -381,6 +391,7 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
             plan: &plan,
             beta,
             noise: &noise,
+            choices: &choices,
         };
         let ranges = (0..parts)
             .map(|p| p * n / parts..(p + 1) * n / parts)
@@ -713,8 +724,8 @@ mod tests {
     struct Coupled(ObjectiveConfig);
 
     impl Objective for Coupled {
-        fn plan(&self, modalities: usize, rng: &mut impl Rng) -> Vec<TermPlan> {
-            self.0.plan(modalities, rng)
+        fn plan(&self, model: &ModelConfig, rng: &mut impl Rng) -> Vec<TermPlan> {
+            self.0.plan(model, rng)
         }
 
         fn beta_at(&self, step: usize) -> f32 {

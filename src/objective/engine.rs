@@ -10,6 +10,7 @@ use crate::aggregation::Aggregation;
 use crate::backend::{Backend, Latent, Vector};
 use crate::batch::{Batch, Input};
 use crate::model::Mvae;
+use crate::posterior::standard_normal_log_prob_of;
 use crate::subset::Subset;
 
 /// The loss of one batch, on the tape, with per-term statistics.
@@ -21,11 +22,14 @@ pub struct Loss<D: Backend> {
 }
 
 /// The loss of `plan` on `batch` with KL weight `beta`, the reparameterisation's draws given:
-/// `noise[t]` holds `batch x L` values for term `t`; plus `objective`'s batch-coupled term,
-/// if it has one.
+/// `noise[t]` holds `batch x L` values for term `t`, and, for an aggregation whose posterior is
+/// a mixture, `choices[t]` one uniform per sample that picks its component (empty: the
+/// positional default, see [`crate::posterior::Mixture`]); plus `objective`'s batch-coupled
+/// term, if it has one.
 ///
 /// # Panics
-/// If `noise` does not hold one slice of `batch x L` values per term.
+/// If `noise` does not hold one slice of `batch x L` values per term, or `choices` is neither
+/// empty nor one slice of `batch` values per term.
 pub fn loss_with_noise<const L: usize, D: Backend, O: Objective>(
     objective: &O,
     model: &Mvae<L, D>,
@@ -33,8 +37,13 @@ pub fn loss_with_noise<const L: usize, D: Backend, O: Objective>(
     plan: &[TermPlan],
     beta: f32,
     noise: &[&[f32]],
+    choices: &[&[f32]],
 ) -> Loss<D> {
     assert_eq!(noise.len(), plan.len(), "one noise slice per term");
+    assert!(
+        choices.is_empty() || choices.len() == plan.len(),
+        "one choice slice per term, or none"
+    );
     let n = batch.size();
     let dev = model.device().clone();
     let mods = model.modalities().len();
@@ -45,7 +54,7 @@ pub fn loss_with_noise<const L: usize, D: Backend, O: Objective>(
     // 1. Per term: who takes part, the posterior, its KL and a latent sample.
     let mut active: Vec<Option<ActiveTerm<L, D>>> = Vec::with_capacity(plan.len());
     let mut stats = Vec::with_capacity(plan.len());
-    for (p, &eps) in plan.iter().zip(noise) {
+    for (t, (p, &eps)) in plan.iter().zip(noise).enumerate() {
         let scored: Vec<usize> = p
             .scored
             .iter()
@@ -72,8 +81,20 @@ pub fn loss_with_noise<const L: usize, D: Backend, O: Objective>(
             active.push(None);
             continue;
         }
-        let q = aggregation.aggregate(&experts, p.given);
-        let (z, kl) = q.rsample_with_kl(eps);
+        let mut q = aggregation.aggregate(&experts, p.given);
+        if let Some(u) = choices.get(t) {
+            q = q.choose(u);
+        }
+        let (z, kl) = if p.kl_given == p.given {
+            q.rsample_with_kl(eps)
+        } else {
+            // The KL against another posterior, at this z: log q'(z) - log p(z).
+            let z = q.rsample_with(eps);
+            let against = aggregation.aggregate(&experts, p.kl_given);
+            let log_q = against.log_prob(z.with_empty_tape());
+            let log_p = standard_normal_log_prob_of(z.with_empty_tape());
+            (z, log_q - log_p)
+        };
         stats.last_mut().expect("pushed").1.kl = mean_where(&kl.as_vec(), &w);
         active.push(Some(ActiveTerm {
             per_sample: Some(kl * beta),
@@ -82,6 +103,23 @@ pub fn loss_with_noise<const L: usize, D: Backend, O: Objective>(
             w,
             count,
             weight: p.weight,
+            share: (!p.split_among.is_empty()).then(|| {
+                let share = (0..n)
+                    .map(|i| {
+                        let k = p
+                            .split_among
+                            .iter()
+                            .filter(|&m| batch.column(m).is_some_and(|c| c.present_host[i]))
+                            .count();
+                        if k == 0 {
+                            0.0
+                        } else {
+                            1.0 / k as f32
+                        }
+                    })
+                    .collect();
+                dev.tensor_from_vec(share, (n,))
+            }),
         }));
     }
     // 2. Per modality: one decoder pass over the latents of every term that scores it,
@@ -131,6 +169,9 @@ pub fn loss_with_noise<const L: usize, D: Backend, O: Objective>(
                 dev.tensor_from_vec(a.w.iter().map(|&x| f32::from(u8::from(x))).collect(), (n,));
             per_sample = per_sample * w_dev;
         }
+        if let Some(share) = &a.share {
+            per_sample = per_sample * share.clone();
+        }
         if a.weight != 1.0 {
             per_sample = per_sample * a.weight;
         }
@@ -169,6 +210,8 @@ struct ActiveTerm<const L: usize, D: Backend> {
     count: usize,
     /// Its weight in the loss.
     weight: f32,
+    /// `1 / (how many modalities of the plan's split_among set the sample has)`, if any.
+    share: Option<Vector<D>>,
 }
 
 impl<const L: usize, D: Backend> ActiveTerm<L, D> {

@@ -28,10 +28,10 @@ use serde::{Deserialize, Serialize};
 
 mod engine;
 
-use crate::aggregation::Experts;
+use crate::aggregation::{AggregationKind, Experts};
 use crate::backend::Backend;
 use crate::batch::Batch;
-use crate::model::Mvae;
+use crate::model::{ModelConfig, Mvae};
 use crate::posterior;
 use crate::subset::Subset;
 use crate::{Error, Result};
@@ -117,9 +117,8 @@ pub fn terms(m: usize, cfg: &ObjectiveConfig, rng: &mut impl Rng) -> Vec<Term> {
 /// computed in parts of the batch on several threads with the same result up to float order;
 /// one that is not (a contrastive loss compares every pair of the batch) runs in one part.
 pub trait Objective {
-    /// The terms of one step for a model of `modalities` modalities (random ones drawn from
-    /// `rng`).
-    fn plan(&self, modalities: usize, rng: &mut impl Rng) -> Vec<TermPlan>;
+    /// The terms of one step for a model of this config (random ones drawn from `rng`).
+    fn plan(&self, model: &ModelConfig, rng: &mut impl Rng) -> Vec<TermPlan>;
 
     /// The KL weight at optimisation step `step` (0-based).
     fn beta_at(&self, step: usize) -> f32;
@@ -143,12 +142,30 @@ pub trait Objective {
 }
 
 impl Objective for ObjectiveConfig {
-    /// MVAE's terms ([`terms`]), each scoring the modalities it encodes.
-    fn plan(&self, modalities: usize, rng: &mut impl Rng) -> Vec<TermPlan> {
-        terms(modalities, self, rng)
-            .into_iter()
-            .map(|t| TermPlan::elbo(t, modalities))
-            .collect()
+    /// The terms of the model's aggregation: for the product of experts, MVAE's sub-sampled
+    /// ELBO ([`terms`], each term scoring the modalities it encodes); for the mixture of
+    /// experts, MMVAE's stratified ELBO ([`TermPlan::stratum`]: one term per modality, its
+    /// latent drawn from that modality's expert, decoded into every modality, the KL estimated
+    /// against the mixture of all, averaged over the strata a sample has); for the mixture of
+    /// products of experts, MoPoE's ELBO (one term: a latent per sample from one component of
+    /// the mixture, decoded into every modality). `random_subsets` and `unimodal` concern the
+    /// product of experts only.
+    fn plan(&self, model: &ModelConfig, rng: &mut impl Rng) -> Vec<TermPlan> {
+        let m = model.modalities.len();
+        match model.aggregation {
+            AggregationKind::ProductOfExperts => terms(m, self, rng)
+                .into_iter()
+                .map(|t| TermPlan::elbo(t, m))
+                .collect(),
+            AggregationKind::MixtureOfExperts => (0..m).map(|i| TermPlan::stratum(i, m)).collect(),
+            AggregationKind::MixtureOfProductsOfExperts => {
+                let all = Subset::all(m);
+                vec![TermPlan {
+                    scored: all,
+                    ..TermPlan::elbo(Term::Joint, m)
+                }]
+            }
+        }
     }
 
     fn beta_at(&self, step: usize) -> f32 {
@@ -169,6 +186,13 @@ pub struct TermPlan {
     pub scored: Subset,
     /// A sample takes part only if it has every modality of this set (empty: every sample).
     pub required: Subset,
+    /// The KL term compares the latent with the posterior of these modalities: `given` (the
+    /// KL of the term's own posterior, closed form where one exists) or another set (the
+    /// single-sample `log q(z | x_kl_given) - log p(z)`, MMVAE's strata).
+    pub kl_given: Subset,
+    /// A sample's loss in this term is divided by how many modalities of this set it has
+    /// (empty: not divided), so that strata average per sample.
+    pub split_among: Subset,
     /// The term's weight in the loss.
     pub weight: f32,
 }
@@ -186,6 +210,25 @@ impl TermPlan {
             given,
             scored: given,
             required,
+            kl_given: given,
+            split_among: Subset::default(),
+            weight: 1.0,
+        }
+    }
+
+    /// MMVAE's stratum of modality `m`: `z` from `m`'s expert, decoded into every modality the
+    /// sample has, its KL estimated against the mixture of all experts, for the samples that
+    /// have `m`, divided by how many modalities the sample has.
+    pub fn stratum(m: usize, modalities: usize) -> Self {
+        let all = Subset::all(modalities);
+        let own = Subset::single(m);
+        Self {
+            term: Term::Subset(own),
+            given: own,
+            scored: all,
+            required: own,
+            kl_given: all,
+            split_among: all,
             weight: 1.0,
         }
     }
@@ -252,6 +295,8 @@ pub fn loss<const L: usize, D: Backend>(
     let plan: Vec<TermPlan> = terms.iter().map(|&t| TermPlan::elbo(t, mods)).collect();
     let noise = draw_noise(plan.len(), batch.size() * L, rng);
     let noise: Vec<&[f32]> = noise.iter().map(Vec::as_slice).collect();
+    let choices = draw_choices(model.config().aggregation, plan.len(), batch.size(), rng);
+    let choices: Vec<&[f32]> = choices.iter().map(Vec::as_slice).collect();
     loss_with_noise(
         &ObjectiveConfig::default(),
         model,
@@ -259,6 +304,7 @@ pub fn loss<const L: usize, D: Backend>(
         &plan,
         beta,
         &noise,
+        &choices,
     )
 }
 
@@ -268,6 +314,23 @@ pub fn loss<const L: usize, D: Backend>(
 pub fn draw_noise(terms: usize, len: usize, rng: &mut impl Rng) -> Vec<Vec<f32>> {
     (0..terms)
         .map(|_| posterior::normal_draws(len, rng))
+        .collect()
+}
+
+/// For an aggregation whose posterior is a mixture, one uniform draw in `[0, 1)` per sample
+/// and term, which picks the component the sample's latent is drawn from; nothing for the
+/// product of experts (so its random stream is what it always was).
+pub fn draw_choices(
+    aggregation: AggregationKind,
+    terms: usize,
+    samples: usize,
+    rng: &mut impl Rng,
+) -> Vec<Vec<f32>> {
+    if aggregation == AggregationKind::ProductOfExperts {
+        return Vec::new();
+    }
+    (0..terms)
+        .map(|_| (0..samples).map(|_| rng.gen::<f32>()).collect())
         .collect()
 }
 
@@ -382,10 +445,10 @@ mod tests {
         let all: Vec<&[f32]> = noise.iter().map(Vec::as_slice).collect();
         let plan: Vec<TermPlan> = terms.iter().map(|&t| TermPlan::elbo(t, 4)).collect();
         let cfg = ObjectiveConfig::default();
-        let together = loss_with_noise(&cfg, &model, &b, &plan, 0.7, &all);
+        let together = loss_with_noise(&cfg, &model, &b, &plan, 0.7, &all, &[]);
         let mut total = 0.0;
         for (t, term) in terms.iter().enumerate() {
-            let alone = loss_with_noise(&cfg, &model, &b, &plan[t..=t], 0.7, &all[t..=t]);
+            let alone = loss_with_noise(&cfg, &model, &b, &plan[t..=t], 0.7, &all[t..=t], &[]);
             total += alone.value.as_vec()[0];
             let (got, want) = (&together.terms[t].1, &alone.terms[0].1);
             assert_eq!(got.samples, want.samples, "{term:?}");
