@@ -680,7 +680,13 @@ mod tests {
     /// part, for every parameter, with missing values and a random subset term.
     #[test]
     fn parts_give_the_gradient_of_the_whole_batch() {
-        let cfg = three_modalities();
+        for kind in crate::aggregation::AggregationKind::ALL {
+            parts_equal_the_whole(kind);
+        }
+    }
+
+    fn parts_equal_the_whole(kind: crate::aggregation::AggregationKind) {
+        let cfg = three_modalities().aggregation(kind);
         let mut train = TrainConfig::default();
         train.objective.random_subsets = 1;
         let make = || {
@@ -707,11 +713,14 @@ mod tests {
         assert_eq!(a.len(), b.len());
         for ((name, x), (_, y)) in a.iter().zip(&b) {
             let scale = x.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-            assert!(x.iter().any(|&v| v != 0.0), "{name}: no gradient at all");
+            assert!(
+                x.iter().any(|&v| v != 0.0),
+                "{kind}: {name}: no gradient at all"
+            );
             for (i, (u, v)) in x.iter().zip(y).enumerate() {
                 assert!(
                     (u - v).abs() <= 1e-4 * scale,
-                    "{name}[{i}]: one part {u}, three {v}"
+                    "{kind}: {name}[{i}]: one part {u}, three {v}"
                 );
             }
         }

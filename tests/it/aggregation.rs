@@ -248,3 +248,132 @@ fn loss_gradients_match_finite_differences() {
         }
     }
 }
+
+/// A mixture's log-density equals the brute-force `log (1/k) sum_c N(z; mean_c, var_c)` over
+/// the sample's available components, in f64 on the host.
+#[test]
+fn a_mixture_log_density_is_the_brute_force_sum() {
+    for kind in AggregationKind::ALL {
+        let m = model(kind);
+        let b = batch(&m);
+        let q = m.encode(&b, Subset::all(3));
+        let Posterior::Mixture(mix) = &q else {
+            continue;
+        };
+        let z: Vec<f32> = (0..N * L).map(|i| (i % 7) as f32 / 4.0 - 0.7).collect();
+        let got = q
+            .log_prob(Cpu::default().tensor_from_vec(z.clone(), (N, Const::<L>)))
+            .as_vec();
+        let comps: Vec<(Vec<f32>, Vec<f32>)> = mix
+            .components()
+            .iter()
+            .map(|g| (g.mean.as_vec(), g.logvar.as_vec()))
+            .collect();
+        for i in 0..N {
+            let avail: Vec<usize> = (0..comps.len())
+                .filter(|&c| mix.available()[c][i])
+                .collect();
+            let dens: f64 = avail
+                .iter()
+                .map(|&c| {
+                    let (mu, lv) = &comps[c];
+                    (0..L)
+                        .map(|d| {
+                            let (zd, m, v) = (
+                                f64::from(z[i * L + d]),
+                                f64::from(mu[i * L + d]),
+                                f64::from(lv[i * L + d]).exp(),
+                            );
+                            (-(zd - m).powi(2) / (2.0 * v)).exp()
+                                / (2.0 * std::f64::consts::PI * v).sqrt()
+                        })
+                        .product::<f64>()
+                })
+                .sum::<f64>()
+                / avail.len() as f64;
+            close(
+                &[f64::from(got[i])],
+                &[dens.ln()],
+                1e-5,
+                &format!("{kind}: sample {i}"),
+            );
+        }
+        // sample 4 has the image only: one component under moe, one under mopoe
+        let k4 = (0..comps.len()).filter(|&c| mix.available()[c][4]).count();
+        assert_eq!(k4, 1, "{kind}");
+        // sample 0 has all three: 3 components under moe, 7 under mopoe
+        let k0 = (0..comps.len()).filter(|&c| mix.available()[c][0]).count();
+        let want = if kind == AggregationKind::MixtureOfExperts {
+            3
+        } else {
+            7
+        };
+        assert_eq!(k0, want, "{kind}");
+    }
+}
+
+/// With one modality every aggregation is a plain VAE: one term, the posterior a single
+/// Gaussian (the expert, with the prior expert for the products), and the loss the
+/// reconstruction plus beta times the KL of that Gaussian (its log-ratio at the drawn z for the
+/// mixture of experts).
+#[test]
+fn with_one_modality_every_aggregation_is_a_plain_vae() {
+    use mvae::objective::{loss_with_noise, Objective, ObjectiveConfig};
+    use mvae::posterior::{standard_normal_log_prob_of, Gaussian};
+    for kind in AggregationKind::ALL {
+        let cfg = ModelConfig::new(vec![ModalitySpec::new(Image::new("image", 2, 2))
+            .encoder_hidden(&[5])
+            .decoder_hidden(&[4])])
+        .aggregation(kind);
+        let m = Mvae::<L, Cpu>::new(&cfg, &Cpu::default(), 3).unwrap();
+        let img: Vec<f32> = (0..N * 4).map(|i| ((i * 3) % 10) as f32 / 9.0).collect();
+        let b = Batch::from_host(
+            m.modalities(),
+            m.device(),
+            &[HostValues {
+                name: "image",
+                values: &img,
+                present: None,
+            }],
+        )
+        .unwrap();
+        let obj = ObjectiveConfig::default();
+        let plan = obj.plan(&cfg, &mut ChaCha8Rng::seed_from_u64(0));
+        assert_eq!(plan.len(), 1, "{kind}: one term");
+        let eps = normal_draws(N * L, &mut ChaCha8Rng::seed_from_u64(4));
+        let beta = 0.6;
+        let loss = loss_with_noise(&obj, &m, &b, &plan, beta, &[&eps], &[]);
+        // by hand: the single Gaussian, z from eps, decode, KL
+        let q = m.encode(&b, Subset::all(1));
+        let g: Gaussian<L, Cpu> = match &q {
+            Posterior::Gaussian(g) => g.clone(),
+            Posterior::Mixture(mix) => {
+                assert_eq!(mix.components().len(), 1, "{kind}: one component");
+                mix.components()[0].clone()
+            }
+        };
+        let z = g.clone().rsample_with(&eps);
+        let col = b.column(0).unwrap();
+        let ll = m
+            .log_likelihood(0, m.decode(0, z.clone()), &col.input)
+            .as_vec();
+        let kl = if kind == AggregationKind::MixtureOfExperts {
+            let lq = g.log_prob(z.clone()).as_vec();
+            let lp = standard_normal_log_prob_of(z).as_vec();
+            lq.iter().zip(&lp).map(|(a, b)| a - b).collect::<Vec<f32>>()
+        } else {
+            g.clone().kl_to_standard_normal().as_vec()
+        };
+        let want: f64 = (0..N)
+            .map(|i| f64::from(-ll[i] + beta * kl[i]))
+            .sum::<f64>()
+            / N as f64;
+        let got = f64::from(loss.value.as_vec()[0]);
+        close(&[got], &[want], 1e-5, &format!("{kind}: loss"));
+        if kind == AggregationKind::MixtureOfExperts {
+            // no prior expert: the posterior is the encoder's own Gaussian
+            let e = m.expert(0, &col.input, NoneTape);
+            assert_eq!(e.mean.as_vec(), g.mean.as_vec());
+        }
+    }
+}
