@@ -86,8 +86,10 @@ pub struct TrainArgs {
     /// Decoder hidden sizes, e.g. 512,512,512.
     #[arg(long, value_name = "SIZES")]
     decoder_hidden: Option<Sizes>,
-    /// How the experts of the present modalities are combined: poe (product of experts with
-    /// the prior, MVAE; the default).
+    /// How the experts of the present modalities are combined, and with it the objective: poe
+    /// (product of experts with the prior, MVAE's sub-sampled ELBO; the default), moe (mixture
+    /// of experts, MMVAE: every modality's sample decoded into every modality), mopoe (mixture
+    /// of the products of experts of every subset, MoPoE).
     #[arg(long, value_name = "KIND")]
     aggregation: Option<AggregationKind>,
     /// Likelihood weight of a modality, e.g. `--weight label=50` (repeatable).
