@@ -150,12 +150,8 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
             .map(|m| {
                 let c = batch.column(m).filter(|_| which.contains(m))?;
                 let q = self.expert(m, &c.input, T::default());
-                let gaussian = Gaussian {
-                    mean: q.mean.with_empty_tape(),
-                    logvar: q.logvar.with_empty_tape(),
-                };
                 Some(Expert {
-                    gaussian,
+                    gaussian: q.retaped(),
                     precision_form: q.weighted(c.mask()),
                     present: c.mask().cloned(),
                     present_host: c.present_host.clone(),

@@ -255,10 +255,7 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Posterior<L, D, T> {
     pub fn rsample_with_kl(self, eps: &[f32]) -> (Latent<L, D, T>, Vector<D, T>) {
         match self {
             Posterior::Gaussian(g) => {
-                let copy = Gaussian {
-                    mean: g.mean.with_empty_tape(),
-                    logvar: g.logvar.with_empty_tape(),
-                };
+                let copy = g.retaped();
                 let z = g.rsample_with(eps);
                 (z, copy.kl_to_standard_normal())
             }
@@ -270,13 +267,7 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Posterior<L, D, T> {
     /// closed form exists.
     pub fn kl_to_prior(&self) -> Option<Vector<D, T>> {
         match self {
-            Posterior::Gaussian(g) => Some(
-                Gaussian {
-                    mean: g.mean.with_empty_tape(),
-                    logvar: g.logvar.with_empty_tape(),
-                }
-                .kl_to_standard_normal(),
-            ),
+            Posterior::Gaussian(g) => Some(g.retaped().kl_to_standard_normal()),
             Posterior::Mixture(_) => None,
         }
     }
