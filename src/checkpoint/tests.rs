@@ -164,12 +164,19 @@ fn model_round_trip_is_bit_identical() {
 
 #[test]
 fn resume_is_bit_identical_to_uninterrupted_run() {
+    for kind in crate::aggregation::AggregationKind::ALL {
+        resume_is_exact(kind);
+    }
+}
+
+fn resume_is_exact(kind: crate::aggregation::AggregationKind) {
     let dev = Cpu::default();
     let data = mnist(200);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run.safetensors");
+    let config = small_config().aggregation(kind);
 
-    let model = Model::new(&small_config(), &dev, 11).unwrap();
+    let model = Model::new(&config, &dev, 11).unwrap();
     let mut straight = Trainer::new(model.clone(), train_cfg()).unwrap();
     let s1 = straight.fit_epoch(&data, |_| {}).unwrap();
     let s2 = straight.fit_epoch(&data, |_| {}).unwrap();
@@ -203,7 +210,7 @@ fn resume_is_bit_identical_to_uninterrupted_run() {
     let info = read_info(&path).unwrap();
     let t = info.training.unwrap();
     assert_eq!((t.epoch, t.step, t.adam_steps), (1, 4, 4));
-    assert_eq!(m.config(), &small_config());
+    assert_eq!(m.config(), &config);
     assert_eq!(m.num_params(), straight.model.num_params());
 }
 

@@ -711,3 +711,95 @@ fn impute_folder_refuses_two_files_for_one_modality() {
         "x_image.jpg and x_image.png",
     );
 }
+
+/// Every mixture aggregation goes through the whole tool: train (with pictures), eval,
+/// generate from a label and from an image, sample; the run's config names its aggregation.
+#[test]
+fn mixtures_train_evaluate_and_generate() {
+    for kind in ["moe", "mopoe"] {
+        let dir = scratch(&format!("mix_{kind}"));
+        let d = dir.to_str().unwrap().to_string();
+        let mut args = vec!["train", "--epochs", "1", "--aggregation", kind, "--out", &d];
+        args.extend(TINY);
+        let v = ok_json(&args);
+        assert!(v["test_elbo"].as_f64().unwrap().is_finite(), "{kind}");
+        let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+        assert!(
+            config.contains(&format!("aggregation = \"{kind}\"")),
+            "{config}"
+        );
+
+        let eval_out = scratch(&format!("mix_{kind}_eval"));
+        let e = ok_json(&[
+            "eval",
+            "--checkpoint",
+            &d,
+            "--k",
+            "4",
+            "--samples",
+            "40",
+            "--out",
+            eval_out.to_str().unwrap(),
+        ]);
+        let lls = e["likelihoods"].as_array().unwrap();
+        assert!(!lls.is_empty(), "{kind}");
+        for l in lls {
+            assert!(
+                l["log_likelihood"].as_f64().unwrap().is_finite(),
+                "{kind}: {l}"
+            );
+        }
+        let coh = e["coherence"]["conditional"].as_array().unwrap();
+        assert!(
+            coh.iter().all(|c| c["coherence"].as_f64().is_some()),
+            "{kind}"
+        );
+
+        let gen = scratch(&format!("mix_{kind}_gen"));
+        let g = ok_json(&[
+            "generate",
+            "--checkpoint",
+            &d,
+            "--label",
+            "3",
+            "--samples",
+            "2",
+            "--out",
+            gen.to_str().unwrap(),
+        ]);
+        let files = g["outputs"]["image"]["files"].as_array().unwrap();
+        assert_eq!(files.len(), 2, "{kind}");
+        let png = files[0].as_str().unwrap().to_string();
+        let read = scratch(&format!("mix_{kind}_read"));
+        let r = ok_json(&[
+            "generate",
+            "--checkpoint",
+            &d,
+            "--image",
+            &png,
+            "--mean",
+            "--out",
+            read.to_str().unwrap(),
+        ]);
+        let p = r["outputs"]["label"]["probabilities"][0]
+            .as_array()
+            .unwrap();
+        let sum: f64 = p.iter().map(|x| x.as_f64().unwrap()).sum();
+        assert!((sum - 1.0).abs() < 1e-4, "{kind}");
+
+        let samples = scratch(&format!("mix_{kind}_sample"));
+        let s = ok_json(&[
+            "sample",
+            "--checkpoint",
+            &d,
+            "-n",
+            "3",
+            "--out",
+            samples.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            s["outputs"]["label"]["classes"].as_array().unwrap().len(),
+            3
+        );
+    }
+}
