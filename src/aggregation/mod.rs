@@ -174,6 +174,16 @@ impl AggregationKind {
         }
     }
 
+    /// The most modalities a model with this aggregation may have: 64 (a [`Subset`]), but 10
+    /// for the mixture of products of experts, whose `2^M - 1` components (1,023 at 10) are
+    /// all formed for every batch.
+    pub fn max_modalities(self) -> usize {
+        match self {
+            AggregationKind::MixtureOfProductsOfExperts => 10,
+            _ => Subset::MAX_MODALITIES,
+        }
+    }
+
     /// One line on what it computes, for help texts.
     pub fn description(self) -> &'static str {
         match self {

@@ -71,6 +71,14 @@ impl ModelConfig {
                 "1 to 64 modalities",
             ));
         }
+        let most = self.aggregation.max_modalities();
+        if self.modalities.len() > most {
+            return Err(Error::config(
+                "modalities",
+                self.modalities.len(),
+                &format!("at most {most} with aggregation {}", self.aggregation),
+            ));
+        }
         for (i, m) in self.modalities.iter().enumerate() {
             m.validate()?;
             if self.modalities[..i].iter().any(|o| o.name() == m.name()) {
