@@ -723,6 +723,7 @@ fn mixtures_train_evaluate_and_generate() {
         args.extend(TINY);
         let v = ok_json(&args);
         assert!(v["test_elbo"].as_f64().unwrap().is_finite(), "{kind}");
+        assert_eq!(v["aggregation"], kind);
         let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
         assert!(
             config.contains(&format!("aggregation = \"{kind}\"")),

@@ -333,6 +333,7 @@ fn train_on<const L: usize, D: Backend>(
     let summary = serde_json::json!({
         "run": dir,
         "checkpoint": ckpt,
+        "aggregation": trainer.model.config().aggregation.name(),
         "epochs": trainer.epochs_done(),
         "steps": trainer.steps(),
         "train_samples": prepared.train.len(),
@@ -344,8 +345,9 @@ fn train_on<const L: usize, D: Backend>(
     });
     report(common, &summary, || {
         println!(
-            "trained {} epochs into {} (test ELBO {}); pictures: {}",
+            "trained {} epochs ({}) into {} (test ELBO {}); pictures: {}",
             trainer.epochs_done(),
+            trainer.model.config().aggregation.description(),
             dir.display(),
             last.map_or("-".into(), |h| format!("{:.2}", h.test_elbo)),
             if pictures.is_empty() {
