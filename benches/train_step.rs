@@ -1,6 +1,7 @@
 //! One training step of the MVAE paper's MNIST model (batch 100, joint + image + label ELBOs,
 //! Adam), through the library and through a bare dfdx program of the same model, so the two
-//! can be compared on one machine in one run.
+//! can be compared on one machine in one run; and the same model's step with each mixture
+//! aggregation and its objective (`mvae_moe`, `mvae_mopoe`).
 //!
 //! ```text
 //! cargo bench --bench train_step
@@ -9,7 +10,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dfdx::prelude::*;
-use mvae::{ModelConfig, Mvae, TrainConfig, Trainer};
+use mvae::{AggregationKind, ModelConfig, Mvae, TrainConfig, Trainer};
 
 use batch::BATCH;
 
@@ -28,6 +29,17 @@ fn library_step(c: &mut Criterion) {
     let y: Tensor<(usize,), usize, Cpu> =
         dev.tensor_from_vec(m.labels.iter().map(|&l| l as usize).collect(), (BATCH,));
     g.bench_function("bare_dfdx", |b| b.iter(|| bare.step(&x, &y)));
+    for kind in AggregationKind::ALL {
+        if kind == AggregationKind::ProductOfExperts {
+            continue;
+        }
+        let config = ModelConfig::mnist().aggregation(kind);
+        let model = Mvae::<64, Cpu>::new(&config, &dev, 0).unwrap();
+        let mut trainer = Trainer::new(model, TrainConfig::default()).unwrap();
+        g.bench_function(format!("mvae_{kind}"), |b| {
+            b.iter(|| trainer.step(&batch).unwrap())
+        });
+    }
     g.finish();
 }
 
