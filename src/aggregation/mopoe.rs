@@ -11,6 +11,7 @@
 
 use dfdx::prelude::*;
 
+use super::poe::PriorPrecision;
 use super::{Aggregation, Experts};
 use crate::backend::{Backend, Vector};
 use crate::posterior::{Gaussian, Mixture, MixtureKl, Posterior};
@@ -74,24 +75,13 @@ fn product<const L: usize, D: Backend, T: Tape<f32, D>>(
         .map(|&h| f32::from(u8::from(with_prior || !h)))
         .collect();
     let prior: Vector<D> = experts.device().tensor_from_vec(prior, (n,));
-    let mut it = members.iter().map(|&m| {
+    let members = members.iter().map(|&m| {
         experts
             .get(m)
             .expect("members have experts")
             .precision_form
             .reuse()
     });
-    let first = it.next().expect("a component has a member");
-    let shape = *first.precision.shape();
-    let (mut precision, mut weighted) = (
-        first.precision + prior.broadcast_like(&shape),
-        first.weighted_mean,
-    );
-    for e in it {
-        precision = precision + e.precision;
-        weighted = weighted + e.weighted_mean;
-    }
-    let mean = weighted / precision.with_empty_tape();
-    let logvar = precision.ln() * -1.0;
-    Gaussian { mean, logvar }
+    super::poe::product(members, PriorPrecision::PerSample(prior))
+        .expect("a component has a member")
 }

@@ -43,9 +43,34 @@ impl Aggregation for ProductOfExperts {
 pub fn combine<const L: usize, D: Backend, T: Tape<f32, D>>(
     experts: impl IntoIterator<Item = WeightedExpert<L, D, T>>,
 ) -> Option<Gaussian<L, D, T>> {
+    product(experts, PriorPrecision::One)
+}
+
+/// The precision the prior expert adds to a product.
+pub(crate) enum PriorPrecision<D: Backend> {
+    /// 1 for every sample (the prior expert is in the product).
+    One,
+    /// Per sample, `(batch,)`: 1 where the prior expert is in the product, 0 where not.
+    PerSample(Vector<D>),
+}
+
+/// The product of the given experts (in precision form) with the prior expert weighted by
+/// `prior`: `T = prior + sum_m T_m`, `mean = sum_m T_m mean_m / T`, `logvar = -ln T`.
+/// `None` without experts.
+pub(crate) fn product<const L: usize, D: Backend, T: Tape<f32, D>>(
+    experts: impl IntoIterator<Item = WeightedExpert<L, D, T>>,
+    prior: PriorPrecision<D>,
+) -> Option<Gaussian<L, D, T>> {
     let mut it = experts.into_iter();
     let first = it.next()?;
-    let (mut precision, mut weighted) = (first.precision + 1.0, first.weighted_mean);
+    let mut precision = match prior {
+        PriorPrecision::One => first.precision + 1.0,
+        PriorPrecision::PerSample(p) => {
+            let shape = *first.precision.shape();
+            first.precision + p.broadcast_like(&shape)
+        }
+    };
+    let mut weighted = first.weighted_mean;
     for e in it {
         precision = precision + e.precision;
         weighted = weighted + e.weighted_mean;
