@@ -804,3 +804,65 @@ fn mixtures_train_evaluate_and_generate() {
         );
     }
 }
+
+/// `impute --csv` writes every present cell and every column the model does not know exactly as
+/// the input spells it (large ids, long decimals, leading zeros, text); only the empty cells of
+/// the model's columns get new text.
+#[test]
+fn impute_csv_keeps_present_cells_byte_for_byte() {
+    let run = csv_run();
+    let dir = scratch("impute_bytes");
+    std::fs::create_dir_all(&dir).unwrap();
+    let partial = dir.join("partial.csv");
+    let input = "id,a,name,b,c,code\n\
+                 1234567891,3.14159265358979,Ada,,1.0,007\n\
+                 1234567892,,\"Lovelace, A.\",0.2,,007\n\
+                 1234567893,0.10, Bob ,0.20000000000000001,0.30,1e3\n";
+    std::fs::write(&partial, input).unwrap();
+    let out = dir.join("done.csv");
+    let v = ok_json(&[
+        "impute",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--csv",
+        partial.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(v["filled"]["a"], 1);
+    assert_eq!(v["filled"]["b"], 1);
+    assert_eq!(v["filled"]["c"], 1);
+    let records = |bytes: &[u8]| -> Vec<Vec<String>> {
+        csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(bytes)
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_string).collect())
+            .collect()
+    };
+    let written = std::fs::read(&out).unwrap();
+    let (before, after) = (records(input.as_bytes()), records(&written));
+    assert_eq!(before.len(), after.len(), "same rows");
+    let empty = [(1, 3), (2, 1), (2, 4)];
+    for (r, (old, new)) in before.iter().zip(&after).enumerate() {
+        assert_eq!(old.len(), new.len(), "row {r}");
+        for (c, (o, n)) in old.iter().zip(new).enumerate() {
+            if empty.contains(&(r, c)) {
+                assert!(
+                    n.parse::<f32>().is_ok_and(f32::is_finite),
+                    "({r},{c}): {n:?}"
+                );
+            } else {
+                assert_eq!(o, n, "cell ({r},{c}) kept as written");
+            }
+        }
+    }
+    // A row with nothing to fill, and the header, come out as the very same bytes.
+    let text = String::from_utf8(written).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "id,a,name,b,c,code");
+    assert_eq!(
+        lines[3],
+        "1234567893,0.10, Bob ,0.20000000000000001,0.30,1e3"
+    );
+}
