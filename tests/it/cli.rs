@@ -866,3 +866,40 @@ fn impute_csv_keeps_present_cells_byte_for_byte() {
         "1234567893,0.10, Bob ,0.20000000000000001,0.30,1e3"
     );
 }
+
+/// A count of draws over the cap is refused before anything is written (no folder, no
+/// files); the cap itself works and its grid picture shows the first draws only.
+#[test]
+fn draws_over_the_cap_are_refused_before_writing() {
+    let run = mnist_run().to_str().unwrap().to_string();
+    let dir = scratch("draw_cap");
+    let out = dir.join("out");
+    let o = out.to_str().unwrap();
+    fails(
+        &["sample", "--checkpoint", &run, "-n", "1001", "--out", o],
+        "-n 1001 is more than the 1000 draws",
+    );
+    fails(
+        &[
+            "generate",
+            "--checkpoint",
+            &run,
+            "--label",
+            "3",
+            "--samples",
+            "100000",
+            "--out",
+            o,
+        ],
+        "--samples 100000 is more than the 1000 draws",
+    );
+    assert!(!out.exists(), "nothing written");
+    let v = ok_json(&["sample", "--checkpoint", &run, "-n", "1000", "--out", o]);
+    assert_eq!(v["draws"], 1000);
+    assert_eq!(
+        v["outputs"]["image"]["files"].as_array().unwrap().len(),
+        1000
+    );
+    let grid = image::open(out.join("image_grid.png")).unwrap();
+    assert!(grid.height() < 2000, "a grid of the first draws only");
+}
