@@ -903,3 +903,43 @@ fn draws_over_the_cap_are_refused_before_writing() {
     let grid = image::open(out.join("image_grid.png")).unwrap();
     assert!(grid.height() < 2000, "a grid of the first draws only");
 }
+
+/// `train --force` into an old run removes the old run's results (config, checkpoint, metrics,
+/// `eval.json`, `pictures/`) and leaves other files; `--resume --epochs N` records N in the
+/// run's `config.toml`.
+#[test]
+fn force_clears_old_results_and_resume_records_epochs() {
+    let dir = scratch("force_stale");
+    std::fs::create_dir_all(dir.join("pictures")).unwrap();
+    std::fs::write(dir.join("eval.json"), "{\"old\": true}").unwrap();
+    std::fs::write(dir.join("pictures").join("image_to_audio_0.wav"), "old").unwrap();
+    std::fs::write(dir.join("metrics.jsonl"), "not json\n").unwrap();
+    std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+    let d = dir.to_str().unwrap();
+    let mut args = vec![
+        "train",
+        "--epochs",
+        "1",
+        "--no-pictures",
+        "--force",
+        "--out",
+        d,
+    ];
+    args.extend(TINY);
+    ok_json(&args);
+    assert!(!dir.join("eval.json").exists(), "old eval.json removed");
+    assert!(!dir.join("pictures").exists(), "old pictures removed");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    let epochs = || {
+        let text = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+        let v: toml::Value = toml::from_str(&text).unwrap();
+        v["train"]["epochs"].as_integer().unwrap()
+    };
+    assert_eq!(epochs(), 1);
+    let v = ok_json(&["train", "--resume", d, "--epochs", "2", "--no-pictures"]);
+    assert_eq!(v["epochs"], 2);
+    assert_eq!(epochs(), 2, "config.toml is the resolved configuration");
+}
