@@ -804,3 +804,142 @@ fn mixtures_train_evaluate_and_generate() {
         );
     }
 }
+
+/// `impute --csv` writes every present cell and every column the model does not know exactly as
+/// the input spells it (large ids, long decimals, leading zeros, text); only the empty cells of
+/// the model's columns get new text.
+#[test]
+fn impute_csv_keeps_present_cells_byte_for_byte() {
+    let run = csv_run();
+    let dir = scratch("impute_bytes");
+    std::fs::create_dir_all(&dir).unwrap();
+    let partial = dir.join("partial.csv");
+    let input = "id,a,name,b,c,code\n\
+                 1234567891,3.14159265358979,Ada,,1.0,007\n\
+                 1234567892,,\"Lovelace, A.\",0.2,,007\n\
+                 1234567893,0.10, Bob ,0.20000000000000001,0.30,1e3\n";
+    std::fs::write(&partial, input).unwrap();
+    let out = dir.join("done.csv");
+    let v = ok_json(&[
+        "impute",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--csv",
+        partial.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(v["filled"]["a"], 1);
+    assert_eq!(v["filled"]["b"], 1);
+    assert_eq!(v["filled"]["c"], 1);
+    let records = |bytes: &[u8]| -> Vec<Vec<String>> {
+        csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(bytes)
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_string).collect())
+            .collect()
+    };
+    let written = std::fs::read(&out).unwrap();
+    let (before, after) = (records(input.as_bytes()), records(&written));
+    assert_eq!(before.len(), after.len(), "same rows");
+    let empty = [(1, 3), (2, 1), (2, 4)];
+    for (r, (old, new)) in before.iter().zip(&after).enumerate() {
+        assert_eq!(old.len(), new.len(), "row {r}");
+        for (c, (o, n)) in old.iter().zip(new).enumerate() {
+            if empty.contains(&(r, c)) {
+                assert!(
+                    n.parse::<f32>().is_ok_and(f32::is_finite),
+                    "({r},{c}): {n:?}"
+                );
+            } else {
+                assert_eq!(o, n, "cell ({r},{c}) kept as written");
+            }
+        }
+    }
+    // A row with nothing to fill, and the header, come out as the very same bytes.
+    let text = String::from_utf8(written).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "id,a,name,b,c,code");
+    assert_eq!(
+        lines[3],
+        "1234567893,0.10, Bob ,0.20000000000000001,0.30,1e3"
+    );
+}
+
+/// A count of draws over the cap is refused before anything is written (no folder, no
+/// files); the cap itself works and its grid picture shows the first draws only.
+#[test]
+fn draws_over_the_cap_are_refused_before_writing() {
+    let run = mnist_run().to_str().unwrap().to_string();
+    let dir = scratch("draw_cap");
+    let out = dir.join("out");
+    let o = out.to_str().unwrap();
+    fails(
+        &["sample", "--checkpoint", &run, "-n", "1001", "--out", o],
+        "-n 1001 is more than the 1000 draws",
+    );
+    fails(
+        &[
+            "generate",
+            "--checkpoint",
+            &run,
+            "--label",
+            "3",
+            "--samples",
+            "100000",
+            "--out",
+            o,
+        ],
+        "--samples 100000 is more than the 1000 draws",
+    );
+    assert!(!out.exists(), "nothing written");
+    let v = ok_json(&["sample", "--checkpoint", &run, "-n", "1000", "--out", o]);
+    assert_eq!(v["draws"], 1000);
+    assert_eq!(
+        v["outputs"]["image"]["files"].as_array().unwrap().len(),
+        1000
+    );
+    let grid = image::open(out.join("image_grid.png")).unwrap();
+    assert!(grid.height() < 2000, "a grid of the first draws only");
+}
+
+/// `train --force` into an old run removes the old run's results (config, checkpoint, metrics,
+/// `eval.json`, `pictures/`) and leaves other files; `--resume --epochs N` records N in the
+/// run's `config.toml`.
+#[test]
+fn force_clears_old_results_and_resume_records_epochs() {
+    let dir = scratch("force_stale");
+    std::fs::create_dir_all(dir.join("pictures")).unwrap();
+    std::fs::write(dir.join("eval.json"), "{\"old\": true}").unwrap();
+    std::fs::write(dir.join("pictures").join("image_to_audio_0.wav"), "old").unwrap();
+    std::fs::write(dir.join("metrics.jsonl"), "not json\n").unwrap();
+    std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+    let d = dir.to_str().unwrap();
+    let mut args = vec![
+        "train",
+        "--epochs",
+        "1",
+        "--no-pictures",
+        "--force",
+        "--out",
+        d,
+    ];
+    args.extend(TINY);
+    ok_json(&args);
+    assert!(!dir.join("eval.json").exists(), "old eval.json removed");
+    assert!(!dir.join("pictures").exists(), "old pictures removed");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    let epochs = || {
+        let text = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+        let v: toml::Value = toml::from_str(&text).unwrap();
+        v["train"]["epochs"].as_integer().unwrap()
+    };
+    assert_eq!(epochs(), 1);
+    let v = ok_json(&["train", "--resume", d, "--epochs", "2", "--no-pictures"]);
+    assert_eq!(v["epochs"], 2);
+    assert_eq!(epochs(), 2, "config.toml is the resolved configuration");
+}

@@ -19,7 +19,9 @@ use crate::{checkpoint_file, pictures, Common};
 mvae generate --checkpoint runs/av --audio three.wav --out heard\n  \
 mvae generate --checkpoint runs/av --image digit.png --mean --out seen\n\n\
 Writes <modality>_<i>.png for images, <modality>_<i>.wav (and a spectrogram picture) for audio, \
-an image grid of all draws, and reports class probabilities and table values."
+an image grid of the first draws (at most 64), and reports class probabilities and table values. \
+--samples is at most 1000 (checked before anything is written); for more, run again with \
+another --seed and --out."
 )]
 pub struct GenerateArgs {
     /// A run directory or its checkpoint file.
@@ -37,7 +39,7 @@ pub struct GenerateArgs {
     /// Any modality by name: a file, a class number, or comma-separated column values.
     #[arg(long, value_name = "NAME=VALUE", value_parser = crate::config::key_value::<String>)]
     given: Vec<(String, String)>,
-    /// Draws from the posterior.
+    /// Draws from the posterior (at most 1000).
     #[arg(long, value_name = "N", default_value_t = 8)]
     samples: usize,
     /// Decode the posterior mean once instead of drawing.
@@ -59,7 +61,7 @@ pub struct SampleArgs {
     /// A run directory or its checkpoint file.
     #[arg(long, value_name = "PATH")]
     checkpoint: PathBuf,
-    /// Samples to draw from the prior.
+    /// Samples to draw from the prior (at most 1000).
     #[arg(long, short, value_name = "N", default_value_t = 16)]
     n: usize,
     /// Seed of the draws.
@@ -71,6 +73,25 @@ pub struct SampleArgs {
     /// Write into a non-empty --out folder.
     #[arg(long)]
     force: bool,
+}
+
+/// The most draws one `generate` or `sample` writes: each is a file per image or audio
+/// modality, so a mistyped count would otherwise fill the disk. Checked before anything is
+/// written; for more, run again with another `--seed` into another `--out`.
+pub const MAX_DRAWS: usize = 1000;
+
+/// Refuses a count of draws outside 1..=[`MAX_DRAWS`], naming `flag` and the value.
+fn check_draws(flag: &str, n: usize) -> Result<()> {
+    if n == 0 {
+        bail!("{flag} must be at least 1");
+    }
+    if n > MAX_DRAWS {
+        bail!(
+            "{flag} {n} is more than the {MAX_DRAWS} draws one run writes; run again with \
+another --seed and --out for more"
+        );
+    }
+    Ok(())
 }
 
 /// Reads a checkpoint's latent size and codecs.
@@ -157,8 +178,8 @@ pub fn run(common: &Common, args: GenerateArgs) -> Result<()> {
         }
         values.push(given_values(&codecs, name, text)?);
     }
-    if !args.mean && args.samples == 0 {
-        bail!("--samples must be at least 1");
+    if !args.mean {
+        check_draws("--samples", args.samples)?;
     }
     let mut inputs = vec![("--checkpoint", ckpt.as_path())];
     inputs.extend(args.image.as_deref().map(|p| ("--image", p)));
@@ -210,9 +231,7 @@ fn generate_on<const L: usize, D: Backend>(
 pub fn sample(common: &Common, args: SampleArgs) -> Result<()> {
     let ckpt = checkpoint_file(&args.checkpoint);
     let (latent, codecs) = codecs_of(&ckpt)?;
-    if args.n == 0 {
-        bail!("-n must be at least 1");
-    }
+    check_draws("-n", args.n)?;
     refuse_input(&args.out, &[("--checkpoint", &ckpt)])?;
     output_dir(&args.out, args.force)?;
     crate::dispatch!(common, latent, sample_on(common, &ckpt, &codecs, &args))

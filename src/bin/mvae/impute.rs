@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use mvae::data::{read_csv, write_csv, DatasetBuilder, Table};
+use mvae::data::{DatasetBuilder, Table};
 use mvae::{Backend, Codec, Codecs, MultimodalDataset, Mvae};
 
 use crate::generate::{codecs_of, given_values};
@@ -16,8 +16,9 @@ use crate::{checkpoint_file, data, Common};
 #[command(
     group(clap::ArgGroup::new("input").required(true).args(["csv", "folder"])),
     after_help = "Inputs:\n  --csv FILE     a table with the model's columns (and a `label` column if the model \
-has one); empty or NaN cells are missing. The output CSV has the same header and rows, with every \
-missing cell filled.\n  --folder DIR   paired samples as files <id>_<modality>.png (images), \
+has one); empty or NaN cells are missing. The output CSV has the same header, rows and order: every \
+missing cell of a model column is filled and every other cell is copied as written (other \
+columns may hold anything: ids, names, text).\n  --folder DIR   paired samples as files <id>_<modality>.png (images), \
 <id>_<modality>.wav (audio) and <id>_<modality>.txt (a class number, or comma-separated column \
 values); a missing file is a missing modality. The output folder gets every input file plus the \
 filled ones.\n\nThe input is never modified; an existing output is refused unless --force."
@@ -66,7 +67,7 @@ pub fn run(common: &Common, args: ImputeArgs) -> Result<()> {
                     args.out.display()
                 );
             }
-            Source::Csv(read_csv(csv)?)
+            Source::Csv(read_raw_csv(csv, &codecs)?)
         }
         (None, Some(dir)) => {
             output_dir(&args.out, args.force)?;
@@ -75,7 +76,7 @@ pub fn run(common: &Common, args: ImputeArgs) -> Result<()> {
         (None, None) => unreachable!("clap requires one"),
     };
     let data = match &source {
-        Source::Csv(table) => csv_data(args.csv.as_deref().expect("a CSV"), table, &codecs)?,
+        Source::Csv(raw) => csv_data(args.csv.as_deref().expect("a CSV"), &raw.table, &codecs)?,
         Source::Folder(f) => f.data.clone(),
     };
     crate::dispatch!(
@@ -86,7 +87,7 @@ pub fn run(common: &Common, args: ImputeArgs) -> Result<()> {
 }
 
 enum Source {
-    Csv(Table),
+    Csv(RawCsv),
     Folder(Folder),
 }
 
@@ -102,8 +103,8 @@ fn impute_on<const L: usize, D: Backend>(
     let model = Mvae::<L, D>::load(ckpt, &dev)?;
     let (filled, counts) = mvae::impute::impute(&model, data)?;
     let written = match source {
-        Source::Csv(table) => {
-            write_csv_filled(table, codecs, data, &filled, out)?;
+        Source::Csv(raw) => {
+            write_csv_filled(raw, codecs, data, &filled, out)?;
             vec![out.to_path_buf()]
         }
         Source::Folder(f) => write_folder(f, codecs, data, &filled, out)?,
@@ -171,14 +172,145 @@ fn csv_data(file: &Path, table: &Table, codecs: &Codecs) -> Result<MultimodalDat
     Ok(b.build()?)
 }
 
+/// A CSV input as written, with the model's columns parsed.
+struct RawCsv {
+    /// Every record after the header, cells as their bytes in the file (quotes removed).
+    rows: Vec<csv::ByteRecord>,
+    /// The header record as written.
+    header: csv::ByteRecord,
+    /// Whether the file ends its lines with CR LF.
+    crlf: bool,
+    /// For each column of `table`, its index in the records.
+    at: Vec<usize>,
+    /// The columns the model reads (its column groups and its label), parsed as numbers.
+    table: Table,
+}
+
+/// The names of the CSV columns the model reads.
+fn model_columns(codecs: &Codecs) -> Vec<&str> {
+    let mut names = Vec::new();
+    for (name, codec) in codecs {
+        match codec {
+            Codec::Columns { columns, .. } => names.extend(columns.iter().map(String::as_str)),
+            Codec::Label { .. } => names.push(name.as_str()),
+            Codec::Image { .. } | Codec::Audio { .. } => {}
+        }
+    }
+    names
+}
+
+/// Reads `path` keeping every record as written; only the model's columns are parsed (empty or
+/// NaN is missing, anything else must be a finite number), so other columns may hold text.
+fn read_raw_csv(path: &Path, codecs: &Codecs) -> Result<RawCsv> {
+    let file = path.display();
+    let bytes = std::fs::read(path).with_context(|| format!("reading {file}"))?;
+    let crlf = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .is_some_and(|i| i > 0 && bytes[i - 1] == b'\r');
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes.as_slice());
+    let line_of = |e: &csv::Error| e.position().map_or(0, |p| p.line());
+    let mut records = reader.byte_records();
+    let header = match records.next() {
+        None => bail!("{file}: line 1: file is empty, expected a header row"),
+        Some(r) => {
+            r.map_err(|e| anyhow::anyhow!("{file}: line {}: cannot read header: {e}", line_of(&e)))?
+        }
+    };
+    let names: Vec<String> = header
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim().to_string())
+        .collect();
+    let mut at = Vec::new();
+    let mut wanted = Vec::new();
+    for name in model_columns(codecs) {
+        let mut hits = names.iter().enumerate().filter(|(_, h)| *h == name);
+        if let Some((i, _)) = hits.next() {
+            if let Some((j, _)) = hits.next() {
+                bail!(
+                    "{file}: columns {} and {} are both named {name:?}, which the model reads",
+                    i + 1,
+                    j + 1
+                );
+            }
+            at.push(i);
+            wanted.push(name.to_string());
+        }
+    }
+    let mut rows = Vec::new();
+    let mut values = Vec::new();
+    let mut present = Vec::new();
+    let mut lines = Vec::new();
+    for record in records {
+        let record = record
+            .map_err(|e| anyhow::anyhow!("{file}: line {}: cannot read row: {e}", line_of(&e)))?;
+        let line = record.position().map_or(0, |p| p.line());
+        if record.len() != names.len() {
+            bail!(
+                "{file}: line {line}: row has {} cells but the header has {}",
+                record.len(),
+                names.len()
+            );
+        }
+        for &c in &at {
+            let cell = String::from_utf8_lossy(&record[c]);
+            let cell = cell.trim();
+            if cell.is_empty() || cell.eq_ignore_ascii_case("nan") {
+                values.push(0.0);
+                present.push(false);
+                continue;
+            }
+            let v: f32 = cell.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "{file}: line {line}: column {} ({}): '{cell}' is not a number",
+                    c + 1,
+                    names[c]
+                )
+            })?;
+            if !v.is_finite() {
+                bail!(
+                    "{file}: line {line}: column {} ({}): '{cell}' is not finite in f32",
+                    c + 1,
+                    names[c]
+                );
+            }
+            values.push(v);
+            present.push(true);
+        }
+        lines.push(line);
+        rows.push(record);
+    }
+    let shape = (rows.len(), at.len());
+    let table = Table {
+        header: wanted,
+        values: ndarray::Array2::from_shape_vec(shape, values)?,
+        present: ndarray::Array2::from_shape_vec(shape, present)?,
+        lines,
+    };
+    Ok(RawCsv {
+        rows,
+        header,
+        crlf,
+        at,
+        table,
+    })
+}
+
+/// Writes `raw` to `out` with the empty cells of the model's columns filled from `filled`;
+/// every other cell, the header and the row order are as in the input.
 fn write_csv_filled(
-    table: &Table,
+    raw: &RawCsv,
     codecs: &Codecs,
     data: &MultimodalDataset,
     filled: &MultimodalDataset,
     out: &Path,
 ) -> Result<()> {
-    let mut t = table.clone();
+    let table = &raw.table;
+    // (row, record column) -> the new text of a cell that was empty.
+    let mut fills: BTreeMap<(usize, usize), String> = BTreeMap::new();
     for (name, codec) in codecs {
         let col = data.column(name).expect("built from the codecs");
         let new = filled.column(name).expect("impute keeps columns");
@@ -198,19 +330,48 @@ fn write_csv_filled(
             .iter()
             .map(|c| table.header.iter().position(|h| h == *c).expect("checked"))
             .collect();
-        for r in 0..t.values.nrows() {
+        for r in 0..table.values.nrows() {
             if col.present()[r] {
                 continue;
             }
             for (j, &c) in idx.iter().enumerate() {
-                if !t.present[[r, c]] {
-                    t.values[[r, c]] = values[r * idx.len() + j];
-                    t.present[[r, c]] = true;
+                if !table.present[[r, c]] {
+                    let v = values[r * idx.len() + j];
+                    if !v.is_finite() {
+                        bail!(
+                            "line {}: the model gave a non-finite value for column {}",
+                            table.lines[r],
+                            table.header[c]
+                        );
+                    }
+                    fills.insert((r, raw.at[c]), v.to_string());
                 }
             }
         }
     }
-    write_csv(out, &t)?;
+    let terminator = if raw.crlf {
+        csv::Terminator::CRLF
+    } else {
+        csv::Terminator::Any(b'\n')
+    };
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .terminator(terminator)
+        .from_writer(Vec::new());
+    w.write_byte_record(&raw.header)?;
+    for (r, record) in raw.rows.iter().enumerate() {
+        for (c, cell) in record.iter().enumerate() {
+            match fills.get(&(r, c)) {
+                Some(text) => w.write_field(text.as_bytes())?,
+                None => w.write_field(cell)?,
+            }
+        }
+        w.write_record(None::<&[u8]>)?;
+    }
+    let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    mvae::data::atomic::write_bytes(out, &bytes)
+        .with_context(|| format!("writing {}", out.display()))?;
     Ok(())
 }
 

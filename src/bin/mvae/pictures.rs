@@ -247,7 +247,11 @@ fn reconstruct<const L: usize, D: Backend>(
     Ok(model.decode_mean(m, z).as_vec())
 }
 
-/// The grid of `draws` generated samples of one modality (`generate`, `sample`).
+/// Draws shown in the grid picture of `generate` and `sample`; the files hold every draw.
+pub const GRID_DRAWS: usize = 64;
+
+/// The grid of the first [`GRID_DRAWS`] of `draws` generated samples of one modality
+/// (`generate`, `sample`).
 pub fn draws(
     codec: &Codec,
     name: &str,
@@ -256,8 +260,14 @@ pub fn draws(
     out: &Path,
 ) -> Result<Vec<PathBuf>> {
     let cols = draws.clamp(1, 8);
+    let shown = draws.min(GRID_DRAWS);
+    let mean = &mean[..mean.len() / draws.max(1) * shown];
     let opts = GridOptions {
-        title: format!("{name}: {draws} draws"),
+        title: if shown < draws {
+            format!("{name}: first {shown} of {draws} draws")
+        } else {
+            format!("{name}: {draws} draws")
+        },
         ..GridOptions::default()
     };
     let path = match codec {

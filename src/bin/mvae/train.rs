@@ -162,6 +162,28 @@ impl TrainArgs {
     }
 }
 
+/// What `train` and `eval` write into a run directory. `train --force` removes these from an
+/// old run before it starts, so no result of the old run stays beside the new one; other files
+/// in the folder are left alone.
+pub const RUN_FILES: [&str; 5] = [CONFIG, CHECKPOINT, METRICS, "eval.json", "pictures"];
+
+/// Removes the [`RUN_FILES`] of an old run from `dir` (a link is removed, not followed).
+fn clear_run(dir: &Path) -> Result<()> {
+    for name in RUN_FILES {
+        let path = dir.join(name);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        }
+        .with_context(|| format!("--force: removing the old run's {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// Runs `mvae train`.
 pub fn run(common: &Common, args: TrainArgs) -> Result<()> {
     let (cfg, dir, resume) = match &args.resume {
@@ -194,6 +216,9 @@ pub fn run(common: &Common, args: TrainArgs) -> Result<()> {
             inputs.extend(cfg.data.dir.as_deref().map(|p| ("--data", p)));
             crate::output::refuse_input(&dir, &inputs)?;
             crate::output::output_dir(&dir, args.force)?;
+            if args.force {
+                clear_run(&dir)?;
+            }
             cfg.write(&dir.join(CONFIG))?;
             (cfg, dir, false)
         }
@@ -258,6 +283,9 @@ fn train_on<const L: usize, D: Backend>(
                 ckpt.display()
             );
         }
+        // The data and the checkpoint agree: record the resolved configuration (the new
+        // --epochs, --data) as the run's.
+        cfg.write(&dir.join(CONFIG))?;
         t
     } else {
         let mc = model_config(cfg, prepared.specs.clone())?;
