@@ -29,7 +29,7 @@ mod poe;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, Vector};
+use crate::backend::Backend;
 use crate::posterior::{Gaussian, WeightedExpert};
 use crate::subset::Subset;
 
@@ -47,9 +47,7 @@ pub struct Expert<const L: usize, D: Backend, T = NoneTape> {
     /// The expert in precision form, masked by presence (`T_m p_m`, `T_m p_m mean_m`): what a
     /// product adds up, computed once per batch because every term of a step reuses it.
     pub precision_form: WeightedExpert<L, D, T>,
-    /// `1.0` where the sample has the modality, `(batch,)`; `None` when every sample has it.
-    pub present: Option<Vector<D>>,
-    /// The same, on the host.
+    /// Whether each sample has the modality (the precision form is already masked by it).
     pub present_host: Vec<bool>,
 }
 

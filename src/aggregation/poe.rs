@@ -97,18 +97,7 @@ pub fn product_of_experts<const L: usize, D: Backend, T: Tape<f32, D>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Latent;
-
-    fn t2(dev: &Cpu, v: &[f32]) -> Latent<2, Cpu> {
-        dev.tensor_from_vec(v.to_vec(), (v.len() / 2, Const::<2>))
-    }
-
-    fn g(dev: &Cpu, mean: &[f32], logvar: &[f32]) -> Gaussian<2, Cpu> {
-        Gaussian {
-            mean: t2(dev, mean),
-            logvar: t2(dev, logvar),
-        }
-    }
+    use crate::posterior::tests::g;
 
     /// Closed form: T = 1 + sum T_m, mean = sum T_m mu_m / T, for each latent dimension.
     fn closed_form(experts: &[(f32, f32)]) -> (f32, f32) {

@@ -153,7 +153,6 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
                 Some(Expert {
                     gaussian: q.retaped(),
                     precision_form: q.weighted(c.mask()),
-                    present: c.mask().cloned(),
                     present_host: c.present_host.clone(),
                 })
             })

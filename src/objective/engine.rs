@@ -10,7 +10,7 @@ use crate::aggregation::Aggregation;
 use crate::backend::{Backend, Latent, Vector};
 use crate::batch::{Batch, Input};
 use crate::model::Mvae;
-use crate::posterior::standard_normal_log_prob_of;
+use crate::posterior::{standard_normal_log_prob_of, Posterior};
 use crate::subset::Subset;
 
 /// The loss of one batch, on the tape, with per-term statistics.
@@ -54,6 +54,7 @@ pub fn loss_with_noise<const L: usize, D: Backend, O: Objective>(
     // 1. Per term: who takes part, the posterior, its KL and a latent sample.
     let mut active: Vec<Option<ActiveTerm<L, D>>> = Vec::with_capacity(plan.len());
     let mut stats = Vec::with_capacity(plan.len());
+    let mut against: Vec<(Subset, Taped<L, D>)> = Vec::new();
     for (t, (p, &eps)) in plan.iter().zip(noise).enumerate() {
         let scored: Vec<usize> = p
             .scored
@@ -88,10 +89,18 @@ pub fn loss_with_noise<const L: usize, D: Backend, O: Objective>(
         let (z, kl) = if p.kl_given == p.given {
             q.rsample_with_kl(eps)
         } else {
-            // The KL against another posterior, at this z: log q'(z) - log p(z).
+            // The KL against another posterior, at this z: log q'(z) - log p(z). That posterior
+            // is formed once per step and shared by the terms that score against it (MMVAE's
+            // strata all use the mixture of every expert).
             let z = q.rsample_with(eps);
-            let against = aggregation.aggregate(&experts, p.kl_given);
-            let log_q = against.log_prob(z.with_empty_tape());
+            let at = match against.iter().position(|(s, _)| *s == p.kl_given) {
+                Some(i) => i,
+                None => {
+                    against.push((p.kl_given, aggregation.aggregate(&experts, p.kl_given)));
+                    against.len() - 1
+                }
+            };
+            let log_q = against[at].1.log_prob(z.with_empty_tape());
             let log_p = standard_normal_log_prob_of(z.with_empty_tape());
             (z, log_q - log_p)
         };
@@ -195,6 +204,9 @@ pub fn loss_with_noise<const L: usize, D: Backend, O: Objective>(
         terms: stats,
     }
 }
+
+/// A posterior on the loss's tape.
+type Taped<const L: usize, D> = Posterior<L, D, OwnedTape<f32, D>>;
 
 /// A term of [`loss_with_noise`] that some sample takes part in, between its phases.
 struct ActiveTerm<const L: usize, D: Backend> {

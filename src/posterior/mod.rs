@@ -328,15 +328,17 @@ pub fn standard_normal<const L: usize, D: Backend>(n: usize, dev: &D) -> Gaussia
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::backend::Latent;
 
-    fn t2(dev: &Cpu, v: &[f32]) -> Latent<2, Cpu> {
+    /// Rows of two latent dimensions from `v`.
+    pub(crate) fn t2(dev: &Cpu, v: &[f32]) -> Latent<2, Cpu> {
         dev.tensor_from_vec(v.to_vec(), (v.len() / 2, Const::<2>))
     }
 
-    fn g(dev: &Cpu, mean: &[f32], logvar: &[f32]) -> Gaussian<2, Cpu> {
+    /// A two-dimensional Gaussian per row.
+    pub(crate) fn g(dev: &Cpu, mean: &[f32], logvar: &[f32]) -> Gaussian<2, Cpu> {
         Gaussian {
             mean: t2(dev, mean),
             logvar: t2(dev, logvar),
