@@ -4,6 +4,8 @@
 //! likelihood, missing samples are zero-filled (so a NaN placeholder can never leak through a
 //! `0 * NaN`), and masks become `0/1` vectors.
 
+use dfdx::prelude::*;
+
 use crate::backend::{Backend, Vector};
 use crate::data::HostBatch;
 use crate::modality::{EncoderInput, Modality, ModalitySpec};
@@ -180,6 +182,58 @@ impl<D: Backend> Batch<D> {
             .collect();
         Self {
             size: rows.len(),
+            columns,
+        }
+    }
+}
+
+impl<D: Backend> Batch<D> {
+    /// Each sample repeated `k` times in a row (row `i k + j` is sample `i`): the batch that
+    /// `k` latent samples per data point are scored against.
+    pub fn repeat_each(&self, k: usize) -> Self {
+        if k == 1 {
+            return self.clone();
+        }
+        let n = self.size;
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| {
+                c.as_ref().map(|c| DeviceColumn {
+                    input: match &c.input {
+                        Input::Dense(x) => {
+                            let d = x.shape().1;
+                            Input::Dense(
+                                x.clone()
+                                    .broadcast_like::<_, Axis<1>>(&(n, k, d))
+                                    .reshape_like(&(n * k, d)),
+                            )
+                        }
+                        Input::Classes(ids) => {
+                            // dfdx broadcasts float tensors only: ids go through the host.
+                            let host: Vec<usize> = ids
+                                .as_vec()
+                                .iter()
+                                .flat_map(|&x| std::iter::repeat_n(x, k))
+                                .collect();
+                            Input::Classes(ids.device().tensor_from_vec(host, (n * k,)))
+                        }
+                    },
+                    present: c
+                        .present
+                        .clone()
+                        .broadcast_like::<_, Axis<1>>(&(n, k))
+                        .reshape_like(&(n * k,)),
+                    present_host: c
+                        .present_host
+                        .iter()
+                        .flat_map(|&x| std::iter::repeat_n(x, k))
+                        .collect(),
+                })
+            })
+            .collect();
+        Self {
+            size: n * k,
             columns,
         }
     }

@@ -35,6 +35,8 @@ struct PartContext<'a, const L: usize, D: Backend, O> {
     noise: &'a [Vec<f32>],
     /// Each term's component choices for the whole batch (mixtures; empty otherwise).
     choices: &'a [Vec<f32>],
+    /// Latent samples per data point (the noise and choices hold this many per sample).
+    samples: usize,
 }
 
 impl<const L: usize, D: Backend, O: Objective> PartContext<'_, L, D, O> {
@@ -42,12 +44,17 @@ impl<const L: usize, D: Backend, O: Objective> PartContext<'_, L, D, O> {
     fn run(&self, rows: Range<usize>) -> PartResult<D> {
         let n = self.batch.size();
         let part = (rows.len() < n).then(|| self.batch.rows(rows.clone()));
+        let k = self.samples;
         let eps: Vec<&[f32]> = self
             .noise
             .iter()
-            .map(|v| &v[rows.start * L..rows.end * L])
+            .map(|v| &v[rows.start * k * L..rows.end * k * L])
             .collect();
-        let choices: Vec<&[f32]> = self.choices.iter().map(|v| &v[rows.clone()]).collect();
+        let choices: Vec<&[f32]> = self
+            .choices
+            .iter()
+            .map(|v| &v[rows.start * k..rows.end * k])
+            .collect();
         // On the CPU the dense layers' weight gradients come back as factors, formed for the
         // whole batch in the update (`kernels::deferred`).
         let ((value, terms, grads), factors) = D::deferring_weight_gradients(|| {
@@ -376,11 +383,12 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
         // The draws of the whole batch, so the parts below change nothing but the order of
         // floating-point sums.
         let n = batch.size();
-        let noise = objective::draw_noise(plan.len(), n * L, &mut self.rng);
+        let samples = objective.samples();
+        let noise = objective::draw_noise(plan.len(), n * samples * L, &mut self.rng);
         let choices = objective::draw_choices(
             self.model.config().aggregation,
             plan.len(),
-            n,
+            n * samples,
             &mut self.rng,
         );
         let parts = parts.clamp(1, n.max(1));
@@ -392,6 +400,7 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
             beta,
             noise: &noise,
             choices: &choices,
+            samples,
         };
         let ranges = (0..parts)
             .map(|p| p * n / parts..(p + 1) * n / parts)
@@ -680,15 +689,27 @@ mod tests {
     /// part, for every parameter, with missing values and a random subset term.
     #[test]
     fn parts_give_the_gradient_of_the_whole_batch() {
+        use crate::objective::Estimator;
         for kind in crate::aggregation::AggregationKind::ALL {
-            parts_equal_the_whole(kind);
+            parts_equal_the_whole(kind, 1, Estimator::Elbo);
+            // K samples per data point: each part holds its samples' K rows.
+            for estimator in Estimator::ALL {
+                parts_equal_the_whole(kind, 3, estimator);
+            }
         }
     }
 
-    fn parts_equal_the_whole(kind: crate::aggregation::AggregationKind) {
+    fn parts_equal_the_whole(
+        kind: crate::aggregation::AggregationKind,
+        samples: usize,
+        estimator: crate::objective::Estimator,
+    ) {
+        let what = format!("{kind} K={samples} {estimator}");
         let cfg = three_modalities().aggregation(kind);
         let mut train = TrainConfig::default();
         train.objective.random_subsets = 1;
+        train.objective.samples = samples;
+        train.objective.estimator = estimator;
         let make = || {
             let model = Mvae::<4, Cpu>::new(&cfg, &Cpu::default(), 5).unwrap();
             Trainer::new(model, train.clone()).unwrap()
@@ -715,12 +736,12 @@ mod tests {
             let scale = x.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
             assert!(
                 x.iter().any(|&v| v != 0.0),
-                "{kind}: {name}: no gradient at all"
+                "{what}: {name}: no gradient at all"
             );
             for (i, (u, v)) in x.iter().zip(y).enumerate() {
                 assert!(
                     (u - v).abs() <= 1e-4 * scale,
-                    "{kind}: {name}[{i}]: one part {u}, three {v}"
+                    "{what}: {name}[{i}]: one part {u}, three {v}"
                 );
             }
         }

@@ -29,7 +29,7 @@ mod poe;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Vector};
 use crate::posterior::{Gaussian, WeightedExpert};
 use crate::subset::Subset;
 
@@ -108,6 +108,39 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Experts<L, D, T> {
 }
 
 impl<const L: usize, D: Backend> Experts<L, D, OwnedTape<f32, D>> {
+    /// Copies of the experts with ids of their own and no history: posteriors formed from them
+    /// pass no gradient to the encoders (DReG scores `log q(z)` with its parameters held
+    /// fixed, so only the path through `z` carries gradient).
+    pub fn detached(&self) -> Self {
+        let experts = self
+            .experts
+            .iter()
+            .map(|e| {
+                e.as_ref().map(|e| {
+                    let gaussian = e.gaussian.detached();
+                    let n = self.batch;
+                    let mask: Vector<D> = self.dev.tensor_from_vec(
+                        e.present_host
+                            .iter()
+                            .map(|&p| f32::from(u8::from(p)))
+                            .collect(),
+                        (n,),
+                    );
+                    Expert {
+                        precision_form: gaussian.retaped().weighted(Some(&mask)),
+                        gaussian,
+                        present_host: e.present_host.clone(),
+                    }
+                })
+            })
+            .collect();
+        Self {
+            experts,
+            batch: self.batch,
+            dev: self.dev.clone(),
+        }
+    }
+
     /// Hands every expert's tape (the encoders' backward operations) to `loss`, so that its
     /// backward pass reaches the encoders. Every use of an expert works on copies with empty
     /// tapes, and dfdx drops the gradient of any branch whose tape never reaches the loss.

@@ -5,9 +5,9 @@
 
 use dfdx::prelude::*;
 
-use super::{mean_where, Objective, Term, TermPlan, TermStats};
+use super::{mean_where, Estimator, Objective, Term, TermPlan, TermStats};
 use crate::aggregation::Aggregation;
-use crate::backend::{Backend, Latent, Vector};
+use crate::backend::{Backend, Latent, Matrix, Vector};
 use crate::batch::{Batch, Input};
 use crate::model::Mvae;
 use crate::posterior::{standard_normal_log_prob_of, Posterior};
@@ -22,14 +22,15 @@ pub struct Loss<D: Backend> {
 }
 
 /// The loss of `plan` on `batch` with KL weight `beta`, the reparameterisation's draws given:
-/// `noise[t]` holds `batch x L` values for term `t`, and, for an aggregation whose posterior is
-/// a mixture, `choices[t]` one uniform per sample that picks its component (empty: the
-/// positional default, see [`crate::posterior::Mixture`]); plus `objective`'s batch-coupled
-/// term, if it has one.
+/// `noise[t]` holds `batch x K x L` values for term `t` (`K` = [`Objective::samples`], the
+/// draws of sample `i` in rows `i K .. i K + K`), and, for an aggregation whose posterior is a
+/// mixture, `choices[t]` one uniform per row that picks its component (empty: the positional
+/// default, see [`crate::posterior::Mixture`]); the `K` samples of a term make its bound by
+/// [`Objective::estimator`]; plus `objective`'s batch-coupled term, if it has one.
 ///
 /// # Panics
-/// If `noise` does not hold one slice of `batch x L` values per term, or `choices` is neither
-/// empty nor one slice of `batch` values per term.
+/// If `noise` does not hold one slice of `batch x K x L` values per term, or `choices` is
+/// neither empty nor one slice of `batch x K` values per term.
 pub fn loss_with_noise<const L: usize, D: Backend, O: Objective>(
     objective: &O,
     model: &Mvae<L, D>,
@@ -39,18 +40,107 @@ pub fn loss_with_noise<const L: usize, D: Backend, O: Objective>(
     noise: &[&[f32]],
     choices: &[&[f32]],
 ) -> Loss<D> {
+    let draws = Draws { noise, choices };
+    match objective.estimator() {
+        Estimator::Dreg => {
+            // DReG weighs each sample's gradient by its normalised importance weight, known
+            // only once the log weights are: a first pass computes them, the second scales
+            // the gradient through each z by them.
+            let (_, log_weights) = forward(objective, model, batch, plan, beta, &draws, None);
+            forward(
+                objective,
+                model,
+                batch,
+                plan,
+                beta,
+                &draws,
+                Some(&normalised(&log_weights, objective.samples())),
+            )
+            .0
+        }
+        Estimator::Elbo | Estimator::Iwae => {
+            forward(objective, model, batch, plan, beta, &draws, None).0
+        }
+    }
+}
+
+/// The reparameterisation's draws of a step, per term.
+struct Draws<'a> {
+    noise: &'a [&'a [f32]],
+    choices: &'a [&'a [f32]],
+}
+
+/// Per term, the softmax over each data point's `k` log weights (empty for an inactive term).
+fn normalised(log_weights: &[Vec<f32>], k: usize) -> Vec<Vec<f32>> {
+    log_weights
+        .iter()
+        .map(|lw| {
+            lw.chunks(k)
+                .flat_map(|g| {
+                    let max = g.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let e: Vec<f64> = g.iter().map(|&x| f64::from(x - max).exp()).collect();
+                    let s: f64 = e.iter().sum();
+                    e.into_iter().map(move |x| (x / s) as f32)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// `log (1/k) sum_j exp(x_j)` of each data point's `k` values, in f64.
+fn log_mean_exp(x: &[f32], k: usize) -> Vec<f32> {
+    x.chunks(k)
+        .map(|g| {
+            let max = g.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            if !max.is_finite() {
+                return max;
+            }
+            let s: f64 = g.iter().map(|&v| f64::from(v - max).exp()).sum();
+            (f64::from(max) + (s / k as f64).ln()) as f32
+        })
+        .collect()
+}
+
+/// One pass of the plan; with `dreg` (per term, each row's normalised weight) the gradient
+/// through each latent is scaled by its weight and the log-densities of the posteriors are
+/// taken with their parameters held fixed. Returns the loss and, per term, each row's log
+/// weight (empty for an inactive term).
+fn forward<const L: usize, D: Backend, O: Objective>(
+    objective: &O,
+    model: &Mvae<L, D>,
+    batch: &Batch<D>,
+    plan: &[TermPlan],
+    beta: f32,
+    draws: &Draws<'_>,
+    dreg: Option<&[Vec<f32>]>,
+) -> (Loss<D>, Vec<Vec<f32>>) {
+    let (noise, choices) = (draws.noise, draws.choices);
     assert_eq!(noise.len(), plan.len(), "one noise slice per term");
     assert!(
         choices.is_empty() || choices.len() == plan.len(),
         "one choice slice per term, or none"
     );
     let n = batch.size();
+    let k = objective.samples().max(1);
+    let estimator = objective.estimator();
+    // Every term of every sample has its log weights in the loss (not a closed-form KL).
+    let log_weights = estimator != Estimator::Elbo;
+    // K samples per data point: the batch's rows repeated K times in a row, scored as one.
+    let expanded;
+    let rows: &Batch<D> = if k == 1 {
+        batch
+    } else {
+        expanded = batch.repeat_each(k);
+        &expanded
+    };
+    let nk = n * k;
     let dev = model.device().clone();
     let mods = model.modalities().len();
     let aggregation = model.config().aggregation;
     // Encoders run once; each expert's own tape is handed to the loss at the end, every use
     // works on a copy with an empty tape.
-    let experts = model.experts::<OwnedTape<f32, D>>(batch, Subset::all(mods));
+    let experts = model.experts::<OwnedTape<f32, D>>(rows, Subset::all(mods));
+    let fixed = dreg.map(|_| experts.detached());
     // 1. Per term: who takes part, the posterior, its KL and a latent sample.
     let mut active: Vec<Option<ActiveTerm<L, D>>> = Vec::with_capacity(plan.len());
     let mut stats = Vec::with_capacity(plan.len());
@@ -86,30 +176,47 @@ pub fn loss_with_noise<const L: usize, D: Backend, O: Objective>(
         if let Some(u) = choices.get(t) {
             q = q.choose(u);
         }
-        let (z, kl) = if p.kl_given == p.given {
+        let (z, kl) = if p.kl_given == p.given && !log_weights {
             q.rsample_with_kl(eps)
         } else {
-            // The KL against another posterior, at this z: log q'(z) - log p(z). That posterior
-            // is formed once per step and shared by the terms that score against it (MMVAE's
-            // strata all use the mixture of every expert).
-            let z = q.rsample_with(eps);
-            let at = match against.iter().position(|(s, _)| *s == p.kl_given) {
-                Some(i) => i,
-                None => {
-                    against.push((p.kl_given, aggregation.aggregate(&experts, p.kl_given)));
-                    against.len() - 1
-                }
+            // The single-sample `log q'(z) - log p(z)` at this z, q' the posterior of
+            // `kl_given`: the term's own (a fresh copy, its tape kept) or another, formed
+            // once per step and shared by the terms that score against it (MMVAE's strata all
+            // use the mixture of every expert). DReG holds q' fixed.
+            let mut z = q.rsample_with(eps);
+            if let Some(weights) = dreg {
+                // Same value; the gradient through z is scaled by the sample's weight.
+                let held = z.retaped::<NoneTape>() + 0.0;
+                let wt: Vector<D> = dev.tensor_from_vec(weights[t].clone(), (nk,));
+                let shape = *z.shape();
+                z = (z - held.clone()) * wt.broadcast_like(&shape) + held;
+            }
+            let source = fixed.as_ref().unwrap_or(&experts);
+            let log_q = if p.kl_given == p.given {
+                aggregation
+                    .aggregate(source, p.given)
+                    .into_log_prob(z.with_empty_tape())
+            } else {
+                let at = match against.iter().position(|(s, _)| *s == p.kl_given) {
+                    Some(i) => i,
+                    None => {
+                        against.push((p.kl_given, aggregation.aggregate(source, p.kl_given)));
+                        against.len() - 1
+                    }
+                };
+                against[at].1.log_prob(z.with_empty_tape())
             };
-            let log_q = against[at].1.log_prob(z.with_empty_tape());
             let log_p = standard_normal_log_prob_of(z.with_empty_tape());
             (z, log_q - log_p)
         };
-        stats.last_mut().expect("pushed").1.kl = mean_where(&kl.as_vec(), &w);
+        let w_rows: Vec<bool> = w.iter().flat_map(|&x| std::iter::repeat_n(x, k)).collect();
+        stats.last_mut().expect("pushed").1.kl = mean_where(&kl.as_vec(), &w_rows);
         active.push(Some(ActiveTerm {
             per_sample: Some(kl * beta),
             z: Some(z),
             scored,
             w,
+            w_rows,
             count,
             weight: p.weight,
             share: (!p.split_among.is_empty()).then(|| {
@@ -141,7 +248,7 @@ pub fn loss_with_noise<const L: usize, D: Backend, O: Objective>(
         if scoring.is_empty() {
             continue;
         }
-        let col = batch.column(m).expect("scored modalities have a column");
+        let col = rows.column(m).expect("scored modalities have a column");
         let zs: Vec<Latent<L, D, OwnedTape<f32, D>>> = scoring
             .iter()
             .map(|&t| {
@@ -151,28 +258,55 @@ pub fn loss_with_noise<const L: usize, D: Backend, O: Objective>(
                     .z_for(m)
             })
             .collect();
-        let k = zs.len();
+        let terms = zs.len();
         let z = stack_rows(zs);
-        let target = repeat_rows(&col.input, k);
+        let target = repeat_rows(&col.input, terms);
         let nll = model.log_likelihood(m, model.decode(m, z), &target) * -1.0;
         let lambda = model.modalities()[m].weight;
-        for (i, (&t, part)) in scoring.iter().zip(split_rows(nll, k, n)).enumerate() {
-            debug_assert!(i < k);
+        for (&t, part) in scoring.iter().zip(split_rows(nll, terms, nk)) {
             let part = match col.mask() {
                 Some(p) => part * p.clone(),
                 None => part,
             };
             let a = active[t].as_mut().expect("scoring terms are active");
-            stats[t].1.nll[m] = mean_where(&part.as_vec(), &a.w);
+            stats[t].1.nll[m] = mean_where(&part.as_vec(), &a.w_rows);
             let so_far = a.per_sample.take().expect("put back after every modality");
             a.per_sample = Some(so_far + part * lambda);
         }
     }
-    // 3. Per term: its loss, on the tape and on the host.
+    // 3. Per term: each data point's bound from its K rows, its loss, on the tape and on the
+    // host.
     let mut total: Option<Tensor<Rank0, f32, D, OwnedTape<f32, D>>> = None;
+    let mut all_log_weights = vec![Vec::new(); plan.len()];
     for (t, a) in active.into_iter().enumerate() {
         let Some(a) = a else { continue };
-        let mut per_sample = a.per_sample.expect("every active term has its sum");
+        let per_row = a.per_sample.expect("every active term has its sum");
+        if log_weights {
+            all_log_weights[t] = per_row.as_vec().iter().map(|&x| -x).collect();
+        }
+        let mut per_sample = if k == 1 {
+            per_row
+        } else {
+            let grouped = per_row.reshape_like(&(n, k));
+            match (estimator, dreg) {
+                (Estimator::Elbo, _) => grouped.mean::<(usize,), Axis<1>>(),
+                // DReG's first pass only needs the log weights: the bound will do.
+                (Estimator::Iwae, _) | (Estimator::Dreg, None) => {
+                    (grouped * -1.0).logsumexp::<(usize,), Axis<1>>() * -1.0 + (k as f32).ln()
+                }
+                (Estimator::Dreg, Some(dreg)) => {
+                    let weights = &dreg[t];
+                    let wt: Matrix<D> = dev.tensor_from_vec(weights.clone(), (n, k));
+                    let surrogate = (grouped * wt).sum::<(usize,), Axis<1>>();
+                    // Its value made the bound's (-log mean exp of the log weights); the
+                    // constant changes no gradient.
+                    let bound = log_mean_exp(&all_log_weights[t], k);
+                    let value = surrogate.as_vec();
+                    let shift: Vec<f32> = bound.iter().zip(&value).map(|(b, v)| -b - v).collect();
+                    surrogate + dev.tensor_from_vec(shift, (n,))
+                }
+            }
+        };
         if a.count < n {
             let w_dev: Vector<D> =
                 dev.tensor_from_vec(a.w.iter().map(|&x| f32::from(u8::from(x))).collect(), (n,));
@@ -199,10 +333,13 @@ pub fn loss_with_noise<const L: usize, D: Backend, O: Objective>(
         });
     }
     let value = total.unwrap_or_else(|| dev.zeros::<Rank0>().put_tape(OwnedTape::default()));
-    Loss {
-        value: experts.attach_tapes(value),
-        terms: stats,
-    }
+    (
+        Loss {
+            value: experts.attach_tapes(value),
+            terms: stats,
+        },
+        all_log_weights,
+    )
 }
 
 /// A posterior on the loss's tape.
@@ -218,6 +355,8 @@ struct ActiveTerm<const L: usize, D: Backend> {
     scored: Vec<usize>,
     /// Which samples take part.
     w: Vec<bool>,
+    /// The same per row (each sample's `K` rows).
+    w_rows: Vec<bool>,
     /// How many do.
     count: usize,
     /// Its weight in the loss.

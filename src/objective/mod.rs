@@ -46,6 +46,8 @@ pub use engine::{loss_with_noise, Loss};
 /// | `unimodal` | true | score each single modality | |
 /// | `beta` | 1.0 | KL weight after annealing | > 0 |
 /// | `anneal_steps` | 0 | steps over which the KL weight rises linearly to `beta` | >= 0 |
+/// | `samples` | 1 | latent samples `K` per data point and term | 1 to 1000 |
+/// | `estimator` | `elbo` | how the `K` samples make the bound ([`Estimator`]) | |
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ObjectiveConfig {
     /// Number `k` of random subsets (size 2 to M-1) scored per step.
@@ -56,6 +58,68 @@ pub struct ObjectiveConfig {
     pub beta: f32,
     /// Optimisation steps over which the KL weight rises linearly from 0 to `beta` (0 = none).
     pub anneal_steps: usize,
+    /// Latent samples `K` drawn per data point in every term (configs without the field: 1).
+    #[serde(default = "one")]
+    pub samples: usize,
+    /// How a term's `K` samples are combined (configs without the field: the ELBO).
+    #[serde(default)]
+    pub estimator: Estimator,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// How the `K` latent samples of a term make its bound on `log p(x)`, per data point, from the
+/// log weights `lw_k = sum_m lambda_m log p(x_m | z_k) + beta (log p(z_k) - log q(z_k | x))`.
+///
+/// With a mixture posterior the terms are MMVAE's strata, each modality's own, and the bound of
+/// a data point is the mean of its strata's bounds (the average over modalities outside the
+/// log, MMVAE's "looser" bound).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Estimator {
+    /// The mean over `k` of `lw_k`, with the KL in closed form where the posterior has one.
+    #[default]
+    Elbo,
+    /// The importance-weighted bound `log (1/K) sum_k exp(lw_k)` (Burda et al. 2016).
+    Iwae,
+    /// The same bound with doubly reparameterised gradients (Tucker et al. 2019): with
+    /// `w_k` the normalised weights, held constant, the decoders get `sum_k w_k grad lw_k`
+    /// and the encoders `sum_k w_k^2` times the path derivative of `lw_k` through `z_k`
+    /// (`log q` with its parameters held fixed). Costs one extra forward pass per step.
+    Dreg,
+}
+
+impl Estimator {
+    /// Every estimator, in the order `--help` lists them.
+    pub const ALL: [Estimator; 3] = [Estimator::Elbo, Estimator::Iwae, Estimator::Dreg];
+
+    /// The name used by the CLI, configs and checkpoints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Estimator::Elbo => "elbo",
+            Estimator::Iwae => "iwae",
+            Estimator::Dreg => "dreg",
+        }
+    }
+}
+
+impl std::fmt::Display for Estimator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Estimator {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Estimator::ALL
+            .into_iter()
+            .find(|e| e.name() == s)
+            .ok_or_else(|| Error::config("estimator", s, "one of elbo, iwae, dreg"))
+    }
 }
 
 impl Default for ObjectiveConfig {
@@ -65,11 +129,17 @@ impl Default for ObjectiveConfig {
             unimodal: true,
             beta: 1.0,
             anneal_steps: 0,
+            samples: 1,
+            estimator: Estimator::Elbo,
         }
     }
 }
 
 impl ObjectiveConfig {
+    /// The most latent samples per data point a config may ask for (each multiplies a step's
+    /// decoder work).
+    pub const MAX_SAMPLES: usize = 1000;
+
     /// The KL weight at optimisation step `step` (0-based): `beta min(1, (step + 1) / anneal_steps)`,
     /// as in the paper's code.
     pub fn beta_at(&self, step: usize) -> f32 {
@@ -83,10 +153,18 @@ impl ObjectiveConfig {
     /// Checks the values.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for a non-finite or non-positive `beta`.
+    /// [`Error::InvalidConfig`] for a non-finite or non-positive `beta`, or `samples` outside
+    /// 1 to [`ObjectiveConfig::MAX_SAMPLES`].
     pub fn validate(&self) -> Result<()> {
         if !(self.beta.is_finite() && self.beta > 0.0) {
             return Err(Error::config("beta", self.beta, "a finite number > 0"));
+        }
+        if !(1..=Self::MAX_SAMPLES).contains(&self.samples) {
+            return Err(Error::config(
+                "samples",
+                self.samples,
+                &format!("1 to {}", Self::MAX_SAMPLES),
+            ));
         }
         Ok(())
     }
@@ -127,6 +205,16 @@ pub trait Objective {
     /// (true unless [`Objective::batch_term`] is used).
     fn per_sample(&self) -> bool {
         true
+    }
+
+    /// Latent samples `K` per data point in every term (default 1).
+    fn samples(&self) -> usize {
+        1
+    }
+
+    /// How a term's `K` samples make its bound (default: the ELBO).
+    fn estimator(&self) -> Estimator {
+        Estimator::Elbo
     }
 
     /// A term computed from the whole batch's experts and added to the loss (default: none).
@@ -170,6 +258,14 @@ impl Objective for ObjectiveConfig {
 
     fn beta_at(&self, step: usize) -> f32 {
         ObjectiveConfig::beta_at(self, step)
+    }
+
+    fn samples(&self) -> usize {
+        self.samples
+    }
+
+    fn estimator(&self) -> Estimator {
+        self.estimator
     }
 }
 

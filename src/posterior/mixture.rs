@@ -241,7 +241,6 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Mixture<L, D, T> {
 
     /// `log q(z)` per sample, `(batch,)`: the log-sum-exp over the sample's components.
     pub fn log_prob(&self, z: Latent<L, D, T>) -> Vector<D, T> {
-        let n = self.batch();
         let last = self.components.len() - 1;
         let mut z = Some(z);
         let logs: Vec<Vector<D, T>> = self
@@ -257,7 +256,14 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Mixture<L, D, T> {
                 g.log_prob(zc)
             })
             .collect();
-        let c = logs.len();
+        (logs.stack() + self.log_weights()).logsumexp::<(usize,), Axis<0>>()
+    }
+
+    /// `log(a_ci / k_i)` per component and sample, `(components, batch)` (`-inf` where the
+    /// component does not exist for the sample).
+    fn log_weights(&self) -> Tensor<(usize, usize), f32, D> {
+        let n = self.batch();
+        let c = self.components.len();
         let log_w: Vec<f32> = (0..c)
             .flat_map(|c| {
                 (0..n).map(move |i| {
@@ -270,7 +276,29 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Mixture<L, D, T> {
             })
             .collect();
         let dev = self.components[0].mean.device().clone();
-        let log_w: Tensor<(usize, usize), f32, D> = dev.tensor_from_vec(log_w, (c, n));
+        dev.tensor_from_vec(log_w, (c, n))
+    }
+}
+
+impl<const L: usize, D: Backend> Mixture<L, D, OwnedTape<f32, D>> {
+    /// [`Mixture::log_prob`] that consumes the mixture and keeps its components' tapes.
+    pub fn into_log_prob(self, z: Latent<L, D, OwnedTape<f32, D>>) -> Vector<D, OwnedTape<f32, D>> {
+        let log_w = self.log_weights();
+        let last = self.components.len() - 1;
+        let mut z = Some(z);
+        let logs: Vec<Vector<D, OwnedTape<f32, D>>> = self
+            .components
+            .into_iter()
+            .enumerate()
+            .map(|(c, g)| {
+                let zc = if c == last {
+                    z.take().expect("taken once")
+                } else {
+                    z.as_ref().expect("still here").with_empty_tape()
+                };
+                g.into_log_prob(zc)
+            })
+            .collect();
         (logs.stack() + log_w).logsumexp::<(usize,), Axis<0>>()
     }
 }

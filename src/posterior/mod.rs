@@ -142,6 +142,30 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Gaussian<L, D, T> {
     }
 }
 
+impl<const L: usize, D: Backend> Gaussian<L, D, OwnedTape<f32, D>> {
+    /// [`Gaussian::log_prob`] that consumes the Gaussian and keeps its tape, so that a
+    /// posterior formed on the tape (a product of experts) passes the gradient of `log q(z)`
+    /// back to its experts.
+    pub fn into_log_prob(self, z: Latent<L, D, OwnedTape<f32, D>>) -> Vector<D, OwnedTape<f32, D>> {
+        let precision = (self.logvar.with_empty_tape() * -1.0).exp();
+        let sq = (z - self.mean).square() * precision;
+        let terms = sq + self.logvar + LN_2PI;
+        terms.sum::<(usize,), Axis<1>>() * -0.5
+    }
+
+    /// A copy whose tensors have ids of their own and no history: the gradient of anything
+    /// computed from it stops here (DReG's `log q` with its parameters held fixed).
+    pub fn detached(&self) -> Self {
+        let fresh = |t: &Latent<L, D, OwnedTape<f32, D>>| {
+            (t.retaped::<NoneTape>() + 0.0).put_tape(OwnedTape::default())
+        };
+        Self {
+            mean: fresh(&self.mean),
+            logvar: fresh(&self.logvar),
+        }
+    }
+}
+
 /// `log N(z; 0, I)` per row of `z`, `(batch,)`, on the tape.
 pub fn standard_normal_log_prob_of<const L: usize, D: Backend, T: Tape<f32, D>>(
     z: Latent<L, D, T>,
@@ -277,6 +301,17 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Posterior<L, D, T> {
         match self {
             Posterior::Gaussian(g) => g.log_prob(z),
             Posterior::Mixture(m) => m.log_prob(z),
+        }
+    }
+}
+
+impl<const L: usize, D: Backend> Posterior<L, D, OwnedTape<f32, D>> {
+    /// [`Posterior::log_prob`] that consumes the posterior and keeps its tape (see
+    /// [`Gaussian::into_log_prob`]).
+    pub fn into_log_prob(self, z: Latent<L, D, OwnedTape<f32, D>>) -> Vector<D, OwnedTape<f32, D>> {
+        match self {
+            Posterior::Gaussian(g) => g.into_log_prob(z),
+            Posterior::Mixture(m) => m.into_log_prob(z),
         }
     }
 }

@@ -16,10 +16,10 @@ use mvae::{
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-const L: usize = 3;
-const N: usize = 6;
+pub(crate) const L: usize = 3;
+pub(crate) const N: usize = 6;
 
-fn model(kind: AggregationKind) -> Mvae<L, Cpu> {
+pub(crate) fn model(kind: AggregationKind) -> Mvae<L, Cpu> {
     let cfg = ModelConfig::new(vec![
         ModalitySpec::new(Image::new("image", 2, 2))
             .encoder_hidden(&[5])
@@ -38,7 +38,7 @@ fn model(kind: AggregationKind) -> Mvae<L, Cpu> {
 
 /// Six samples: the label missing in samples 1 and 4, the vector in 2 and 4 (sample 4 has
 /// the image only).
-fn batch(model: &Mvae<L, Cpu>) -> Batch<Cpu> {
+pub(crate) fn batch(model: &Mvae<L, Cpu>) -> Batch<Cpu> {
     let img: Vec<f32> = (0..N * 4).map(|i| ((i * 7) % 10) as f32 / 9.0).collect();
     let lab: Vec<f32> = (0..N).map(|i| (i % 3) as f32).collect();
     let vec: Vec<f32> = (0..N * 2).map(|i| (i as f32 - 5.0) / 4.0).collect();
