@@ -7,8 +7,8 @@
 //! accuracy of predicting the label from the image alone. Data: `--data DIR` or `MVAE_DATA`
 //! (a folder with `mnist/`), else the sample bundled in `examples/data`.
 //!
-//! `--help` lists the flags (`--epochs`, `--anneal-epochs`, `--aggregation`, `--limit`,
-//! `--seed`, `--json`, `--cuda`).
+//! `--help` lists the flags (`--epochs`, `--anneal-epochs`, `--aggregation`, `--samples`,
+//! `--estimator`, `--limit`, `--seed`, `--json`, `--cuda`).
 
 mod common;
 use common::{at_least_one, non_negative, OnDevice, RunArgs};
@@ -16,6 +16,7 @@ use common::{at_least_one, non_negative, OnDevice, RunArgs};
 use anyhow::Result;
 use clap::Parser;
 use mvae::data::MultimodalDataset;
+use mvae::objective::Estimator;
 use mvae::Backend;
 use mvae::{eval, AggregationKind, ModelConfig, Mvae, Subset, TrainConfig, Trainer};
 
@@ -36,6 +37,12 @@ struct Args {
     /// How the experts are combined: poe (MVAE, the paper), moe (MMVAE), mopoe (MoPoE)
     #[arg(long, value_name = "KIND", default_value = "poe")]
     aggregation: AggregationKind,
+    /// Latent samples per data point and term
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = at_least_one)]
+    samples: usize,
+    /// How the samples make the bound: elbo, iwae or dreg
+    #[arg(long, value_name = "NAME", default_value = "elbo")]
+    estimator: Estimator,
     #[command(flatten)]
     common: RunArgs,
 }
@@ -66,6 +73,8 @@ fn run<D: Backend>(
         seed: args.common.seed,
         ..TrainConfig::default()
     };
+    cfg.objective.samples = args.samples;
+    cfg.objective.estimator = args.estimator;
     cfg.anneal_over_epochs(args.anneal_epochs, train.len());
     let mut trainer = Trainer::new(model, cfg)?;
 
@@ -89,6 +98,8 @@ fn run<D: Backend>(
     );
     let report = serde_json::json!({
         "aggregation": args.aggregation.name(),
+        "samples": args.samples,
+        "estimator": args.estimator.name(),
         "epochs": args.epochs,
         "train_samples": train.len(),
         "train_seconds": train_seconds,

@@ -443,6 +443,48 @@ fn aggregation_is_chosen_stored_and_checked() {
     );
 }
 
+/// `--samples K --estimator NAME` reach the objective, the summary and the run's config; an
+/// unknown estimator and K = 0 are refused with the reason.
+#[test]
+fn samples_and_estimator_are_chosen_stored_and_checked() {
+    let dir = scratch("estimator");
+    let d = dir.to_str().unwrap();
+    let mut args = vec![
+        "train",
+        "--epochs",
+        "1",
+        "--aggregation",
+        "moe",
+        "--samples",
+        "2",
+        "--estimator",
+        "dreg",
+        "--no-pictures",
+        "--out",
+        d,
+    ];
+    args.extend(TINY);
+    let v = ok_json(&args);
+    assert_eq!(v["estimator"], "dreg");
+    assert_eq!(v["samples"], 2);
+    assert!(v["test_elbo"].as_f64().unwrap().is_finite(), "{v}");
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(config.contains("estimator = \"dreg\""), "{config}");
+    assert!(config.contains("samples = 2"), "{config}");
+
+    let bad = mvae(&["train", "--estimator", "vimco", "--out", d]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("vimco") && err.contains("dreg"), "{err}");
+    let other = scratch("estimator_zero");
+    let mut zero = vec!["train", "--samples", "0", "--out", other.to_str().unwrap()];
+    zero.extend(TINY);
+    let out = mvae(&zero);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("samples"), "{err}");
+}
+
 /// `impute --folder` on a three-modality model hands each filled modality to its own files,
 /// whatever the order of the model's modalities and the folder's columns.
 #[test]

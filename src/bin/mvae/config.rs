@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use mvae::objective::Estimator;
 use mvae::{Activation, AggregationKind};
 use serde::{Deserialize, Serialize};
 
@@ -108,6 +109,10 @@ pub struct TrainSection {
     pub anneal_epochs: f64,
     /// Random subsets of size 2..M-1 scored per step, besides joint and single modalities.
     pub subsets: usize,
+    /// Latent samples per data point and term.
+    pub samples: usize,
+    /// How a term's samples make its bound: elbo, iwae or dreg.
+    pub estimator: Estimator,
     /// Seed of weights, split, shuffling, hidden modalities and noise.
     pub seed: u64,
 }
@@ -121,6 +126,8 @@ impl Default for TrainSection {
             beta: 1.0,
             anneal_epochs: 0.0,
             subsets: 0,
+            samples: 1,
+            estimator: Estimator::Elbo,
             seed: 0,
         }
     }

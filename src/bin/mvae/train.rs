@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use mvae::objective::Estimator;
 use mvae::train::EpochMetrics;
 use mvae::{
     eval, AdamSettings, AggregationKind, Backend, ModelConfig, Mvae, ObjectiveConfig, Subset,
@@ -113,6 +114,15 @@ pub struct TrainArgs {
     /// Random subsets (size 2..M-1) scored per step besides joint and single modalities.
     #[arg(long, value_name = "K")]
     subsets: Option<usize>,
+    /// Latent samples per data point and term (default 1; each multiplies a step's decoder
+    /// work). With moe, MMVAE's recipe is `--samples 10 --estimator dreg`.
+    #[arg(long, value_name = "K")]
+    samples: Option<usize>,
+    /// How a term's samples make its bound: elbo (their mean; the default), iwae (the
+    /// importance-weighted bound), dreg (the same bound with doubly reparameterised gradients,
+    /// one extra forward pass per step).
+    #[arg(long, value_name = "NAME")]
+    estimator: Option<Estimator>,
     /// Seed of weights, split, shuffling, hidden modalities and noise.
     #[arg(long, value_name = "S")]
     seed: Option<u64>,
@@ -158,6 +168,8 @@ impl TrainArgs {
         t.beta = self.beta.unwrap_or(t.beta);
         t.anneal_epochs = self.anneal_epochs.unwrap_or(t.anneal_epochs);
         t.subsets = self.subsets.unwrap_or(t.subsets);
+        t.samples = self.samples.unwrap_or(t.samples);
+        t.estimator = self.estimator.unwrap_or(t.estimator);
         t.seed = self.seed.unwrap_or(t.seed);
     }
 }
@@ -300,6 +312,8 @@ fn train_on<const L: usize, D: Backend>(
             objective: ObjectiveConfig {
                 random_subsets: t.subsets,
                 beta: t.beta,
+                samples: t.samples,
+                estimator: t.estimator,
                 ..ObjectiveConfig::default()
             },
             seed: t.seed,
@@ -362,6 +376,8 @@ fn train_on<const L: usize, D: Backend>(
         "run": dir,
         "checkpoint": ckpt,
         "aggregation": trainer.model.config().aggregation.name(),
+        "estimator": trainer.config().objective.estimator.name(),
+        "samples": trainer.config().objective.samples,
         "epochs": trainer.epochs_done(),
         "steps": trainer.steps(),
         "train_samples": prepared.train.len(),
