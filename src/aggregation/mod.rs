@@ -22,6 +22,7 @@
 //! If its posterior is not a diagonal Gaussian, add a [`Posterior`] variant with its sampling,
 //! log-density and KL.
 
+mod mmvae_plus;
 mod moe;
 mod mopoe;
 mod poe;
@@ -34,6 +35,7 @@ use crate::posterior::{Gaussian, WeightedExpert};
 use crate::subset::Subset;
 
 pub use crate::posterior::Posterior;
+pub use mmvae_plus::{MmvaePlus, PrivateLayout};
 pub use moe::MixtureOfExperts;
 pub use mopoe::MixtureOfProductsOfExperts;
 pub use poe::{combine, product_of_experts, MaskedExpert, ProductOfExperts};
@@ -58,6 +60,7 @@ pub struct Experts<const L: usize, D: Backend, T = NoneTape> {
     experts: Vec<Option<Expert<L, D, T>>>,
     batch: usize,
     dev: D,
+    private: Option<PrivatePriors<D, T>>,
 }
 
 impl<const L: usize, D: Backend, T: Tape<f32, D>> Experts<L, D, T> {
@@ -73,7 +76,28 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Experts<L, D, T> {
             experts,
             batch,
             dev: dev.clone(),
+            private: None,
         }
+    }
+
+    /// The same experts with the model's private latents (MMVAE+): where they lie and each
+    /// modality's learned prior.
+    ///
+    /// # Panics
+    /// If there is not one prior per modality slot.
+    pub fn with_private(mut self, private: PrivatePriors<D, T>) -> Self {
+        assert_eq!(
+            private.logvar.len(),
+            self.experts.len(),
+            "one prior per modality"
+        );
+        self.private = Some(private);
+        self
+    }
+
+    /// The private latents' layout and priors, if the model has them.
+    pub fn private(&self) -> Option<&PrivatePriors<D, T>> {
+        self.private.as_ref()
     }
 
     /// Batch size.
@@ -138,6 +162,7 @@ impl<const L: usize, D: Backend> Experts<L, D, OwnedTape<f32, D>> {
             experts,
             batch: self.batch,
             dev: self.dev.clone(),
+            private: self.private.as_ref().map(PrivatePriors::reuse),
         }
     }
 
@@ -157,6 +182,27 @@ impl<const L: usize, D: Backend> Experts<L, D, OwnedTape<f32, D>> {
             loss = v.put_tape(tape.merge(t1).merge(t2));
         }
         loss
+    }
+}
+
+/// The private latents of a model that has them (MMVAE+): their [`PrivateLayout`] and, per
+/// modality, the log-variance of its learned prior `r_m(w) = N(0, diag(exp(logvar_m)))`,
+/// `(P,)`, recording on `T`.
+#[derive(Debug)]
+pub struct PrivatePriors<D: Backend, T = NoneTape> {
+    /// Where the shared and private parts lie.
+    pub layout: PrivateLayout,
+    /// Each modality's prior log-variance, in model order.
+    pub logvar: Vec<Vector<D, T>>,
+}
+
+impl<D: Backend, T: Tape<f32, D>> PrivatePriors<D, T> {
+    /// A copy with empty tapes (same ids: gradients still reach the parameters).
+    pub fn reuse(&self) -> Self {
+        Self {
+            layout: self.layout,
+            logvar: self.logvar.iter().map(|v| v.with_empty_tape()).collect(),
+        }
     }
 }
 
@@ -186,14 +232,19 @@ pub enum AggregationKind {
     /// The uniform mixture of the products of experts of every non-empty subset (MoPoE).
     #[serde(rename = "mopoe")]
     MixtureOfProductsOfExperts,
+    /// A shared latent combined as the mixture of experts, plus a private latent per modality
+    /// with a learned prior (MMVAE+).
+    #[serde(rename = "mmvae-plus")]
+    MmvaePlus,
 }
 
 impl AggregationKind {
     /// Every kind, for help texts and tests.
-    pub const ALL: [AggregationKind; 3] = [
+    pub const ALL: [AggregationKind; 4] = [
         AggregationKind::ProductOfExperts,
         AggregationKind::MixtureOfExperts,
         AggregationKind::MixtureOfProductsOfExperts,
+        AggregationKind::MmvaePlus,
     ];
 
     /// The config and command-line name (`poe`).
@@ -202,7 +253,17 @@ impl AggregationKind {
             AggregationKind::ProductOfExperts => "poe",
             AggregationKind::MixtureOfExperts => "moe",
             AggregationKind::MixtureOfProductsOfExperts => "mopoe",
+            AggregationKind::MmvaePlus => "mmvae-plus",
         }
+    }
+
+    /// Whether the shared posterior is the mixture of the unimodal experts (MMVAE and MMVAE+),
+    /// whose training objective has one stratum per modality.
+    pub fn is_mixture_of_experts(self) -> bool {
+        matches!(
+            self,
+            AggregationKind::MixtureOfExperts | AggregationKind::MmvaePlus
+        )
     }
 
     /// The most modalities a model with this aggregation may have: 64 (a [`Subset`]), but 10
@@ -224,6 +285,9 @@ impl AggregationKind {
             AggregationKind::MixtureOfExperts => "uniform mixture of the present experts (MMVAE)",
             AggregationKind::MixtureOfProductsOfExperts => {
                 "uniform mixture of the products of experts of every subset (MoPoE)"
+            }
+            AggregationKind::MmvaePlus => {
+                "mixture of experts over a shared latent, plus a private latent per modality with a learned prior (MMVAE+)"
             }
         }
     }
@@ -264,6 +328,7 @@ impl Aggregation for AggregationKind {
             AggregationKind::MixtureOfProductsOfExperts => {
                 MixtureOfProductsOfExperts.aggregate(experts, given)
             }
+            AggregationKind::MmvaePlus => MmvaePlus.aggregate(experts, given),
         }
     }
 }

@@ -37,7 +37,7 @@ use crate::backend::Backend;
 use crate::batch::Batch;
 use crate::data::{HostBatch, MultimodalDataset};
 use crate::model::Mvae;
-use crate::posterior::{normal_draws, standard_normal_log_prob, Posterior};
+use crate::posterior::{normal_draws, standard_normal_log_prob_masked, Posterior};
 use crate::subset::Subset;
 use crate::{Error, Result};
 
@@ -255,7 +255,10 @@ fn estimate<const L: usize, D: Backend>(
             let eps = normal_draws(rows * L, &mut rng);
             let z = proposal.clone().rsample_with(&eps);
             let log_q = proposal.log_prob(z.clone()).as_vec();
-            let mut lw: Vec<f64> = standard_normal_log_prob(&z.as_vec(), L)
+            // Over the dimensions the proposal draws from experts (MMVAE+'s private slices of
+            // absent modalities come from their priors for decoding only).
+            let dims = proposal.scored_dims().map(|d| d.as_vec());
+            let mut lw: Vec<f64> = standard_normal_log_prob_masked(&z.as_vec(), L, dims.as_deref())
                 .into_iter()
                 .zip(log_q)
                 .map(|(log_p, log_q)| log_p - f64::from(log_q))

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregation::AggregationKind;
+use crate::aggregation::{AggregationKind, PrivateLayout};
 use crate::modality::ModalitySpec;
 use crate::nn::Activation;
 use crate::subset::Subset;
@@ -21,6 +21,16 @@ pub struct ModelConfig {
     /// experts; configs and checkpoints without the field read as that).
     #[serde(default)]
     pub aggregation: AggregationKind,
+    /// Size `P` of each modality's private latent (MMVAE+ only; 0 otherwise, and configs
+    /// without the field read as 0). The latent of size `L` is laid out as the shared part
+    /// (`L - M P` dimensions) followed by one private slice of `P` per modality, in model
+    /// order; see [`PrivateLayout`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub private: usize,
+}
+
+fn is_zero(x: &usize) -> bool {
+    *x == 0
 }
 
 impl ModelConfig {
@@ -30,13 +40,60 @@ impl ModelConfig {
             modalities,
             activation: Activation::Swish,
             aggregation: AggregationKind::default(),
+            private: 0,
         }
     }
 
-    /// Sets how experts are combined.
+    /// Sets how experts are combined. Switching to MMVAE+ on a config without private
+    /// latents gives each modality a private latent of 1 dimension (set the size with
+    /// [`ModelConfig::private`]); switching to another kind drops them, so the config stays
+    /// valid either way.
     pub fn aggregation(mut self, kind: AggregationKind) -> Self {
         self.aggregation = kind;
+        if kind != AggregationKind::MmvaePlus {
+            self.private = 0;
+        } else if self.private == 0 {
+            self.private = 1;
+        }
         self
+    }
+
+    /// Sets the size of each modality's private latent (MMVAE+).
+    pub fn private(mut self, size: usize) -> Self {
+        self.private = size;
+        self
+    }
+
+    /// The private size MMVAE+ gets when none is asked for, for a latent of size `latent`:
+    /// `latent / (2 M)` (at least 1), so that the shared part keeps about half the latent.
+    pub fn default_private(&self, latent: usize) -> usize {
+        (latent / (2 * self.modalities.len().max(1))).max(1)
+    }
+
+    /// The layout of a latent of size `latent` with private slices, if the config has them.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if the private slices leave no shared dimension.
+    pub fn private_layout(&self, latent: usize) -> Result<Option<PrivateLayout>> {
+        if self.private == 0 {
+            return Ok(None);
+        }
+        let private = self.private * self.modalities.len();
+        if private >= latent {
+            return Err(Error::config(
+                "private",
+                self.private,
+                &format!(
+                    "a size whose {} slices ({private} dimensions) leave a shared part in a \
+                     latent of {latent}",
+                    self.modalities.len()
+                ),
+            ));
+        }
+        Ok(Some(PrivateLayout {
+            shared: latent - private,
+            private: self.private,
+        }))
     }
 
     /// The MVAE paper's MNIST model: `image` (28 x 28, weight 1) and `label` (10 classes,
@@ -77,6 +134,24 @@ impl ModelConfig {
                 "modalities",
                 self.modalities.len(),
                 &format!("at most {most} with aggregation {}", self.aggregation),
+            ));
+        }
+        let wants_private = self.aggregation == AggregationKind::MmvaePlus;
+        if wants_private && self.private == 0 {
+            return Err(Error::config(
+                "private",
+                0,
+                "a private latent of at least 1 dimension per modality with mmvae-plus",
+            ));
+        }
+        if !wants_private && self.private != 0 {
+            return Err(Error::config(
+                "private",
+                self.private,
+                &format!(
+                    "0 with aggregation {} (only mmvae-plus has private latents)",
+                    self.aggregation
+                ),
             ));
         }
         for (i, m) in self.modalities.iter().enumerate() {

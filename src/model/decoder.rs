@@ -60,7 +60,12 @@ impl<D: Backend> Decoder<D> {
         &self,
         z: Latent<L, D, T>,
     ) -> DecoderOutput<D, T> {
-        let z: Matrix<D, T> = realize(z);
+        self.forward_features(realize(z))
+    }
+
+    /// The likelihood parameters at the decoder's input features `(batch, width)` (the
+    /// latent, or the part of it that the decoder reads).
+    pub fn forward_features<T: Tape<f32, D>>(&self, z: Matrix<D, T>) -> DecoderOutput<D, T> {
         let params = self.out.forward(self.hidden.forward(z));
         let logvar = self
             .logvar

@@ -16,7 +16,7 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::aggregation::{Aggregation, Expert, Experts};
+use crate::aggregation::{Aggregation, Expert, Experts, PrivateLayout, PrivatePriors};
 use crate::backend::{Backend, Latent, Matrix, Vector};
 use crate::batch::Batch;
 use crate::likelihood::Input;
@@ -44,6 +44,10 @@ pub struct Mvae<const L: usize, D: Backend> {
     pub encoders: Vec<Encoder<L, D>>,
     /// One decoder per modality, in config order.
     pub decoders: Vec<Decoder<D>>,
+    /// Per modality, the log-variance of its private latent's learned prior `(P,)` (MMVAE+;
+    /// empty without private latents).
+    pub private_prior: Vec<Vector<D>>,
+    layout: Option<PrivateLayout>,
     dev: D,
 }
 
@@ -52,12 +56,15 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
     /// device).
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] if the config does not validate or `L` is 0.
+    /// [`Error::InvalidConfig`] if the config does not validate, `L` is 0 or the private
+    /// latents leave no shared dimension.
     pub fn new(config: &ModelConfig, dev: &D, seed: u64) -> Result<Self> {
         config.validate()?;
         if L == 0 {
             return Err(Error::config("latent size", 0, "at least 1"));
         }
+        let layout = config.private_layout(L)?;
+        let decoder_input = layout.map_or(L, |l| l.decoder_input());
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let act = config.activation;
         let mut encoders = Vec::new();
@@ -66,12 +73,24 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
         // a seed gives.
         for spec in &config.modalities {
             encoders.push(Encoder::new(spec, act, &mut rng, dev));
-            decoders.push(Decoder::new(spec, L, act, &mut rng, dev));
+            decoders.push(Decoder::new(spec, decoder_input, act, &mut rng, dev));
         }
+        // The private priors start at N(0, I).
+        let private_prior = layout
+            .map(|l| {
+                config
+                    .modalities
+                    .iter()
+                    .map(|_| dev.zeros_like(&(l.private,)))
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Self {
             config: config.clone(),
             encoders,
             decoders,
+            private_prior,
+            layout,
             dev: dev.clone(),
         })
     }
@@ -157,7 +176,24 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
                 })
             })
             .collect();
-        Experts::new(experts, batch.size(), &self.dev)
+        let experts = Experts::new(experts, batch.size(), &self.dev);
+        match self.layout {
+            Some(layout) => experts.with_private(PrivatePriors {
+                layout,
+                logvar: self
+                    .private_prior
+                    .iter()
+                    .map(|v| v.clone().put_tape(T::default()))
+                    .collect(),
+            }),
+            None => experts,
+        }
+    }
+
+    /// Where the shared and private parts of the latent lie, if the model has private
+    /// latents (MMVAE+).
+    pub fn private_layout(&self) -> Option<PrivateLayout> {
+        self.layout
     }
 
     /// The posterior `q(z | x_S)` of the modalities in `subset` that the batch has, combined
@@ -172,9 +208,13 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
         self.encode(batch, Subset::all(self.modalities().len()))
     }
 
-    /// Decoder `m`'s likelihood parameters for latents `z`.
+    /// Decoder `m`'s likelihood parameters for latents `z` (with private latents, from the
+    /// shared part and `m`'s own slice).
     pub fn decode<T: Tape<f32, D>>(&self, m: usize, z: Latent<L, D, T>) -> DecoderOutput<D, T> {
-        self.decoders[m].forward(z)
+        match self.layout {
+            Some(layout) => self.decoders[m].forward_features(layout.decoder_view(z, m)),
+            None => self.decoders[m].forward(z),
+        }
     }
 
     /// `log p(x_m | z)` per sample from decoder `m`'s output.
@@ -237,6 +277,13 @@ impl<const L: usize, D: Backend> Parameters<D> for Mvae<L, D> {
                 v.scope(name, |v| dec.visit_params(v));
             }
         });
+        if !self.private_prior.is_empty() {
+            v.scope("private_prior", |v| {
+                for (lv, name) in self.private_prior.iter_mut().zip(&names) {
+                    v.visit(name, crate::nn::ParamMut::Vector(lv));
+                }
+            });
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use crate::aggregation::Aggregation;
 use crate::backend::{Backend, Latent, Matrix, Vector};
 use crate::batch::{Batch, Input};
 use crate::model::Mvae;
-use crate::posterior::{standard_normal_log_prob_of, Posterior};
+use crate::posterior::{standard_normal_log_prob_on, Posterior};
 use crate::subset::Subset;
 
 /// The loss of one batch, on the tape, with per-term statistics.
@@ -183,6 +183,10 @@ fn forward<const L: usize, D: Backend, O: Objective>(
             // `kl_given`: the term's own (a fresh copy, its tape kept) or another, formed
             // once per step and shared by the terms that score against it (MMVAE's strata all
             // use the mixture of every expert). DReG holds q' fixed.
+            // The dimensions the term's own sample drew from experts (MMVAE+: the shared
+            // part and the private slices of `given`; all of them otherwise): the densities
+            // count those.
+            let dims = q.scored_dims().cloned();
             let mut z = q.rsample_with(eps);
             if let Some(weights) = dreg {
                 // Same value; the gradient through z is scaled by the sample's weight.
@@ -204,9 +208,11 @@ fn forward<const L: usize, D: Backend, O: Objective>(
                         against.len() - 1
                     }
                 };
-                against[at].1.log_prob(z.with_empty_tape())
+                against[at]
+                    .1
+                    .log_prob_on(z.with_empty_tape(), dims.as_ref())
             };
-            let log_p = standard_normal_log_prob_of(z.with_empty_tape());
+            let log_p = standard_normal_log_prob_on(z.with_empty_tape(), dims.as_ref());
             (z, log_q - log_p)
         };
         let w_rows: Vec<bool> = w.iter().flat_map(|&x| std::iter::repeat_n(x, k)).collect();
@@ -332,7 +338,13 @@ fn forward<const L: usize, D: Backend, O: Objective>(
             Some(t) => t + coupled,
         });
     }
-    let value = total.unwrap_or_else(|| dev.zeros::<Rank0>().put_tape(OwnedTape::default()));
+    let mut value = total.unwrap_or_else(|| dev.zeros::<Rank0>().put_tape(OwnedTape::default()));
+    // The shared posteriors were scored through copies: their own operations (an
+    // aggregation's slices and products of the experts) join the loss's tape once here.
+    for (_, q) in against {
+        let (v, tape) = value.split_tape();
+        value = v.put_tape(tape.merge(q.into_tape()));
+    }
     (
         Loss {
             value: experts.attach_tapes(value),
@@ -377,7 +389,8 @@ impl<const L: usize, D: Backend> ActiveTerm<L, D> {
     }
 }
 
-/// `v` (`k n` rows) cut into `k` slices of `n` rows; the last one carries the tape.
+/// `v` (`k n` rows) cut into `k` slices of `n` rows; the last one carries the tape. The
+/// slices must not overlap: dfdx 0.13's slice backward assigns the gradient, it does not add.
 fn split_rows<D: Backend>(
     v: Vector<D, OwnedTape<f32, D>>,
     k: usize,

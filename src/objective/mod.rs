@@ -245,7 +245,9 @@ impl Objective for ObjectiveConfig {
                 .into_iter()
                 .map(|t| TermPlan::elbo(t, m))
                 .collect(),
-            AggregationKind::MixtureOfExperts => (0..m).map(|i| TermPlan::stratum(i, m)).collect(),
+            AggregationKind::MixtureOfExperts | AggregationKind::MmvaePlus => {
+                (0..m).map(|i| TermPlan::stratum(i, m)).collect()
+            }
             AggregationKind::MixtureOfProductsOfExperts => {
                 let all = Subset::all(m);
                 vec![TermPlan {

@@ -18,7 +18,7 @@
 
 use dfdx::prelude::*;
 
-use super::{standard_normal, standard_normal_log_prob_of, Gaussian};
+use super::{standard_normal, standard_normal_log_prob_on, Gaussian};
 use crate::backend::{Backend, Latent, Vector};
 
 /// How a mixture's KL to the prior is estimated in the training loss.
@@ -40,6 +40,9 @@ pub struct Mixture<const L: usize, D: Backend, T = NoneTape> {
     kl: MixtureKl,
     /// The component each row is drawn from.
     chosen: Vec<usize>,
+    /// The dimensions that densities count, per row (all without it; see
+    /// [`Mixture::with_scored_dims`]).
+    dims: Option<Latent<L, D>>,
 }
 
 impl<const L: usize, D: Backend> Clone for Mixture<L, D> {
@@ -49,6 +52,7 @@ impl<const L: usize, D: Backend> Clone for Mixture<L, D> {
             available: self.available.clone(),
             kl: self.kl,
             chosen: self.chosen.clone(),
+            dims: self.dims.clone(),
         }
     }
 }
@@ -88,9 +92,27 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Mixture<L, D, T> {
             available,
             kl,
             chosen: Vec::new(),
+            dims: None,
         };
         m.chosen = (0..n).map(|i| m.nth_available(i, i)).collect();
         m
+    }
+
+    /// The same mixture whose log-density and KL count only the dimensions `dims` marks with 1
+    /// in each row, `(batch, L)`: the marginal over those dimensions (MMVAE+, whose private
+    /// slices of absent modalities come from their priors and are no part of the posterior).
+    ///
+    /// # Panics
+    /// If `dims` has another batch size.
+    pub fn with_scored_dims(mut self, dims: Latent<L, D>) -> Self {
+        assert_eq!(dims.shape().0, self.batch(), "one mask row per sample");
+        self.dims = Some(dims);
+        self
+    }
+
+    /// The dimensions the densities count, if not all.
+    pub fn scored_dims(&self) -> Option<&Latent<L, D>> {
+        self.dims.as_ref()
     }
 
     /// Batch size.
@@ -186,6 +208,7 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Mixture<L, D, T> {
             available: self.available.clone(),
             kl: self.kl,
             chosen: self.chosen.clone(),
+            dims: self.dims.clone(),
         }
     }
 
@@ -233,7 +256,7 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Mixture<L, D, T> {
             MixtureKl::MonteCarlo => {
                 let z = self.rsample_with(eps);
                 let log_q = copy.log_prob(z.with_empty_tape());
-                let log_p = standard_normal_log_prob_of(z.with_empty_tape());
+                let log_p = standard_normal_log_prob_on(z.with_empty_tape(), copy.dims.as_ref());
                 (z, log_q - log_p)
             }
         }
@@ -241,6 +264,13 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Mixture<L, D, T> {
 
     /// `log q(z)` per sample, `(batch,)`: the log-sum-exp over the sample's components.
     pub fn log_prob(&self, z: Latent<L, D, T>) -> Vector<D, T> {
+        self.log_prob_on(z, None)
+    }
+
+    /// [`Mixture::log_prob`] over the dimensions `dims` marks (without it, the mixture's own
+    /// [`Mixture::scored_dims`]).
+    pub fn log_prob_on(&self, z: Latent<L, D, T>, dims: Option<&Latent<L, D>>) -> Vector<D, T> {
+        let dims = dims.or(self.dims.as_ref());
         let last = self.components.len() - 1;
         let mut z = Some(z);
         let logs: Vec<Vector<D, T>> = self
@@ -253,7 +283,7 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Mixture<L, D, T> {
                 } else {
                     z.as_ref().expect("still here").with_empty_tape()
                 };
-                g.log_prob(zc)
+                g.log_prob_on(zc, dims)
             })
             .collect();
         (logs.stack() + self.log_weights()).logsumexp::<(usize,), Axis<0>>()
@@ -281,9 +311,18 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Mixture<L, D, T> {
 }
 
 impl<const L: usize, D: Backend> Mixture<L, D, OwnedTape<f32, D>> {
+    /// The tapes of every component, merged (see [`super::Posterior::into_tape`]).
+    pub fn into_tape(self) -> OwnedTape<f32, D> {
+        self.components
+            .into_iter()
+            .map(Gaussian::into_tape)
+            .fold(OwnedTape::default(), |acc, t| acc.merge(t))
+    }
+
     /// [`Mixture::log_prob`] that consumes the mixture and keeps its components' tapes.
     pub fn into_log_prob(self, z: Latent<L, D, OwnedTape<f32, D>>) -> Vector<D, OwnedTape<f32, D>> {
         let log_w = self.log_weights();
+        let dims = self.dims;
         let last = self.components.len() - 1;
         let mut z = Some(z);
         let logs: Vec<Vector<D, OwnedTape<f32, D>>> = self
@@ -296,7 +335,7 @@ impl<const L: usize, D: Backend> Mixture<L, D, OwnedTape<f32, D>> {
                 } else {
                     z.as_ref().expect("still here").with_empty_tape()
                 };
-                g.into_log_prob(zc)
+                g.into_log_prob_on(zc, dims.as_ref())
             })
             .collect();
         (logs.stack() + log_w).logsumexp::<(usize,), Axis<0>>()
@@ -314,8 +353,22 @@ impl<const L: usize, D: Backend> Mixture<L, D> {
             available: self.available.iter().map(rep_bool).collect(),
             kl: self.kl,
             chosen: Vec::new(),
+            dims: self.dims.as_ref().map(|d| repeat_rows_each(d, k)),
         };
         m.chosen = (0..m.batch()).map(|r| m.nth_available(r, r % k)).collect();
         m
     }
+}
+
+/// Each row of `t` repeated `k` times in a row.
+fn repeat_rows_each<const L: usize, D: Backend>(t: &Latent<L, D>, k: usize) -> Latent<L, D> {
+    let v = t.as_vec();
+    let n = v.len() / L;
+    let mut out = Vec::with_capacity(v.len() * k);
+    for row in v.chunks_exact(L) {
+        for _ in 0..k {
+            out.extend_from_slice(row);
+        }
+    }
+    t.device().tensor_from_vec(out, (n * k, Const::<L>))
 }

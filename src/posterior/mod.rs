@@ -135,10 +135,27 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Gaussian<L, D, T> {
     /// `z` per row of the Gaussian). Records on `z`'s tape; the Gaussian's parameters enter
     /// as copies with empty tapes (their gradients still reach them by id).
     pub fn log_prob(&self, z: Latent<L, D, T>) -> Vector<D, T> {
+        self.log_prob_on(z, None)
+    }
+
+    /// [`Gaussian::log_prob`] over the dimensions that `dims` marks with 1 in each row (all
+    /// of them without `dims`): the log-density of those dimensions' marginal.
+    pub fn log_prob_on(&self, z: Latent<L, D, T>, dims: Option<&Latent<L, D>>) -> Vector<D, T> {
         let precision = (self.logvar.with_empty_tape() * -1.0).exp();
         let sq = (z - self.mean.with_empty_tape()).square() * precision;
         let terms = sq + self.logvar.with_empty_tape() + LN_2PI;
-        terms.sum::<(usize,), Axis<1>>() * -0.5
+        sum_on(terms, dims) * -0.5
+    }
+}
+
+/// The sum of each row of `terms`, over the dimensions `dims` marks (all without it).
+fn sum_on<const L: usize, D: Backend, T: Tape<f32, D>>(
+    terms: Latent<L, D, T>,
+    dims: Option<&Latent<L, D>>,
+) -> Vector<D, T> {
+    match dims {
+        Some(m) => (terms * m.clone()).sum::<(usize,), Axis<1>>(),
+        None => terms.sum::<(usize,), Axis<1>>(),
     }
 }
 
@@ -147,10 +164,27 @@ impl<const L: usize, D: Backend> Gaussian<L, D, OwnedTape<f32, D>> {
     /// posterior formed on the tape (a product of experts) passes the gradient of `log q(z)`
     /// back to its experts.
     pub fn into_log_prob(self, z: Latent<L, D, OwnedTape<f32, D>>) -> Vector<D, OwnedTape<f32, D>> {
+        self.into_log_prob_on(z, None)
+    }
+
+    /// [`Gaussian::into_log_prob`] over the dimensions `dims` marks (see
+    /// [`Gaussian::log_prob_on`]).
+    pub fn into_log_prob_on(
+        self,
+        z: Latent<L, D, OwnedTape<f32, D>>,
+        dims: Option<&Latent<L, D>>,
+    ) -> Vector<D, OwnedTape<f32, D>> {
         let precision = (self.logvar.with_empty_tape() * -1.0).exp();
         let sq = (z - self.mean).square() * precision;
         let terms = sq + self.logvar + LN_2PI;
-        terms.sum::<(usize,), Axis<1>>() * -0.5
+        sum_on(terms, dims) * -0.5
+    }
+
+    /// The tapes of its mean and log-variance, merged.
+    pub fn into_tape(self) -> OwnedTape<f32, D> {
+        let (_, a) = self.mean.split_tape();
+        let (_, b) = self.logvar.split_tape();
+        a.merge(b)
     }
 
     /// A copy whose tensors have ids of their own and no history: the gradient of anything
@@ -170,7 +204,16 @@ impl<const L: usize, D: Backend> Gaussian<L, D, OwnedTape<f32, D>> {
 pub fn standard_normal_log_prob_of<const L: usize, D: Backend, T: Tape<f32, D>>(
     z: Latent<L, D, T>,
 ) -> Vector<D, T> {
-    (z.square() + LN_2PI).sum::<(usize,), Axis<1>>() * -0.5
+    standard_normal_log_prob_on(z, None)
+}
+
+/// `log N(z; 0, I)` per row of `z` over the dimensions `dims` marks (all without it), on the
+/// tape.
+pub fn standard_normal_log_prob_on<const L: usize, D: Backend, T: Tape<f32, D>>(
+    z: Latent<L, D, T>,
+    dims: Option<&Latent<L, D>>,
+) -> Vector<D, T> {
+    sum_on(z.square() + LN_2PI, dims) * -0.5
 }
 
 /// `ln(2 pi)`, the constant of every Gaussian log-density (per dimension).
@@ -178,11 +221,21 @@ pub const LN_2PI: f32 = 1.837_877_1;
 
 /// `log N(z; 0, I)` of each row of `z` (host values, `L` per row), in f64.
 pub fn standard_normal_log_prob(z: &[f32], dim: usize) -> Vec<f64> {
+    standard_normal_log_prob_masked(z, dim, None)
+}
+
+/// [`standard_normal_log_prob`] over the dimensions a 0/1 mask of the same layout marks (all
+/// without one).
+pub fn standard_normal_log_prob_masked(z: &[f32], dim: usize, dims: Option<&[f32]>) -> Vec<f64> {
+    let one = std::f64::consts::TAU.ln();
     z.chunks_exact(dim)
-        .map(|row| {
+        .enumerate()
+        .map(|(r, row)| {
             -0.5 * row
                 .iter()
-                .map(|&x| f64::from(x) * f64::from(x) + std::f64::consts::TAU.ln())
+                .enumerate()
+                .filter(|&(d, _)| dims.is_none_or(|m| m[r * dim + d] != 0.0))
+                .map(|(_, &x)| f64::from(x) * f64::from(x) + one)
                 .sum::<f64>()
         })
         .collect()
@@ -296,16 +349,44 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Posterior<L, D, T> {
         }
     }
 
-    /// `log q(z)` per sample, `(batch,)`, for one latent per sample.
+    /// `log q(z)` per sample, `(batch,)`, for one latent per sample, over the dimensions the
+    /// posterior scores ([`Posterior::scored_dims`]).
     pub fn log_prob(&self, z: Latent<L, D, T>) -> Vector<D, T> {
+        self.log_prob_on(z, None)
+    }
+
+    /// [`Posterior::log_prob`] over the dimensions `dims` marks in each row (without `dims`,
+    /// those of [`Posterior::scored_dims`]): MMVAE+'s strata score the mixture of every
+    /// expert over the dimensions their own sample was drawn from an expert.
+    pub fn log_prob_on(&self, z: Latent<L, D, T>, dims: Option<&Latent<L, D>>) -> Vector<D, T> {
         match self {
-            Posterior::Gaussian(g) => g.log_prob(z),
-            Posterior::Mixture(m) => m.log_prob(z),
+            Posterior::Gaussian(g) => g.log_prob_on(z, dims),
+            Posterior::Mixture(m) => m.log_prob_on(z, dims),
+        }
+    }
+
+    /// The dimensions the posterior's densities and KL count, per row (1 or 0), if not all:
+    /// with private latents (MMVAE+), the private slices of the modalities a row does not
+    /// have are drawn from their learned priors for decoding, and are no part of the
+    /// variational posterior.
+    pub fn scored_dims(&self) -> Option<&Latent<L, D>> {
+        match self {
+            Posterior::Gaussian(_) => None,
+            Posterior::Mixture(m) => m.scored_dims(),
         }
     }
 }
 
 impl<const L: usize, D: Backend> Posterior<L, D, OwnedTape<f32, D>> {
+    /// The operations that formed the posterior from its inputs (its tensors' tapes, merged),
+    /// for a loss that used it only through copies.
+    pub fn into_tape(self) -> OwnedTape<f32, D> {
+        match self {
+            Posterior::Gaussian(g) => g.into_tape(),
+            Posterior::Mixture(m) => m.into_tape(),
+        }
+    }
+
     /// [`Posterior::log_prob`] that consumes the posterior and keeps its tape (see
     /// [`Gaussian::into_log_prob`]).
     pub fn into_log_prob(self, z: Latent<L, D, OwnedTape<f32, D>>) -> Vector<D, OwnedTape<f32, D>> {

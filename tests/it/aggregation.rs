@@ -8,7 +8,7 @@ use dfdx::prelude::*;
 use mvae::likelihood::Variance;
 use mvae::nn::{ParamMut, ParamVisitor, Parameters};
 use mvae::objective::{self, Term};
-use mvae::posterior::{normal_draws, standard_normal_log_prob};
+use mvae::posterior::{normal_draws, standard_normal_log_prob, standard_normal_log_prob_masked};
 use mvae::{
     AggregationKind, Batch, Continuous, HostValues, Image, Label, ModalitySpec, ModelConfig, Mvae,
     Posterior, Subset,
@@ -16,7 +16,7 @@ use mvae::{
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-pub(crate) const L: usize = 3;
+pub(crate) const L: usize = 5;
 pub(crate) const N: usize = 6;
 
 pub(crate) fn model(kind: AggregationKind) -> Mvae<L, Cpu> {
@@ -129,9 +129,19 @@ fn a_sample_without_any_expert_of_the_subset_gets_the_prior() {
         let b = batch(&m);
         let q = m.encode(&b, Subset::of(&[1, 2]));
         let s = summary(&q);
-        // sample 4 has neither label nor vector: N(0, I)
+        // sample 4 has neither label nor vector: N(0, I) (over the dimensions the posterior
+        // scores: MMVAE+ leaves out the private slices it draws from their priors)
         let z: Vec<f32> = (4 * L..5 * L).map(|i| (i % 5) as f32 / 3.0 - 0.6).collect();
-        let prior = standard_normal_log_prob(&z, L)[0];
+        let dims = q.scored_dims().map(|d| d.as_vec()[4 * L..5 * L].to_vec());
+        if kind == AggregationKind::MmvaePlus {
+            let d = dims.as_ref().expect("MMVAE+ scores some dimensions only");
+            assert_eq!(
+                d,
+                &[1.0, 1.0, 0.0, 0.0, 0.0],
+                "{kind}: the shared part only"
+            );
+        }
+        let prior = standard_normal_log_prob_masked(&z, L, dims.as_deref())[0];
         let mut want = vec![0.0; L];
         if q.kl_to_prior().is_some() {
             want.push(0.0);
@@ -269,6 +279,8 @@ fn a_mixture_log_density_is_the_brute_force_sum() {
             .iter()
             .map(|g| (g.mean.as_vec(), g.logvar.as_vec()))
             .collect();
+        let dims = q.scored_dims().map(|d| d.as_vec());
+        let scored = |i: usize, d: usize| dims.as_ref().is_none_or(|m| m[i * L + d] == 1.0);
         for i in 0..N {
             let avail: Vec<usize> = (0..comps.len())
                 .filter(|&c| mix.available()[c][i])
@@ -278,6 +290,7 @@ fn a_mixture_log_density_is_the_brute_force_sum() {
                 .map(|&c| {
                     let (mu, lv) = &comps[c];
                     (0..L)
+                        .filter(|&d| scored(i, d))
                         .map(|d| {
                             let (zd, m, v) = (
                                 f64::from(z[i * L + d]),
@@ -301,12 +314,12 @@ fn a_mixture_log_density_is_the_brute_force_sum() {
         // sample 4 has the image only: one component under moe, one under mopoe
         let k4 = (0..comps.len()).filter(|&c| mix.available()[c][4]).count();
         assert_eq!(k4, 1, "{kind}");
-        // sample 0 has all three: 3 components under moe, 7 under mopoe
+        // sample 0 has all three: 3 components under moe and MMVAE+, 7 under mopoe
         let k0 = (0..comps.len()).filter(|&c| mix.available()[c][0]).count();
-        let want = if kind == AggregationKind::MixtureOfExperts {
-            3
-        } else {
+        let want = if kind == AggregationKind::MixtureOfProductsOfExperts {
             7
+        } else {
+            3
         };
         assert_eq!(k0, want, "{kind}");
     }
@@ -357,7 +370,7 @@ fn with_one_modality_every_aggregation_is_a_plain_vae() {
         let ll = m
             .log_likelihood(0, m.decode(0, z.clone()), &col.input)
             .as_vec();
-        let kl = if kind == AggregationKind::MixtureOfExperts {
+        let kl = if kind.is_mixture_of_experts() {
             let lq = g.log_prob(z.clone()).as_vec();
             let lp = standard_normal_log_prob_of(z).as_vec();
             lq.iter().zip(&lp).map(|(a, b)| a - b).collect::<Vec<f32>>()
@@ -370,7 +383,7 @@ fn with_one_modality_every_aggregation_is_a_plain_vae() {
             / N as f64;
         let got = f64::from(loss.value.as_vec()[0]);
         close(&[got], &[want], 1e-5, &format!("{kind}: loss"));
-        if kind == AggregationKind::MixtureOfExperts {
+        if kind.is_mixture_of_experts() {
             // no prior expert: the posterior is the encoder's own Gaussian
             let e = m.expert(0, &col.input, NoneTape);
             assert_eq!(e.mean.as_vec(), g.mean.as_vec());

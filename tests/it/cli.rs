@@ -758,7 +758,7 @@ fn impute_folder_refuses_two_files_for_one_modality() {
 /// generate from a label and from an image, sample; the run's config names its aggregation.
 #[test]
 fn mixtures_train_evaluate_and_generate() {
-    for kind in ["moe", "mopoe"] {
+    for kind in ["moe", "mopoe", "mmvae-plus"] {
         let dir = scratch(&format!("mix_{kind}"));
         let d = dir.to_str().unwrap().to_string();
         let mut args = vec!["train", "--epochs", "1", "--aggregation", kind, "--out", &d];

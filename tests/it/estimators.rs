@@ -7,7 +7,7 @@
 use dfdx::prelude::*;
 use mvae::nn::{ParamMut, ParamVisitor, Parameters};
 use mvae::objective::{self, Estimator, Objective, ObjectiveConfig, TermPlan};
-use mvae::posterior::standard_normal_log_prob;
+use mvae::posterior::standard_normal_log_prob_masked;
 use mvae::{AggregationKind, Batch, Mvae};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -98,9 +98,16 @@ fn log_weights(
             if !s.choices.is_empty() {
                 q = q.choose(&s.choices[t]);
             }
+            // The densities count the dimensions the term's own sample drew from experts
+            // (MMVAE+: the shared part and the private slices of `given`).
+            let dims = q.scored_dims().cloned();
             let z = q.rsample_with(&s.noise[t]);
-            let log_q = scorer.encode(&rep, p.kl_given).log_prob(z.clone()).as_vec();
-            let log_p = standard_normal_log_prob(&z.as_vec(), L);
+            let log_q = scorer
+                .encode(&rep, p.kl_given)
+                .log_prob_on(z.clone(), dims.as_ref())
+                .as_vec();
+            let dims = dims.map(|d| d.as_vec());
+            let log_p = standard_normal_log_prob_masked(&z.as_vec(), L, dims.as_deref());
             let mut lw: Vec<f64> = (0..N * k)
                 .map(|r| f64::from(BETA) * (log_p[r] - f64::from(log_q[r])))
                 .collect();
@@ -157,7 +164,7 @@ fn k_sample_losses_are_their_definitions() {
         let m = model(kind);
         let b = batch(&m);
         for (estimator, iwae) in [(Estimator::Iwae, true), (Estimator::Elbo, false)] {
-            if !iwae && kind != AggregationKind::MixtureOfExperts {
+            if !iwae && !kind.is_mixture_of_experts() {
                 continue;
             }
             let s = step(&m, K, estimator);

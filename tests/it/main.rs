@@ -8,4 +8,5 @@ mod common;
 mod estimators;
 mod eval;
 mod layering;
+mod mmvae_plus;
 mod train;

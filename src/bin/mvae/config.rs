@@ -76,6 +76,9 @@ pub struct ModelSection {
     pub activation: Activation,
     /// How the experts of the present modalities are combined (`"poe"`).
     pub aggregation: AggregationKind,
+    /// Size of each modality's private latent, for `mmvae-plus` (by default `latent / (2 M)`
+    /// for `M` modalities, at least 1; the shared part is `latent - M private`).
+    pub private: Option<usize>,
     /// Likelihood weights by modality name (default 1; `label` 50 as in the paper).
     pub weights: BTreeMap<String, f32>,
 }
@@ -88,6 +91,7 @@ impl Default for ModelSection {
             decoder_hidden: vec![512, 512, 512],
             activation: Activation::Swish,
             aggregation: AggregationKind::default(),
+            private: None,
             weights: BTreeMap::new(),
         }
     }

@@ -90,9 +90,15 @@ pub struct TrainArgs {
     /// How the experts of the present modalities are combined, and with it the objective: poe
     /// (product of experts with the prior, MVAE's sub-sampled ELBO; the default), moe (mixture
     /// of experts, MMVAE: every modality's sample decoded into every modality), mopoe (mixture
-    /// of the products of experts of every subset, MoPoE).
+    /// of the products of experts of every subset, MoPoE), mmvae-plus (MMVAE+: a shared latent
+    /// combined as moe plus a private latent per modality with a learned prior).
     #[arg(long, value_name = "KIND")]
     aggregation: Option<AggregationKind>,
+    /// With mmvae-plus, the size of each modality's private latent (default latent / (2 M) for
+    /// M modalities, at least 1); `--latent` is the whole latent, shared part first, so the
+    /// shared part is latent - M x private.
+    #[arg(long, value_name = "P")]
+    private: Option<usize>,
     /// Likelihood weight of a modality, e.g. `--weight label=50` (repeatable).
     #[arg(long, value_name = "NAME=W", value_parser = config::key_value::<f32>)]
     weight: Vec<(String, f32)>,
@@ -160,6 +166,7 @@ impl TrainArgs {
             m.decoder_hidden = s.0.clone();
         }
         m.aggregation = self.aggregation.unwrap_or(m.aggregation);
+        m.private = self.private.or(m.private);
         m.weights.extend(self.weight.iter().cloned());
         let t = &mut cfg.train;
         t.epochs = self.epochs.unwrap_or(t.epochs);
@@ -266,12 +273,25 @@ fn model_config(cfg: &RunConfig, specs: Vec<mvae::ModalitySpec>) -> Result<Model
                 .weight(w)
         })
         .collect();
-    let mc = ModelConfig {
+    let mut mc = ModelConfig {
         modalities,
         activation: cfg.model.activation,
         aggregation: cfg.model.aggregation,
+        private: 0,
     };
+    if mc.aggregation == AggregationKind::MmvaePlus {
+        mc.private = cfg
+            .model
+            .private
+            .unwrap_or_else(|| mc.default_private(cfg.latent()));
+    } else if let Some(p) = cfg.model.private.filter(|&p| p > 0) {
+        bail!(
+            "--private {p} needs --aggregation mmvae-plus (aggregation {} has no private latents)",
+            mc.aggregation
+        );
+    }
     mc.validate()?;
+    mc.private_layout(cfg.latent())?;
     Ok(mc)
 }
 
