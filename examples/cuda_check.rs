@@ -1,5 +1,6 @@
 //! Does the GPU compute what the CPU computes, and how much faster? The MVAE paper's MNIST model
-//! (`ModelConfig::mnist()`, latent 64) is built from one seed on the CPU and, in a build with
+//! (`ModelConfig::mnist()`, latent 64, with `--aggregation KIND`: poe by default, or a mixture)
+//! is built from one seed on the CPU and, in a build with
 //! `--features cuda`, on the GPU; both take the same training steps on the same real batches
 //! (the training noise is drawn on the host, so it is the same too), then the losses and the
 //! weights are compared, training steps and an IWAE evaluation are timed on each, and one JSON
@@ -25,7 +26,7 @@ use dfdx::prelude::*;
 use mvae::data::{BatchOptions, HostBatch, Mnist, MultimodalDataset, Split};
 use mvae::eval::likelihood::{log_likelihood, IwaeConfig};
 use mvae::nn::{ParamMut, ParamVisitor, Parameters};
-use mvae::{Backend, Batch, ModelConfig, Mvae, Subset, TrainConfig, Trainer};
+use mvae::{AggregationKind, Backend, Batch, ModelConfig, Mvae, Subset, TrainConfig, Trainer};
 
 // The tolerances are about 40x (loss, weights) and 10x (IWAE) what the first GPU run measured
 // (H200, 2026-11-28: 2.7e-7, 1.3e-6 and 9.4e-7; docs/cuda.md), as room for another GPU's or
@@ -64,6 +65,9 @@ struct Args {
     /// Importance samples per test image
     #[arg(long, value_name = "K", default_value_t = 1000, value_parser = at_least_one)]
     k: usize,
+    /// How experts are combined (poe, moe, mopoe, mmvae-plus), and with it the objective
+    #[arg(long, value_name = "KIND", default_value = "poe")]
+    aggregation: AggregationKind,
     /// Seed of the weights and the noise (the same on both devices)
     #[arg(long, value_name = "S", default_value_t = 0)]
     seed: u64,
@@ -118,7 +122,15 @@ fn run_on<D: Backend>(
     test: &MultimodalDataset,
     a: &Args,
 ) -> Result<DeviceRun> {
-    let model = Mvae::<64, D>::new(&ModelConfig::mnist(), &dev, a.seed)?;
+    let config = ModelConfig::mnist().aggregation(a.aggregation);
+    let config = match a.aggregation {
+        AggregationKind::MmvaePlus => {
+            let p = config.default_private(64);
+            config.private(p)
+        }
+        _ => config,
+    };
+    let model = Mvae::<64, D>::new(&config, &dev, a.seed)?;
     let cfg = TrainConfig {
         seed: a.seed,
         ..TrainConfig::default()
@@ -221,6 +233,7 @@ fn main() -> Result<()> {
     let cpu = run_on(Cpu::default(), |_| {}, &hosts, &test, &a)?;
     let mut report = serde_json::json!({
         "model": "ModelConfig::mnist(), latent 64, batch 100",
+        "aggregation": a.aggregation.name(),
         "data": dir.display().to_string(),
         "steps_compared": a.steps,
         "timed_steps": a.timed_steps,

@@ -15,7 +15,8 @@
 # It needs from the machine: the driver's libcuda.so.1 (found by the loader as usual) and
 # libcublas.so.13, libcublasLt.so.13, libnvrtc.so.13 (CUDA 13), which PyTorch's wheels ship
 # under site-packages/nvidia/cu13/lib. Everything it prints also goes to $OUT (or ./device-out):
-# device-check.log (all of it, nvidia-smi and ldd included), cuda_check.json, mnist.json and,
+# device-check.log (all of it, nvidia-smi and ldd included), cuda_check.json (and
+# cuda_check-KIND.json per mixture aggregation), mnist.json and,
 # with MVAE_DATA, mnist-cuda.json, torch-cuda.json, mnist-cpu2.json, torch-cpu2.json.
 #
 # Each step has its own time limit and a failing step does not stop the later ones; the exit
@@ -116,6 +117,13 @@ step "cuda_check: CPU vs GPU, same seed and batches (one JSON line)"
 # shellcheck disable=SC2086
 check 180 "$bin/cuda_check" --data "${data:-examples/data}" ${CHECK_ARGS:-} \
     > >(tee "$out/cuda_check.json")
+# The mixtures' objectives (strata, components, private latents) on the same comparison.
+for kind in moe mopoe mmvae-plus; do
+    step "cuda_check --aggregation $kind"
+    # shellcheck disable=SC2086
+    check 120 "$bin/cuda_check" --data "${data:-examples/data}" --aggregation "$kind" \
+        --timed-steps 10 --k 200 ${CHECK_ARGS:-} > >(tee "$out/cuda_check-$kind.json")
+done
 
 step "mnist --cuda on the bundled 3,000 images, one epoch"
 check 90 "$bin/mnist" --cuda --data examples/data --json > >(tee "$out/mnist.json")
