@@ -78,7 +78,8 @@ pub struct TrainArgs {
     /// Hide a modality from this share of training samples, e.g. `--missing label=0.5`.
     #[arg(long, value_name = "NAME=RATE", value_parser = config::key_value::<f64>)]
     missing: Vec<(String, f64)>,
-    /// Latent size (2, 8, 16, 32, 64 or 128; default 64 for mnist, 8 for av-digits and csv).
+    /// Latent size (2, 8, 16, 32, 64 or 128; default 64 for mnist and av-digits, 8 for csv and
+    /// for av-digits with --aggregation poe).
     #[arg(long, value_name = "N")]
     latent: Option<usize>,
     /// Encoder hidden sizes, e.g. 512,512.
@@ -88,7 +89,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "SIZES")]
     decoder_hidden: Option<Sizes>,
     /// How the experts of the present modalities are combined, and with it the objective: poe
-    /// (product of experts with the prior, MVAE's sub-sampled ELBO; the default), moe (mixture
+    /// (product of experts with the prior, MVAE's sub-sampled ELBO; the default, except for
+    /// av-digits, whose default is mmvae-plus), moe (mixture
     /// of experts, MMVAE: every modality's sample decoded into every modality), mopoe (mixture
     /// of the products of experts of every subset, MoPoE), mmvae-plus (MMVAE+: a shared latent
     /// combined as moe plus a private latent per modality with a learned prior).
@@ -114,7 +116,7 @@ pub struct TrainArgs {
     /// Final KL weight beta.
     #[arg(long, value_name = "B")]
     beta: Option<f32>,
-    /// Epochs over which beta rises linearly from 0 (KL annealing).
+    /// Epochs over which beta rises linearly from 0 (KL annealing; default 0, 2 for av-digits).
     #[arg(long, value_name = "E")]
     anneal_epochs: Option<f64>,
     /// Random subsets (size 2..M-1) scored per step besides joint and single modalities.
@@ -165,7 +167,7 @@ impl TrainArgs {
         if let Some(s) = &self.decoder_hidden {
             m.decoder_hidden = s.0.clone();
         }
-        m.aggregation = self.aggregation.unwrap_or(m.aggregation);
+        m.aggregation = self.aggregation.or(m.aggregation);
         m.private = self.private.or(m.private);
         m.weights.extend(self.weight.iter().cloned());
         let t = &mut cfg.train;
@@ -173,7 +175,7 @@ impl TrainArgs {
         t.batch_size = self.batch_size.unwrap_or(t.batch_size);
         t.lr = self.lr.unwrap_or(t.lr);
         t.beta = self.beta.unwrap_or(t.beta);
-        t.anneal_epochs = self.anneal_epochs.unwrap_or(t.anneal_epochs);
+        t.anneal_epochs = self.anneal_epochs.or(t.anneal_epochs);
         t.subsets = self.subsets.unwrap_or(t.subsets);
         t.samples = self.samples.unwrap_or(t.samples);
         t.estimator = self.estimator.unwrap_or(t.estimator);
@@ -223,7 +225,7 @@ pub fn run(common: &Common, args: TrainArgs) -> Result<()> {
                 None => RunConfig::default(),
             };
             args.overlay(&mut cfg);
-            cfg.model.latent = Some(cfg.latent());
+            cfg.resolve_defaults();
             cfg.validate()?;
             let dir = args.out.clone().unwrap_or_else(|| {
                 let name = format!("{:?}", cfg.data.dataset).to_lowercase();
@@ -276,7 +278,7 @@ fn model_config(cfg: &RunConfig, specs: Vec<mvae::ModalitySpec>) -> Result<Model
     let mut mc = ModelConfig {
         modalities,
         activation: cfg.model.activation,
-        aggregation: cfg.model.aggregation,
+        aggregation: cfg.aggregation(),
         private: 0,
     };
     if mc.aggregation == AggregationKind::MmvaePlus {
@@ -338,7 +340,7 @@ fn train_on<const L: usize, D: Backend>(
             },
             seed: t.seed,
         };
-        tc.anneal_over_epochs(t.anneal_epochs, prepared.train.len());
+        tc.anneal_over_epochs(cfg.anneal_epochs(), prepared.train.len());
         let model = Mvae::<L, D>::new(&mc, &dev, t.seed)?;
         let mut tr = Trainer::new(model, tc)?;
         tr.codecs = prepared.codecs.clone();
