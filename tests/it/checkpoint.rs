@@ -63,10 +63,7 @@ fn codecs() -> Codecs {
     Codecs::from([
         (
             "image".to_string(),
-            Codec::Image {
-                width: 2,
-                height: 2,
-            },
+            Codec::grey_image(2, 2),
         ),
         ("label".to_string(), Codec::Label { classes: 3 }),
     ])
