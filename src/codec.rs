@@ -326,7 +326,9 @@ mod tests {
         };
         assert!(two.write_file(&[0.0; 24], &dir.path().join("two")).is_err());
         assert!(two.read_file(&path).is_err());
-        assert!(codec.write_file(&values[..12], &dir.path().join("short")).is_err());
+        assert!(codec
+            .write_file(&values[..12], &dir.path().join("short"))
+            .is_err());
         // Grey codecs serialise as before; colour ones name their channels.
         let text = serde_json::to_string(&Codec::grey_image(28, 28)).unwrap();
         assert_eq!(text, r#"{"type":"image","width":28,"height":28}"#);

@@ -163,10 +163,10 @@ fn pattern(m: usize, x: f32, y: f32) -> f32 {
 
 /// The two colours (RGB) between which modality `m`'s pattern runs.
 const PALETTES: [([f32; 3], [f32; 3]); MODALITIES] = [
-    ([0.55, 0.05, 0.02], [1.0, 0.78, 0.2]),  // dark red to amber
-    ([0.02, 0.08, 0.4], [0.35, 0.85, 1.0]),  // navy to cyan
-    ([0.02, 0.3, 0.05], [0.75, 1.0, 0.3]),   // dark green to lime
-    ([0.22, 0.0, 0.32], [1.0, 0.55, 0.92]),  // purple to pink
+    ([0.55, 0.05, 0.02], [1.0, 0.78, 0.2]), // dark red to amber
+    ([0.02, 0.08, 0.4], [0.35, 0.85, 1.0]), // navy to cyan
+    ([0.02, 0.3, 0.05], [0.75, 1.0, 0.3]),  // dark green to lime
+    ([0.22, 0.0, 0.32], [1.0, 0.55, 0.92]), // purple to pink
     ([0.3, 0.2, 0.08], [0.95, 0.88, 0.72]), // brown to beige
 ];
 
@@ -207,7 +207,9 @@ pub fn compose(
     (x, y): (usize, usize),
     out: &mut [f32],
 ) -> Result<()> {
-    if digit.len() != SIDE * SIDE || out.len() != DIM || bg.pixels.len() != CHANNELS * bg.side * bg.side
+    if digit.len() != SIDE * SIDE
+        || out.len() != DIM
+        || bg.pixels.len() != CHANNELS * bg.side * bg.side
     {
         return Err(DataError::Dataset(format!(
             "a PolyMNIST image needs a {SIDE}x{SIDE} digit and {DIM} outputs, got {} and {}",
@@ -361,7 +363,10 @@ mod tests {
         let b = PolyMnist::from_parts(&train, &test, 7).unwrap();
         assert_eq!(a, b);
         assert_eq!((a.train.data.len(), a.test.data.len()), (300, 150));
-        assert_eq!(a.train.data.names(), vec!["m0", "m1", "m2", "m3", "m4", LABEL]);
+        assert_eq!(
+            a.train.data.names(),
+            vec!["m0", "m1", "m2", "m3", "m4", LABEL]
+        );
         for name in NAMES {
             assert_eq!(a.train.data.column(name).unwrap().dim(), DIM);
         }
@@ -456,7 +461,11 @@ mod tests {
         for m in 0..MODALITIES {
             let crops: std::collections::BTreeSet<(usize, usize)> =
                 p.train.sources.iter().map(|s| s.crops[m]).collect();
-            assert!(crops.len() > 190, "modality {m}: {} distinct crops", crops.len());
+            assert!(
+                crops.len() > 190,
+                "modality {m}: {} distinct crops",
+                crops.len()
+            );
             // Two images with different crops differ in their background pixels.
             let col = p.train.data.column(NAMES[m]).unwrap();
             let (a, b) = (col.sample(0).unwrap(), col.sample(1).unwrap());

@@ -380,7 +380,12 @@ fn binomial(n: usize, k: usize) -> u128 {
 /// The subsets of size `k` of `m` modalities that coherence given `k` averages over: all of
 /// them in increasing order of their bits when there are at most `max` (`None`: no limit),
 /// otherwise `max` distinct ones drawn with `rng`, in the same order.
-pub fn subsets_of_size(m: usize, k: usize, max: Option<usize>, rng: &mut ChaCha8Rng) -> Vec<Subset> {
+pub fn subsets_of_size(
+    m: usize,
+    k: usize,
+    max: Option<usize>,
+    rng: &mut ChaCha8Rng,
+) -> Vec<Subset> {
     if k == 0 || k > m || m > Subset::MAX_MODALITIES {
         return Vec::new();
     }
@@ -501,7 +506,13 @@ pub fn given_k<const L: usize, D: Backend>(
     judges: &Judges<D>,
     cfg: &CoherenceConfig,
 ) -> Result<Vec<GivenK>> {
-    given_k_cached(model, data, judges, cfg, &mut std::collections::HashMap::new())
+    given_k_cached(
+        model,
+        data,
+        judges,
+        cfg,
+        &mut std::collections::HashMap::new(),
+    )
 }
 
 /// [`given_k`] reusing and filling `cache`: coherence by (subset bits, target).
@@ -581,7 +592,8 @@ mod tests {
         let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
         let judged = [true, true, false];
         let mut asked = Vec::new();
-        let measure = |s: Subset, t: usize| -> Result<f64> { Ok(0.1 * t as f64 + 0.01 * s.0 as f64) };
+        let measure =
+            |s: Subset, t: usize| -> Result<f64> { Ok(0.1 * t as f64 + 0.01 * s.0 as f64) };
         let r = given_k_with(&names, &judged, None, 0, |s, t| {
             assert!(judged[t] && !s.contains(t), "asked for {t} given {s:?}");
             asked.push((s.0, t));
@@ -591,7 +603,10 @@ mod tests {
         assert_eq!(r.len(), 2);
         assert_eq!((r[0].k, r[0].of, r[0].subsets.len()), (1, 3, 3));
         // {a} -> b: 0.11; {b} -> a: 0.02; {c} -> a, b: (0.04 + 0.14) / 2 = 0.09.
-        assert!((r[0].coherence - (0.11 + 0.02 + 0.09) / 3.0).abs() < 1e-12, "{r:?}");
+        assert!(
+            (r[0].coherence - (0.11 + 0.02 + 0.09) / 3.0).abs() < 1e-12,
+            "{r:?}"
+        );
         assert_eq!(r[0].subsets[2].given, vec!["c"]);
         assert_eq!(r[0].subsets[2].targets, vec!["a", "b"]);
         assert!((r[0].subsets[2].coherence - 0.09).abs() < 1e-12);
@@ -606,13 +621,22 @@ mod tests {
         assert_eq!(one[0].of, 3);
         assert!(r[0].subsets.contains(&one[0].subsets[0]));
         assert_eq!(one[0].coherence, one[0].subsets[0].coherence);
-        assert_eq!(one, given_k_with(&names, &judged, Some(1), 4, measure).unwrap());
+        assert_eq!(
+            one,
+            given_k_with(&names, &judged, Some(1), 4, measure).unwrap()
+        );
         let picks: std::collections::BTreeSet<Vec<String>> = (0..20)
-            .map(|seed| given_k_with(&names, &judged, Some(1), seed, measure).unwrap()[0].subsets[0].given.clone())
+            .map(|seed| {
+                given_k_with(&names, &judged, Some(1), seed, measure).unwrap()[0].subsets[0]
+                    .given
+                    .clone()
+            })
             .collect();
         assert!(picks.len() > 1, "the sample depends on the seed");
         // Errors pass through; bad settings are refused.
-        let fail = given_k_with(&names, &judged, None, 0, |_, _| Err(Error::config("x", 1, "y")));
+        let fail = given_k_with(&names, &judged, None, 0, |_, _| {
+            Err(Error::config("x", 1, "y"))
+        });
         assert!(fail.is_err());
         assert!(given_k_with(&names, &judged, Some(0), 0, measure).is_err());
         assert!(given_k_with(&names, &judged[..2], None, 0, measure).is_err());

@@ -84,8 +84,9 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared> {
                 train_limit: d.limit,
                 test_limit: d.test_limit,
             };
-            let poly = PolyMnist::load(&dir, &poly_cfg)
-                .with_context(|| format!("building PolyMNIST from {}", dir.join("mnist").display()))?;
+            let poly = PolyMnist::load(&dir, &poly_cfg).with_context(|| {
+                format!("building PolyMNIST from {}", dir.join("mnist").display())
+            })?;
             let side = polymnist::SIDE;
             let mut codecs = Codecs::new();
             let mut specs = Vec::new();

@@ -97,8 +97,8 @@ fn eval_on<const L: usize, D: Backend>(
     };
     let started = std::time::Instant::now();
     // A class column (a label modality, or PolyMNIST's class kept beside its images).
-    let has_label = prepared.test.column("label").is_some()
-        && prepared.train.column("label").is_some();
+    let has_label =
+        prepared.test.column("label").is_some() && prepared.train.column("label").is_some();
     let value = if has_label {
         let ec = EvalConfig {
             iwae,
