@@ -446,12 +446,13 @@ mod tests {
             }
         }
         assert!(ink > 1000 && paper > 3 * ink, "{ink} ink, {paper} paper");
-        assert!(p
-            .train
-            .data
-            .columns()
-            .iter()
-            .all(|c| c.values().iter().all(|v| (0.0..=1.0).contains(v))));
+        for name in NAMES {
+            let col = p.train.data.column(name).unwrap();
+            assert!(
+                col.values().iter().all(|v| (0.0..=1.0).contains(v)),
+                "{name}"
+            );
+        }
     }
 
     #[test]
