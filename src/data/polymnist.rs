@@ -459,7 +459,7 @@ mod tests {
     fn crops_differ_between_images() {
         let (train, test) = bundled(200);
         let p = PolyMnist::from_parts(&train, &test, 5).unwrap();
-        for m in 0..MODALITIES {
+        for (m, name) in NAMES.iter().enumerate() {
             let crops: std::collections::BTreeSet<(usize, usize)> =
                 p.train.sources.iter().map(|s| s.crops[m]).collect();
             assert!(
@@ -468,7 +468,7 @@ mod tests {
                 crops.len()
             );
             // Two images with different crops differ in their background pixels.
-            let col = p.train.data.column(NAMES[m]).unwrap();
+            let col = p.train.data.column(name).unwrap();
             let (a, b) = (col.sample(0).unwrap(), col.sample(1).unwrap());
             let differing = a.iter().zip(b).filter(|(x, y)| x != y).count();
             assert!(differing > DIM / 4, "modality {m}: {differing}");
