@@ -1123,6 +1123,35 @@ fn polymnist_trains_with_every_aggregation_and_reports_coherence_given_k() {
         let img = image::open(file).unwrap();
         assert_eq!(img.color(), image::ColorType::Rgb8);
         assert_eq!((img.width(), img.height()), (28, 28));
+
+        // impute --folder reads the given RGB files as colour and writes the missing ones.
+        let folder = scratch("poly_folder");
+        let input = folder.join("in");
+        std::fs::create_dir_all(&input).unwrap();
+        let red = image::RgbImage::from_fn(28, 28, |x, _| image::Rgb([200, (x * 9) as u8, 10]));
+        red.save(input.join("t0_m0.png")).unwrap();
+        std::fs::copy(&png, input.join("t0_m2.png")).unwrap();
+        let filled = folder.join("out");
+        let v = ok_json(&[
+            "impute",
+            "--checkpoint",
+            &d,
+            "--folder",
+            input.to_str().unwrap(),
+            "--out",
+            filled.to_str().unwrap(),
+        ]);
+        assert_eq!(v["samples"], 1);
+        for m in ["m1", "m3", "m4"] {
+            assert_eq!(v["filled"][m], 1, "{v}");
+            let img = image::open(filled.join(format!("t0_{m}.png"))).unwrap();
+            assert_eq!(img.color(), image::ColorType::Rgb8, "{m}");
+        }
+        assert_eq!(
+            std::fs::read(filled.join("t0_m0.png")).unwrap(),
+            std::fs::read(input.join("t0_m0.png")).unwrap(),
+            "present files are copied"
+        );
     }
     // The class column is not a modality: it cannot be hidden.
     let bad = scratch("poly_missing");
