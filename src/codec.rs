@@ -23,13 +23,18 @@ pub type Codecs = BTreeMap<String, Codec>;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Codec {
-    /// Greyscale images of `width x height` pixels in `[0, 1]`: read from PNG or JPEG (resized
-    /// and converted to grey), written as PNG.
+    /// Images of `width x height` pixels in `[0, 1]`, grey (`channels` 1) or RGB (3,
+    /// channel-planar values): read from PNG or JPEG (resized and converted to grey or RGB),
+    /// written as 8-bit grey or RGB PNG.
     Image {
         /// Pixels per row.
         width: usize,
         /// Rows.
         height: usize,
+        /// 1 (grey; the default, and left out of the serialised form, so codecs written
+        /// before colour read and write unchanged) or 3 (RGB).
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        channels: usize,
     },
     /// A class index in `0..classes`, given and reported as a number.
     Label {
@@ -53,11 +58,32 @@ pub enum Codec {
     },
 }
 
+fn one() -> usize {
+    1
+}
+
+fn is_one(c: &usize) -> bool {
+    *c == 1
+}
+
 impl Codec {
+    /// A grey image codec.
+    pub fn grey_image(width: usize, height: usize) -> Self {
+        Codec::Image {
+            width,
+            height,
+            channels: 1,
+        }
+    }
+
     /// Values per sample this codec produces.
     pub fn dim(&self) -> usize {
         match self {
-            Codec::Image { width, height } => width * height,
+            Codec::Image {
+                width,
+                height,
+                channels,
+            } => channels * width * height,
             Codec::Label { .. } => 1,
             Codec::Audio { spectrogram, .. } => spectrogram.dim(),
             Codec::Columns { columns, .. } => columns.len(),
@@ -80,8 +106,17 @@ impl Codec {
     /// resampled); [`Error::InvalidData`] for a codec whose values do not come from files.
     pub fn read_file(&self, path: &Path) -> Result<Vec<f32>> {
         match self {
-            Codec::Image { width, height } => {
-                Ok(load_image(path, *width, *height, Channels::Gray)?)
+            Codec::Image {
+                width,
+                height,
+                channels,
+            } => {
+                let ch = match channels {
+                    1 => Channels::Gray,
+                    3 => Channels::Rgb,
+                    c => return Err(channel_error(*c)),
+                };
+                Ok(load_image(path, *width, *height, ch)?)
             }
             Codec::Audio {
                 spectrogram,
@@ -143,8 +178,12 @@ impl Codec {
         })?;
         let path = stem.with_extension(ext);
         match self {
-            Codec::Image { width, height } => {
-                write_grey_png(&path, values, *width, *height)?;
+            Codec::Image {
+                width,
+                height,
+                channels,
+            } => {
+                write_png(&path, values, *width, *height, *channels)?;
             }
             Codec::Audio {
                 spectrogram,
@@ -164,31 +203,65 @@ impl Codec {
     }
 }
 
+fn channel_error(c: usize) -> Error {
+    Error::config("image channels", c, "1 (grey) or 3 (RGB)")
+}
+
 /// Writes `values` in `[0, 1]` (clamped) as an 8-bit greyscale PNG, atomically.
 ///
 /// # Errors
 /// [`Error::Shape`] if `values` is not `width * height` long; [`Error::Data`] if the file
 /// cannot be written.
 pub fn write_grey_png(path: &Path, values: &[f32], width: usize, height: usize) -> Result<()> {
-    if values.len() != width * height || values.is_empty() {
+    write_png(path, values, width, height, 1)
+}
+
+/// Writes `values` in `[0, 1]` (clamped) as an 8-bit PNG, atomically: greyscale for one
+/// channel, RGB for three (channel-planar values: all red, then all green, then all blue).
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for another channel count; [`Error::Shape`] if `values` is not
+/// `channels * width * height` long; [`Error::Data`] if the file cannot be written.
+pub fn write_png(
+    path: &Path,
+    values: &[f32],
+    width: usize,
+    height: usize,
+    channels: usize,
+) -> Result<()> {
+    if !matches!(channels, 1 | 3) {
+        return Err(channel_error(channels));
+    }
+    let plane = width * height;
+    if values.len() != channels * plane || values.is_empty() {
         return Err(Error::shape(
             "image",
-            format!("{width} x {height} values"),
+            format!("{channels} x {width} x {height} values"),
             values.len(),
         ));
     }
-    let pixels: Vec<u8> = values
-        .iter()
-        .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
-        .collect();
-    let img = image::GrayImage::from_raw(width as u32, height as u32, pixels)
-        .expect("length checked above");
+    let byte = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+    let (w, h) = (width as u32, height as u32);
+    let save = |tmp: &Path| -> std::result::Result<(), image::ImageError> {
+        if channels == 1 {
+            let pixels: Vec<u8> = values.iter().map(|&v| byte(v)).collect();
+            image::GrayImage::from_raw(w, h, pixels)
+                .expect("length checked above")
+                .save_with_format(tmp, image::ImageFormat::Png)
+        } else {
+            let pixels: Vec<u8> = (0..plane)
+                .flat_map(|i| (0..3).map(move |c| byte(values[c * plane + i])))
+                .collect();
+            image::RgbImage::from_raw(w, h, pixels)
+                .expect("length checked above")
+                .save_with_format(tmp, image::ImageFormat::Png)
+        }
+    };
     crate::data::atomic::write_atomically(path, |tmp| {
-        img.save_with_format(tmp, image::ImageFormat::Png)
-            .map_err(|e| crate::data::DataError::Image {
-                file: tmp.display().to_string(),
-                reason: format!("cannot write PNG: {e}"),
-            })
+        save(tmp).map_err(|e| crate::data::DataError::Image {
+            file: tmp.display().to_string(),
+            reason: format!("cannot write PNG: {e}"),
+        })
     })?;
     Ok(())
 }
@@ -200,10 +273,7 @@ mod tests {
     #[test]
     fn image_round_trip_through_png() {
         let dir = tempfile::tempdir().unwrap();
-        let codec = Codec::Image {
-            width: 4,
-            height: 3,
-        };
+        let codec = Codec::grey_image(4, 3);
         let values: Vec<f32> = (0..12).map(|i| i as f32 / 11.0).collect();
         let path = codec.write_file(&values, &dir.path().join("x")).unwrap();
         assert_eq!(path.extension().unwrap(), "png");
@@ -211,6 +281,59 @@ mod tests {
         for (a, b) in values.iter().zip(&back) {
             assert!((a - b).abs() <= 0.5 / 255.0 + 1e-6, "{a} vs {b}");
         }
+    }
+
+    /// A 3-channel codec writes an RGB PNG whose pixels hold the planar values, and reads it
+    /// back as RGB; a grey codec reading the same file gets one plane of luminance.
+    #[test]
+    fn rgb_round_trip_through_png() {
+        let dir = tempfile::tempdir().unwrap();
+        let codec = Codec::Image {
+            width: 4,
+            height: 3,
+            channels: 3,
+        };
+        assert_eq!(codec.dim(), 36);
+        // Red rises along the pixels, green falls, blue is constant.
+        let mut values = vec![0.0f32; 36];
+        for i in 0..12 {
+            values[i] = i as f32 / 11.0;
+            values[12 + i] = 1.0 - i as f32 / 11.0;
+            values[24 + i] = 0.25;
+        }
+        let path = codec.write_file(&values, &dir.path().join("c")).unwrap();
+        let img = image::open(&path).unwrap();
+        assert_eq!(img.color(), image::ColorType::Rgb8);
+        let rgb = img.to_rgb8();
+        assert_eq!(rgb.get_pixel(3, 2).0, [255, 0, 64]);
+        assert_eq!(rgb.get_pixel(0, 0).0, [0, 255, 64]);
+        let back = codec.read_file(&path).unwrap();
+        assert_eq!(back.len(), 36);
+        for (a, b) in values.iter().zip(&back) {
+            assert!((a - b).abs() <= 0.5 / 255.0 + 1e-6, "{a} vs {b}");
+        }
+        let grey = Codec::grey_image(4, 3).read_file(&path).unwrap();
+        assert_eq!(grey.len(), 12);
+        // A grey PNG stays a grey PNG.
+        let g = Codec::grey_image(4, 3)
+            .write_file(&back[..12], &dir.path().join("g"))
+            .unwrap();
+        assert_eq!(image::open(&g).unwrap().color(), image::ColorType::L8);
+        let two = Codec::Image {
+            width: 4,
+            height: 3,
+            channels: 2,
+        };
+        assert!(two.write_file(&[0.0; 24], &dir.path().join("two")).is_err());
+        assert!(two.read_file(&path).is_err());
+        assert!(codec
+            .write_file(&values[..12], &dir.path().join("short"))
+            .is_err());
+        // Grey codecs serialise as before; colour ones name their channels.
+        let text = serde_json::to_string(&Codec::grey_image(28, 28)).unwrap();
+        assert_eq!(text, r#"{"type":"image","width":28,"height":28}"#);
+        let text = serde_json::to_string(&codec).unwrap();
+        assert_eq!(serde_json::from_str::<Codec>(&text).unwrap(), codec);
     }
 
     #[test]
@@ -250,10 +373,7 @@ mod tests {
     #[test]
     fn bad_inputs_are_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let img = Codec::Image {
-            width: 2,
-            height: 2,
-        };
+        let img = Codec::grey_image(2, 2);
         assert!(img.write_file(&[0.0; 3], &dir.path().join("a")).is_err());
         assert!(img.read_file(&dir.path().join("missing.png")).is_err());
         let junk = dir.path().join("junk.png");

@@ -427,6 +427,8 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
     }
 
     /// One pass over `data` in a fresh seeded order; `progress` is called after every step.
+    /// Columns of `data` that are not modalities of the model (a class column kept for
+    /// evaluation) are ignored.
     ///
     /// # Errors
     /// Data that does not fit the model, or a diverged loss.
@@ -449,6 +451,8 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
             .collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         while batches.next_into(&mut host) {
+            // Columns the model lacks (a class column kept for evaluation) stay on the host.
+            host.columns.retain(|c| names.contains(&c.name.as_str()));
             let batch =
                 Batch::from_host_batch(self.model.modalities(), self.model.device(), &host)?;
             let stats = self.step(&batch)?;

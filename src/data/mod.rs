@@ -1,6 +1,7 @@
 //! Data layer of mvae: readers for MNIST (IDX), WAV audio, spectrograms, the
-//! Free Spoken Digit Dataset, image folders and CSV tables, plus the generic
-//! paired [`MultimodalDataset`] with its batch iterator.
+//! Free Spoken Digit Dataset, image folders and CSV tables, the paired sets built
+//! from them (audio-visual digits, PolyMNIST), plus the generic paired
+//! [`MultimodalDataset`] with its batch iterator.
 //!
 //! Nothing here panics on user input; every failure is a [`DataError`].
 
@@ -16,6 +17,7 @@ pub mod griffin_lim;
 pub mod idx;
 pub mod image_folder;
 pub mod normalizer;
+pub mod polymnist;
 pub mod spectrogram;
 pub mod split;
 pub mod tabular;
@@ -30,6 +32,7 @@ pub use griffin_lim::{griffin_lim, GriffinLimConfig};
 pub use idx::{read_images, read_labels, write_idx_gz, IdxImages, Mnist};
 pub use image_folder::{Channels, ImageFolder};
 pub use normalizer::Normalizer;
+pub use polymnist::{PolyMnist, PolyMnistConfig};
 pub use spectrogram::{SpectrogramConfig, Stft};
 pub use split::Split;
 pub use tabular::{read_csv, write_csv, Table};

@@ -30,6 +30,9 @@ pub fn elbo<const L: usize, D: Backend>(
     let mut batches = data.batches(&in_order())?;
     let mut host = HostBatch::default();
     while batches.next_into(&mut host) {
+        // Columns the model lacks (a class column kept for evaluation) are not uploaded.
+        host.columns
+            .retain(|c| model.modalities().iter().any(|s| s.name() == c.name));
         let batch = Batch::from_host_batch(model.modalities(), model.device(), &host)?;
         let q = model.encode(&batch, subset);
         let eps = normal_draws(batch.size() * L, &mut rng);

@@ -132,6 +132,15 @@ impl ModalitySpec {
                 "at least one value per sample",
             ));
         }
+        if let ModalityKind::Image(img) = &self.kind {
+            if !matches!(img.channels, 1 | 3) {
+                return Err(Error::config(
+                    &format!("{name} channels"),
+                    img.channels,
+                    "1 (grey) or 3 (RGB)",
+                ));
+            }
+        }
         if self.encoder_hidden.is_empty() || self.decoder_hidden.is_empty() {
             return Err(Error::config(
                 &format!("{name} hidden sizes"),
@@ -179,7 +188,7 @@ impl ModalitySpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ModalityKind {
-    /// Grey-level images, Bernoulli likelihood.
+    /// Grey or RGB images, Bernoulli likelihood.
     Image(Image),
     /// Class labels, embedding encoder, categorical likelihood.
     Label(Label),

@@ -1,4 +1,4 @@
-//! Greyscale images tiled into one picture: reconstructions, samples per conditioning label,
+//! Grey or RGB images tiled into one picture: reconstructions, samples per conditioning label,
 //! cross-modal generations.
 
 use std::path::Path;
@@ -49,7 +49,29 @@ pub fn image_grid(
     cols: usize,
     options: &GridOptions,
 ) -> Result<()> {
-    let count = count_tiles("image grid", images, width, height)?;
+    image_grid_channels(path, images, 1, width, height, cols, options)
+}
+
+/// Tiles grey (`channels` 1) or RGB (`channels` 3) images with values in [0, 1] into one PNG
+/// at `path`, `cols` per row.
+///
+/// Each image is `channels * width * height` values, channel-planar (all red values row-major,
+/// then green, then blue); with one channel this is [`image_grid`]. `options.invert` inverts
+/// every channel.
+pub fn image_grid_channels(
+    path: &Path,
+    images: &[f32],
+    channels: usize,
+    width: usize,
+    height: usize,
+    cols: usize,
+    options: &GridOptions,
+) -> Result<()> {
+    if !matches!(channels, 1 | 3) {
+        return Err(Error::shape("image grid channels", "1 or 3", channels));
+    }
+    // Each image is `channels` stacked planes: count them as tiles `channels` times as high.
+    let count = count_tiles("image grid", images, width, height.saturating_mul(channels))?;
     if let Some(i) = images.iter().position(|v| !(0.0..=1.0).contains(v)) {
         return Err(invalid(
             "image grid",
@@ -57,6 +79,7 @@ pub fn image_grid(
         ));
     }
     let invert = options.invert;
+    let plane = width * height;
     mosaic(
         path,
         "image grid",
@@ -65,10 +88,17 @@ pub fn image_grid(
         cols,
         options,
         |tile, x, y| {
-            let v = images[tile * width * height + y * width + x];
-            let v = if invert { 1.0 - v } else { v };
-            let g = (v * 255.0).round() as u8;
-            [g, g, g]
+            let at = |c: usize| {
+                let v = images[(tile * channels + c) * plane + y * width + x];
+                let v = if invert { 1.0 - v } else { v };
+                (v * 255.0).round() as u8
+            };
+            if channels == 1 {
+                let g = at(0);
+                [g, g, g]
+            } else {
+                [at(0), at(1), at(2)]
+            }
         },
     )
 }
@@ -233,6 +263,38 @@ mod tests {
         };
         image_grid(&inverted, &bars(5), 6, 4, 3, &options).unwrap();
         assert_eq!(decode(&inverted, None).get_pixel(1, 1).0, [0; 3]);
+    }
+
+    /// RGB tiles keep their channels: planar values become coloured pixels, and a channel
+    /// count other than 1 or 3, or a length that is not a whole number of RGB tiles, is refused.
+    #[test]
+    fn rgb_tiles_show_their_colours() {
+        let dir = out_dir(concat!(module_path!(), "-", line!()));
+        let path = dir.path().join("rgb.png");
+        // Two 2x2 tiles: the first pure red, the second (0.2, 0.6, 1.0).
+        let mut images = vec![0.0f32; 24];
+        images[..4].fill(1.0);
+        images[12..16].fill(0.2);
+        images[16..20].fill(0.6);
+        images[20..24].fill(1.0);
+        let options = GridOptions {
+            scale: 1,
+            gap: 1,
+            ..Default::default()
+        };
+        image_grid_channels(&path, &images, 3, 2, 2, 2, &options).unwrap();
+        // 1 + 2 * 3 = 7 wide, 1 + 3 = 4 high.
+        let img = decode(&path, Some((7, 4)));
+        assert_eq!(img.get_pixel(1, 1).0, [255, 0, 0]);
+        assert_eq!(img.get_pixel(4, 2).0, [51, 153, 255]);
+        assert!(image_grid_channels(&path, &images, 2, 2, 2, 2, &options).is_err());
+        assert!(image_grid_channels(&path, &images[..20], 3, 2, 2, 2, &options).is_err());
+        // One channel is the grey grid, pixel for pixel.
+        let grey = dir.path().join("grey.png");
+        let via = dir.path().join("via.png");
+        image_grid(&grey, &bars(3), 6, 4, 3, &options).unwrap();
+        image_grid_channels(&via, &bars(3), 1, 6, 4, 3, &options).unwrap();
+        assert_eq!(std::fs::read(&grey).unwrap(), std::fs::read(&via).unwrap());
     }
 
     #[test]

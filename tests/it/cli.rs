@@ -985,3 +985,231 @@ fn force_clears_old_results_and_resume_records_epochs() {
     assert_eq!(v["epochs"], 2);
     assert_eq!(epochs(), 2, "config.toml is the resolved configuration");
 }
+
+/// PolyMNIST through the tool: every aggregation trains one epoch of five RGB modalities on a
+/// few hundred tuples built from the bundled MNIST; `eval` reports coherence given 1 to 4
+/// modalities by name (in eval.json and the readable summary); pictures, samples and
+/// generated files are RGB PNGs, and an RGB PNG can be given back to `generate`.
+#[test]
+fn polymnist_trains_with_every_aggregation_and_reports_coherence_given_k() {
+    let names = ["m0", "m1", "m2", "m3", "m4"];
+    for kind in ["poe", "moe", "mopoe", "mmvae-plus"] {
+        let dir = scratch(&format!("poly_{kind}"));
+        let d = dir.to_str().unwrap().to_string();
+        let v = ok_json(&[
+            "train",
+            "--dataset",
+            "polymnist",
+            "--aggregation",
+            kind,
+            "--epochs",
+            "1",
+            "--latent",
+            "8",
+            "--encoder-hidden",
+            "64",
+            "--decoder-hidden",
+            "64",
+            "--limit",
+            "300",
+            "--test-limit",
+            "100",
+            "--out",
+            &d,
+        ]);
+        assert_eq!(v["epochs"], 1, "{kind}");
+        assert_eq!(v["train_samples"], 300, "{kind}");
+        assert!(v["test_elbo"].as_f64().unwrap().is_finite(), "{kind}: {v}");
+        let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+        assert!(config.contains("dataset = \"polymnist\""), "{config}");
+        let cross = image::open(dir.join("pictures/cross_modal.png")).unwrap();
+        assert_eq!(cross.color(), image::ColorType::Rgb8, "{kind}");
+        let coloured = cross
+            .to_rgb8()
+            .pixels()
+            .filter(|p| p.0[0].abs_diff(p.0[1]) > 40 || p.0[1].abs_diff(p.0[2]) > 40)
+            .count();
+        assert!(coloured > 1000, "{kind}: {coloured} coloured pixels");
+        assert!(dir.join("pictures/latent.png").is_file(), "{kind}");
+        if kind != "mopoe" {
+            continue;
+        }
+
+        let eval_out = scratch("poly_eval");
+        let out = mvae(&[
+            "eval",
+            "--checkpoint",
+            &d,
+            "--k",
+            "4",
+            "--samples",
+            "20",
+            "--out",
+            eval_out.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("given 1 modality:"), "{text}");
+        assert!(text.contains("given 4 modalities:"), "{text}");
+        let e: Value =
+            serde_json::from_str(&std::fs::read_to_string(eval_out.join("eval.json")).unwrap())
+                .unwrap();
+        let judges = e["coherence"]["judges"].as_array().unwrap();
+        let judged: Vec<&str> = judges
+            .iter()
+            .map(|j| j["modality"].as_str().unwrap())
+            .collect();
+        assert_eq!(judged, names);
+        let given_k = e["coherence"]["given_k"].as_array().unwrap();
+        assert_eq!(given_k.len(), 4, "{given_k:?}");
+        for (g, (k, count)) in given_k.iter().zip([(1, 5), (2, 10), (3, 10), (4, 5)]) {
+            assert_eq!(g["k"], k);
+            assert_eq!(g["of"], count);
+            let subsets = g["subsets"].as_array().unwrap();
+            assert_eq!(subsets.len(), count);
+            let c = g["coherence"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&c), "{g}");
+            let mean = subsets
+                .iter()
+                .map(|s| s["coherence"].as_f64().unwrap())
+                .sum::<f64>()
+                / count as f64;
+            assert!((c - mean).abs() < 1e-9, "{g}");
+            for s in subsets {
+                let given = s["given"].as_array().unwrap();
+                let targets = s["targets"].as_array().unwrap();
+                assert_eq!(given.len(), k);
+                assert_eq!(targets.len(), 5 - k);
+                for n in given.iter().chain(targets) {
+                    assert!(names.contains(&n.as_str().unwrap()), "{s}");
+                }
+            }
+        }
+
+        let samples = scratch("poly_sample");
+        let s = ok_json(&[
+            "sample",
+            "--checkpoint",
+            &d,
+            "-n",
+            "2",
+            "--out",
+            samples.to_str().unwrap(),
+        ]);
+        let files = s["outputs"]["m2"]["files"].as_array().unwrap();
+        assert_eq!(files.len(), 2);
+        let png = files[0].as_str().unwrap().to_string();
+        assert_eq!(image::open(&png).unwrap().color(), image::ColorType::Rgb8);
+        let gen = scratch("poly_gen");
+        let given = format!("m2={png}");
+        let g = ok_json(&[
+            "generate",
+            "--checkpoint",
+            &d,
+            "--given",
+            &given,
+            "--mean",
+            "--out",
+            gen.to_str().unwrap(),
+        ]);
+        let outputs = g["outputs"].as_object().unwrap();
+        let generated: Vec<&str> = outputs.keys().map(String::as_str).collect();
+        assert_eq!(generated, ["m0", "m1", "m3", "m4"]);
+        let file = g["outputs"]["m4"]["files"][0].as_str().unwrap();
+        let img = image::open(file).unwrap();
+        assert_eq!(img.color(), image::ColorType::Rgb8);
+        assert_eq!((img.width(), img.height()), (28, 28));
+
+        // impute --folder reads the given RGB files as colour and writes the missing ones.
+        let folder = scratch("poly_folder");
+        let input = folder.join("in");
+        std::fs::create_dir_all(&input).unwrap();
+        let red = image::RgbImage::from_fn(28, 28, |x, _| image::Rgb([200, (x * 9) as u8, 10]));
+        red.save(input.join("t0_m0.png")).unwrap();
+        std::fs::copy(&png, input.join("t0_m2.png")).unwrap();
+        let filled = folder.join("out");
+        let v = ok_json(&[
+            "impute",
+            "--checkpoint",
+            &d,
+            "--folder",
+            input.to_str().unwrap(),
+            "--out",
+            filled.to_str().unwrap(),
+        ]);
+        assert_eq!(v["samples"], 1);
+        for m in ["m1", "m3", "m4"] {
+            assert_eq!(v["filled"][m], 1, "{v}");
+            let img = image::open(filled.join(format!("t0_{m}.png"))).unwrap();
+            assert_eq!(img.color(), image::ColorType::Rgb8, "{m}");
+        }
+        assert_eq!(
+            std::fs::read(filled.join("t0_m0.png")).unwrap(),
+            std::fs::read(input.join("t0_m0.png")).unwrap(),
+            "present files are copied"
+        );
+    }
+    // The class column is not a modality: it cannot be hidden.
+    let bad = scratch("poly_missing");
+    fails(
+        &[
+            "train",
+            "--dataset",
+            "polymnist",
+            "--missing",
+            "label=0.5",
+            "--limit",
+            "50",
+            "--test-limit",
+            "20",
+            "--out",
+            bad.to_str().unwrap(),
+        ],
+        "not a modality of this data (it has m0, m1, m2, m3, m4)",
+    );
+}
+
+/// PolyMNIST from the full MNIST: MoPoE trained for 10 epochs on the first 10,000 tuples
+/// generates images of the conditioning digit well above chance (0.1), and more often the more
+/// modalities it is given. Measured with these commands (2026-12-07, 2 CPU cores, about 12
+/// minutes): coherence given 1, 2, 3, 4 = 0.252, 0.278, 0.301, 0.318; the judges' accuracy on
+/// real test images 0.74 to 0.86.
+#[test]
+#[ignore = "needs MVAE_DATA; about 12 minutes, so .ci/run skips it by name"]
+fn polymnist_coherence_rises_with_the_modalities_given() {
+    let data = crate::common::full_data().expect("MVAE_DATA");
+    let dir = scratch("poly_full");
+    let d = dir.to_str().unwrap().to_string();
+    ok_json(&[
+        "train",
+        "--dataset",
+        "polymnist",
+        "--data",
+        data.to_str().unwrap(),
+        "--aggregation",
+        "mopoe",
+        "--limit",
+        "10000",
+        "--test-limit",
+        "2000",
+        "--epochs",
+        "10",
+        "--out",
+        &d,
+    ]);
+    let e = ok_json(&["eval", "--checkpoint", &d, "--k", "10", "--samples", "200"]);
+    let given: Vec<f64> = e["coherence"]["given_k"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["coherence"].as_f64().unwrap())
+        .collect();
+    eprintln!("coherence given 1..4: {given:?}");
+    assert_eq!(given.len(), 4);
+    assert!(given[0] > 0.18, "{given:?}");
+    assert!(given[3] > given[0] + 0.03, "{given:?}");
+}

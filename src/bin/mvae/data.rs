@@ -5,7 +5,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use mvae::data::{read_csv, AvDigits, AvDigitsConfig, DatasetBuilder, Mnist, Normalizer, Split};
+use mvae::data::polymnist;
+use mvae::data::{
+    read_csv, AvDigits, AvDigitsConfig, DatasetBuilder, Mnist, Normalizer, PolyMnist,
+    PolyMnistConfig, Split,
+};
 use mvae::likelihood::Variance;
 use mvae::{Codec, Codecs, Continuous, Image, Label, ModalitySpec, MultimodalDataset};
 
@@ -74,6 +78,36 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared> {
                 codecs,
             }
         }
+        DatasetKind::Polymnist => {
+            let poly_cfg = PolyMnistConfig {
+                seed: cfg.train.seed,
+                train_limit: d.limit,
+                test_limit: d.test_limit,
+            };
+            let poly = PolyMnist::load(&dir, &poly_cfg).with_context(|| {
+                format!("building PolyMNIST from {}", dir.join("mnist").display())
+            })?;
+            let side = polymnist::SIDE;
+            let mut codecs = Codecs::new();
+            let mut specs = Vec::new();
+            for name in polymnist::NAMES {
+                specs.push(ModalitySpec::new(Image::rgb(name, side, side)));
+                codecs.insert(
+                    name.into(),
+                    Codec::Image {
+                        width: side,
+                        height: side,
+                        channels: polymnist::CHANNELS,
+                    },
+                );
+            }
+            Prepared {
+                train: poly.train.data,
+                test: poly.test.data,
+                specs,
+                codecs,
+            }
+        }
         DatasetKind::Csv => {
             let path = d.csv.as_ref().context("dataset csv needs a file")?;
             let table = read_csv(path)?;
@@ -109,15 +143,16 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared> {
         );
     }
     if !d.missing.is_empty() {
+        // Only modalities can be hidden (PolyMNIST's class column is not one).
+        let names: Vec<&str> = p.specs.iter().map(|s| s.name()).collect();
         for name in d.missing.keys() {
-            if p.train.column(name).is_none() {
+            if !names.contains(&name.as_str()) || p.train.column(name).is_none() {
                 bail!(
                     "missing rate for {name:?}, which is not a modality of this data (it has {})",
-                    p.train.names().join(", ")
+                    names.join(", ")
                 );
             }
         }
-        let names = p.train.names();
         if names
             .iter()
             .all(|n| d.missing.get(*n).is_some_and(|&r| r >= 1.0))
@@ -140,13 +175,7 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared> {
 
 fn image_label_codecs() -> Codecs {
     let mut c = Codecs::new();
-    c.insert(
-        "image".into(),
-        Codec::Image {
-            width: 28,
-            height: 28,
-        },
-    );
+    c.insert("image".into(), Codec::grey_image(28, 28));
     c.insert("label".into(), Codec::Label { classes: 10 });
     c
 }

@@ -16,8 +16,10 @@ use crate::{checkpoint_file, data, pictures, Common};
 #[command(
     after_help = "Reads the data set from the run's config.toml beside the checkpoint. Reports \
 importance-weighted log-likelihoods log p(x_S) of every subset (IWAE, K samples), each modality \
-given the others, cross-modal and joint coherence judged by classifiers trained on the data, and \
-linear probes of the latent means. Writes eval.json and pictures into --out (default: the run \
+given the others, cross-modal and joint coherence judged by classifiers trained on the data, \
+coherence given k (for k = 1..M-1, each modality generated from subsets of k others, averaged \
+over the subsets; at most 10 subsets of a size, a seeded sample beyond that), and linear probes \
+of the latent means. Writes eval.json and pictures into --out (default: the run \
 directory)."
 )]
 pub struct EvalArgs {
@@ -94,8 +96,9 @@ fn eval_on<const L: usize, D: Backend>(
         ..IwaeConfig::default()
     };
     let started = std::time::Instant::now();
-    let has_label = prepared.test.column("label").is_some()
-        && model.modalities().iter().any(|m| m.name() == "label");
+    // A class column (a label modality, or PolyMNIST's class kept beside its images).
+    let has_label =
+        prepared.test.column("label").is_some() && prepared.train.column("label").is_some();
     let value = if has_label {
         let ec = EvalConfig {
             iwae,
@@ -184,6 +187,22 @@ fn print_human(v: &serde_json::Value, seconds: f64, out: &Path) {
                 names(&c["given"]),
                 c["target"].as_str().unwrap_or("?"),
                 c["coherence"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+        let given_k = coh["given_k"].as_array().into_iter().flatten();
+        for g in given_k {
+            let n = g["subsets"].as_array().map_or(0, Vec::len);
+            let of = g["of"].as_u64().unwrap_or(0);
+            let sampled = if n as u64 == of {
+                format!("{n} subsets")
+            } else {
+                format!("{n} of {of} subsets")
+            };
+            println!(
+                "  given {} modalit{}: {:.3}  ({sampled})",
+                g["k"],
+                if g["k"] == 1 { "y" } else { "ies" },
+                g["coherence"].as_f64().unwrap_or(f64::NAN)
             );
         }
         if let Some(j) = coh.get("joint").filter(|j| !j.is_null()) {

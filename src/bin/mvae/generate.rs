@@ -17,8 +17,9 @@ use crate::{checkpoint_file, pictures, Common};
 #[command(
     after_help = "Examples:\n  mvae generate --checkpoint runs/mnist --label 7 --out gen7\n  \
 mvae generate --checkpoint runs/av --audio three.wav --out heard\n  \
-mvae generate --checkpoint runs/av --image digit.png --mean --out seen\n\n\
-Writes <modality>_<i>.png for images, <modality>_<i>.wav (and a spectrogram picture) for audio, \
+mvae generate --checkpoint runs/av --image digit.png --mean --out seen\n  \
+mvae generate --checkpoint runs/poly --given m0=m0_3.png --given m1=m1_3.png --out poly\n\n\
+Writes <modality>_<i>.png for images (RGB PNG for colour modalities such as polymnist's), <modality>_<i>.wav (and a spectrogram picture) for audio, \
 an image grid of the first draws (at most 64), and reports class probabilities and table values. \
 --samples is at most 1000 (checked before anything is written); for more, run again with \
 another --seed and --out."
@@ -27,7 +28,8 @@ pub struct GenerateArgs {
     /// A run directory or its checkpoint file.
     #[arg(long, value_name = "PATH")]
     checkpoint: PathBuf,
-    /// An image file for the modality `image` (PNG or JPEG; resized and made grey).
+    /// An image file for the modality `image` (PNG or JPEG; resized, made grey, or RGB for a
+    /// colour image modality).
     #[arg(long, value_name = "FILE")]
     image: Option<PathBuf>,
     /// A WAV file for the modality `audio` (any rate; resampled).

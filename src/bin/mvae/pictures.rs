@@ -43,7 +43,10 @@ pub fn draw<const L: usize, D: Backend>(
     pb.inc(1);
     let names: Vec<&str> = model.modalities().iter().map(|m| m.name()).collect();
     let has = |n: &str| names.contains(&n) && data.test.column(n).is_some();
-    if has("label") && data.test.len() < 2 {
+    // A class column colours the latent picture, whether a modality (`label`) or kept beside
+    // the modalities for evaluation (PolyMNIST).
+    let classes = data.test.column("label").is_some();
+    if classes && data.test.len() < 2 {
         // Two principal components need at least two points.
         if !common.json {
             eprintln!(
@@ -51,7 +54,7 @@ pub fn draw<const L: usize, D: Backend>(
                 data.test.len()
             );
         }
-    } else if has("label") {
+    } else if classes {
         let z = latents(
             model,
             &data.test,
@@ -79,7 +82,11 @@ pub fn draw<const L: usize, D: Backend>(
     }
     pb.inc(1);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    if let Some(Codec::Image { width, height }) = data.codecs.get("image").filter(|_| has("image"))
+    if let Some(Codec::Image {
+        width,
+        height,
+        channels,
+    }) = data.codecs.get("image").filter(|_| has("image"))
     {
         // Reconstructions: real test images, then the decoder's mean from the image alone.
         let col = data.test.column("image").expect("has image");
@@ -90,7 +97,7 @@ pub fn draw<const L: usize, D: Backend>(
             .copied()
             .collect();
         let mut recon = Vec::new();
-        for img in real.chunks(width * height) {
+        for img in real.chunks(channels * width * height) {
             recon.extend(reconstruct(model, "image", img)?);
         }
         let mut both = real.clone();
@@ -100,12 +107,13 @@ pub fn draw<const L: usize, D: Backend>(
             title: "test images (top) and their reconstructions (bottom)".into(),
             ..GridOptions::default()
         };
-        plot::image_grid(
+        plot::image_grid_channels(
             &path,
             &both,
+            *channels,
             *width,
             *height,
-            DRAWS.min(real.len() / (width * height)).max(1),
+            DRAWS.min(real.len() / (channels * width * height)).max(1),
             &opts,
         )?;
         files.push(path);
@@ -167,9 +175,11 @@ pub fn draw<const L: usize, D: Backend>(
             ..GridOptions::default()
         };
         match codec {
-            Codec::Image { width, height } => {
-                plot::image_grid(&path, &rows, *width, *height, DRAWS, &opts)?
-            }
+            Codec::Image {
+                width,
+                height,
+                channels,
+            } => plot::image_grid_channels(&path, &rows, *channels, *width, *height, DRAWS, &opts)?,
             Codec::Audio { spectrogram, .. } => {
                 plot::spectrogram_grid(
                     &path,
@@ -194,6 +204,9 @@ pub fn draw<const L: usize, D: Backend>(
         files.push(path);
     }
     pb.inc(3);
+    if let Some(path) = cross_modal_images(model, data, &firsts, &out)? {
+        files.push(path);
+    }
     if let Some(Codec::Audio { spectrogram, .. }) =
         data.codecs.get("audio").filter(|_| has("audio"))
     {
@@ -225,6 +238,96 @@ pub fn draw<const L: usize, D: Backend>(
     }
     pb.finish_and_clear();
     Ok(files)
+}
+
+/// With two or more image modalities of one shape (PolyMNIST's five): for the first test
+/// sample of each class (`firsts`), the real images of every image modality, then each of them
+/// generated from all the other modalities (the posterior mean), one class per row, in
+/// `cross_modal.png`. `None` when the model has fewer image modalities or no class shows.
+fn cross_modal_images<const L: usize, D: Backend>(
+    model: &Mvae<L, D>,
+    data: &Prepared,
+    firsts: &[Option<usize>],
+    out: &Path,
+) -> Result<Option<PathBuf>> {
+    let images: Vec<(usize, &str, &Codec)> = model
+        .modalities()
+        .iter()
+        .enumerate()
+        .filter_map(|(m, s)| {
+            let codec = data.codecs.get(s.name())?;
+            data.test.column(s.name())?;
+            matches!(codec, Codec::Image { .. }).then_some((m, s.name(), codec))
+        })
+        .collect();
+    let Some(&(_, _, first_codec)) = images.first() else {
+        return Ok(None);
+    };
+    let Codec::Image {
+        width,
+        height,
+        channels,
+    } = *first_codec
+    else {
+        return Ok(None);
+    };
+    if images.len() < 2 || images.iter().any(|(_, _, c)| *c != first_codec) {
+        return Ok(None);
+    }
+    let mut tiles = Vec::new();
+    let mut row_labels = Vec::new();
+    for (d, first) in firsts.iter().enumerate() {
+        let Some(i) = *first else { continue };
+        let sample = |name: &str| data.test.column(name).and_then(|c| c.sample(i));
+        for (_, name, _) in &images {
+            tiles.extend_from_slice(sample(name).expect("first samples have every modality"));
+        }
+        for (_, target, _) in &images {
+            let given: Vec<HostValues> = model
+                .modalities()
+                .iter()
+                .map(|s| s.name())
+                .filter(|n| n != target)
+                .filter_map(|n| {
+                    sample(n).map(|values| HostValues {
+                        name: n,
+                        values,
+                        present: None,
+                    })
+                })
+                .collect();
+            let g = generate(model, &given, 1, None)?;
+            let t = g
+                .into_iter()
+                .find(|g| g.name == *target)
+                .expect("generated");
+            tiles.extend(t.mean);
+        }
+        row_labels.push(d.to_string());
+    }
+    if row_labels.is_empty() {
+        return Ok(None);
+    }
+    let names: Vec<&str> = images.iter().map(|(_, n, _)| *n).collect();
+    let path = out.join("cross_modal.png");
+    let opts = GridOptions {
+        row_labels,
+        title: format!(
+            "test samples ({}, left) and each generated from all the others (right)",
+            names.join(", ")
+        ),
+        ..GridOptions::default()
+    };
+    plot::image_grid_channels(
+        &path,
+        &tiles,
+        channels,
+        width,
+        height,
+        2 * images.len(),
+        &opts,
+    )?;
+    Ok(Some(path))
 }
 
 /// Encodes one sample of modality `name` alone and decodes the same modality's mean.
@@ -271,9 +374,13 @@ pub fn draws(
         ..GridOptions::default()
     };
     let path = match codec {
-        Codec::Image { width, height } => {
+        Codec::Image {
+            width,
+            height,
+            channels,
+        } => {
             let path = out.join(format!("{name}_grid.png"));
-            plot::image_grid(&path, mean, *width, *height, cols, &opts)?;
+            plot::image_grid_channels(&path, mean, *channels, *width, *height, cols, &opts)?;
             path
         }
         Codec::Audio { spectrogram, .. } => {

@@ -39,9 +39,12 @@ impl std::str::FromStr for Sizes {
 #[derive(clap::Args)]
 #[command(
     after_help = "Flags override the --config file, which overrides the defaults (the MVAE \
-paper's MNIST recipe: latent 64 (8 for av-digits and csv), encoders 512-512, decoders 512-512-512, Swish, label weight 50, \
+paper's MNIST recipe: latent 64 (32 for polymnist, 8 for av-digits and csv), encoders 512-512, decoders 512-512-512, Swish, label weight 50, \
 Adam 1e-3, batch 100). Example config:\n\n  [data]\n  dataset = \"mnist\"\n  missing = { label = 0.5 }\n  \
 [model]\n  latent = 32\n  [train]\n  epochs = 20\n  anneal_epochs = 5\n\n\
+Data sets: mnist (image + label), av-digits (image + spoken digit + label), polymnist (five \
+RGB images m0..m4 of one digit, each on its own background texture, built from MNIST; the class \
+is kept for evaluation only), csv (a table).\n\n\
 Resume an interrupted or finished run with more epochs: mvae train --resume RUN --epochs 30"
 )]
 pub struct TrainArgs {
@@ -78,8 +81,8 @@ pub struct TrainArgs {
     /// Hide a modality from this share of training samples, e.g. `--missing label=0.5`.
     #[arg(long, value_name = "NAME=RATE", value_parser = config::key_value::<f64>)]
     missing: Vec<(String, f64)>,
-    /// Latent size (2, 8, 16, 32, 64 or 128; default 64 for mnist and av-digits, 8 for csv and
-    /// for av-digits with --aggregation poe).
+    /// Latent size (2, 8, 16, 32, 64 or 128; default 64 for mnist and av-digits, 32 for
+    /// polymnist, 8 for csv and for av-digits with --aggregation poe).
     #[arg(long, value_name = "N")]
     latent: Option<usize>,
     /// Encoder hidden sizes, e.g. 512,512.
