@@ -4,9 +4,9 @@
 #   MVAE_BIN=/work/runs/mvae-plus PY=/work/venv-mv/bin/python DATA=/work/shared/data \
 #     benches/reference/compare_multivae.sh [OUT_DIR]
 #
-# PY is a Python with `pip install multivae==1.0.3` (it brings torch). Waits until no other
-# mvae training, cargo or rustc runs (polling every 30 s, at most WAIT_UNTIL, a `date` time,
-# default 14:25 UTC), then runs ROUNDS (default 3) interleaved rounds of one epoch on the first
+# PY is a Python with `pip install multivae==1.0.3` (it brings torch). Before every run it
+# waits until no other mvae training, cargo or rustc runs (polling every 30 s, until WAIT_UNTIL,
+# a `date` time, default 14:25 UTC; after that it stops waiting and says so). It runs ROUNDS (default 3) interleaved rounds of one epoch on the first
 # LIMIT (default 12000) MNIST training images, 2 threads each:
 #   ours poe, MultiVae MVAE, ours moe, MultiVae MMVAE, ours mopoe, MultiVae MoPoE,
 #   ours mmvae-plus, MultiVae MMVAE+
@@ -33,14 +33,19 @@ busy() { # another mvae training or evaluation (any build), cargo or rustc
         || pgrep -x cargo > /dev/null || pgrep rustc > /dev/null
 }
 deadline=$(date -u -d "$WAIT_UNTIL" +%s)
-while busy; do
-    if [ "$(date -u +%s)" -ge "$deadline" ]; then
-        echo "# still busy at $(date -u +%T) UTC: measuring anyway" >&2
-        echo "{\"note\":\"busy at start\",\"time\":\"$(date -u +%T)\",\"load\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >> "$LOG"
-        break
-    fi
-    sleep 30
-done
+late=0
+wait_quiet() { # before every run: a build or training that starts mid-round stalls torch's threads
+    while [ $late = 0 ] && busy; do
+        if [ "$(date -u +%s)" -ge "$deadline" ]; then
+            late=1
+            echo "# still busy at $(date -u +%T) UTC: measuring anyway" >&2
+            echo "{\"note\":\"busy, measuring anyway\",\"time\":\"$(date -u +%T)\",\"load\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >> "$LOG"
+            break
+        fi
+        sleep 30
+    done
+}
+wait_quiet
 echo "# start $(date -u +%FT%T) UTC, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 record() { # impl aggregation json
@@ -59,6 +64,7 @@ print(json.dumps({"round": int(sys.argv[1]), "impl": sys.argv[2], "aggregation":
 }
 ours() {
     local j
+    wait_quiet
     j=$("$BIN" train --dataset mnist --data "$DATA" --aggregation "$1" --epochs 1 \
         --limit "$LIMIT" --test-limit 1000 --seed "$ROUND" --no-pictures --json --force \
         --out "$OUT/ours-$1" 2> "$OUT/ours-$1.err") || { echo "ours $1 failed" >&2; return; }
@@ -66,6 +72,7 @@ ours() {
 }
 theirs() {
     local j
+    wait_quiet
     j=$("$PY" "$HERE/multivae_mnist.py" --data "$DATA" --model "$2" --epochs 1 \
         --limit "$LIMIT" --seed "$ROUND" --threads 2 2> "$OUT/multivae-$2.err") \
         || { echo "MultiVae $2 failed" >&2; return; }
