@@ -1,8 +1,8 @@
 #!/bin/bash
 # Full-epoch training speed of every aggregation, mvae beside MultiVae 1.0.3 (issue 19 item 5).
 #
-#   MVAE_BIN=/work/runs/mvae-plus PY=/work/venv-mv/bin/python DATA=/work/shared/data \
-#     benches/reference/compare_multivae.sh [OUT_DIR]
+#   cargo build --release && PY=/work/venv-mv/bin/python DATA=../shared/data \
+#     benches/reference/compare_multivae.sh [OUT_DIR]       # MVAE_BIN: another mvae binary
 #
 # PY is a Python with `pip install multivae==1.0.3` (it brings torch). Before every run it
 # waits until no other mvae training, cargo or rustc runs (polling every 30 s, until WAIT_UNTIL,
@@ -17,9 +17,9 @@
 # slows down about 15x (77 against 1,286 samples/s with passive waiting, 13:21 UTC 2026-12-07).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
-BIN=${MVAE_BIN:-/work/runs/mvae-plus}
+BIN=${MVAE_BIN:-$HERE/../../target/release/mvae}
 PY=${PY:-/work/venv-mv/bin/python}
-DATA=${DATA:-/work/shared/data}
+DATA=${DATA:-$HERE/../../../shared/data}
 LIMIT=${LIMIT:-12000}
 ROUNDS=${ROUNDS:-3}
 WAIT_UNTIL=${WAIT_UNTIL:-14:25}
