@@ -428,15 +428,35 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
 
     /// One pass over `data` in a fresh seeded order; `progress` is called after every step.
     /// Columns of `data` that are not modalities of the model (a class column kept for
-    /// evaluation) are ignored.
+    /// evaluation) are ignored, but every modality of the model must be a column (a misnamed
+    /// column would otherwise train the model without it).
     ///
     /// # Errors
-    /// Data that does not fit the model, or a diverged loss.
+    /// Data that does not fit the model (a modality with no column among them), or a diverged
+    /// loss.
     pub fn fit_epoch(
         &mut self,
         data: &MultimodalDataset,
         mut progress: impl FnMut(&StepProgress),
     ) -> Result<EpochMetrics> {
+        let have = data.names();
+        let lacking: Vec<&str> = self
+            .model
+            .modalities()
+            .iter()
+            .map(|m| m.name())
+            .filter(|n| !have.contains(n))
+            .collect();
+        if !lacking.is_empty() {
+            return Err(Error::InvalidData {
+                what: "training data".into(),
+                reason: format!(
+                    "has no column for modality {} (its columns: {})",
+                    lacking.join(", "),
+                    have.join(", ")
+                ),
+            });
+        }
         let start = Instant::now();
         let mut batches = data.batches(&BatchOptions::new(self.cfg.batch_size, self.rng.gen()))?;
         let steps = batches.len();

@@ -69,6 +69,15 @@ fn columns_the_model_lacks_change_nothing() {
     let (a, b) = (run(&with_label), run(&image_only));
     assert_eq!((a.0, a.1), (b.0, b.1));
     assert!(a.2 == b.2, "weights differ");
+    // A modality with no column (a misnamed one) is refused, not trained without.
+    let misnamed = DatasetBuilder::new()
+        .column("img", 784, image.values().to_vec())
+        .build()
+        .unwrap();
+    let model = Mvae::<16, Cpu>::new(&config, &Cpu::default(), 3).unwrap();
+    let mut t = Trainer::new(model, TrainConfig::default()).unwrap();
+    let err = t.fit_epoch(&misnamed, |_| {}).unwrap_err().to_string();
+    assert!(err.contains("image") && err.contains("img"), "{err}");
 }
 
 /// Drops `label` from every fourth sample.
