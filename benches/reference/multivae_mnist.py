@@ -37,7 +37,7 @@ Prints one JSON line: samples_per_second (training only: the epoch loop, not the
 or model construction), the epoch's mean loss per sample, and the mean loss of the first and
 last 10 steps (to see that it learns).
 """
-import argparse, gzip, json, struct, sys, time
+import argparse, json, os, sys, time
 
 import numpy as np
 import torch
@@ -53,17 +53,9 @@ from multivae.models import MMVAE, MVAE, MoPoE, MMVAEConfig, MVAEConfig, MoPoECo
 from multivae.models import MMVAEPlus, MMVAEPlusConfig
 
 
-def idx(path):
-    with gzip.open(path) as f:
-        d = f.read()
-    rank = d[3]
-    dims = struct.unpack(">" + "I" * rank, d[4:4 + 4 * rank])
-    return np.frombuffer(d, dtype=np.uint8, offset=4 + 4 * rank).reshape(dims)
-
-
-class Swish(nn.Module):
-    def forward(self, x):
-        return x * torch.sigmoid(x)
+# The IDX reader and the activation of the independent reference beside this file.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mvae_mnist import Swish, idx  # noqa: E402
 
 
 class Encoder(BaseEncoder):
