@@ -132,19 +132,14 @@ fn run_latent<D: Backend>(
 /// The model: the paper's MNIST networks for the image and label, the same sizes for the
 /// audio (2,048 standardised spectrogram values, Gaussian with unit variance).
 fn config(audio_dim: usize, audio_weight: f32, args: &Args) -> ModelConfig {
-    let config = ModelConfig::new(vec![
+    ModelConfig::new(vec![
         ModalitySpec::new(Image::mnist()),
         ModalitySpec::new(Continuous::new(AUDIO, audio_dim, Variance::Fixed(1.0)))
             .weight(audio_weight),
         ModalitySpec::new(Label::digits()).weight(50.0),
     ])
-    .aggregation(args.aggregation);
-    if args.aggregation == AggregationKind::MmvaePlus {
-        let private = config.default_private(args.latent);
-        config.private(private)
-    } else {
-        config
-    }
+    .aggregation(args.aggregation)
+    .with_default_private(args.latent)
 }
 
 /// Trains and evaluates on any device.

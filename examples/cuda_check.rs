@@ -122,14 +122,9 @@ fn run_on<D: Backend>(
     test: &MultimodalDataset,
     a: &Args,
 ) -> Result<DeviceRun> {
-    let config = ModelConfig::mnist().aggregation(a.aggregation);
-    let config = match a.aggregation {
-        AggregationKind::MmvaePlus => {
-            let p = config.default_private(64);
-            config.private(p)
-        }
-        _ => config,
-    };
+    let config = ModelConfig::mnist()
+        .aggregation(a.aggregation)
+        .with_default_private(64);
     let model = Mvae::<64, D>::new(&config, &dev, a.seed)?;
     let cfg = TrainConfig {
         seed: a.seed,

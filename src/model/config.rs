@@ -70,6 +70,17 @@ impl ModelConfig {
         (latent / (2 * self.modalities.len().max(1))).max(1)
     }
 
+    /// With MMVAE+, sets the private size to [`ModelConfig::default_private`] for a latent of
+    /// size `latent`; any other config is returned as it is.
+    pub fn with_default_private(self, latent: usize) -> Self {
+        if self.aggregation == AggregationKind::MmvaePlus {
+            let size = self.default_private(latent);
+            self.private(size)
+        } else {
+            self
+        }
+    }
+
     /// The layout of a latent of size `latent` with private slices, if the config has them.
     ///
     /// # Errors

@@ -18,7 +18,7 @@
 
 use dfdx::prelude::*;
 
-use super::{standard_normal, standard_normal_log_prob_on, Gaussian};
+use super::{repeat_rows_each, standard_normal, standard_normal_log_prob_on, Gaussian};
 use crate::backend::{Backend, Latent, Vector};
 
 /// How a mixture's KL to the prior is estimated in the training loss.
@@ -358,17 +358,4 @@ impl<const L: usize, D: Backend> Mixture<L, D> {
         m.chosen = (0..m.batch()).map(|r| m.nth_available(r, r % k)).collect();
         m
     }
-}
-
-/// Each row of `t` repeated `k` times in a row.
-fn repeat_rows_each<const L: usize, D: Backend>(t: &Latent<L, D>, k: usize) -> Latent<L, D> {
-    let v = t.as_vec();
-    let n = v.len() / L;
-    let mut out = Vec::with_capacity(v.len() * k);
-    for row in v.chunks_exact(L) {
-        for _ in 0..k {
-            out.extend_from_slice(row);
-        }
-    }
-    t.device().tensor_from_vec(out, (n * k, Const::<L>))
 }

@@ -400,22 +400,24 @@ impl<const L: usize, D: Backend> Posterior<L, D, OwnedTape<f32, D>> {
 impl<const L: usize, D: Backend> Gaussian<L, D> {
     /// Each row repeated `k` times in a row (row `i k + j` is row `i`).
     pub fn repeat_each(&self, k: usize) -> Self {
-        let rep = |t: &Latent<L, D>| {
-            let v = t.as_vec();
-            let n = v.len() / L;
-            let mut out = Vec::with_capacity(v.len() * k);
-            for row in v.chunks_exact(L) {
-                for _ in 0..k {
-                    out.extend_from_slice(row);
-                }
-            }
-            t.device().tensor_from_vec(out, (n * k, Const::<L>))
-        };
         Gaussian {
-            mean: rep(&self.mean),
-            logvar: rep(&self.logvar),
+            mean: repeat_rows_each(&self.mean, k),
+            logvar: repeat_rows_each(&self.logvar, k),
         }
     }
+}
+
+/// Each row of `t` repeated `k` times in a row (row `i k + j` is row `i`).
+fn repeat_rows_each<const L: usize, D: Backend>(t: &Latent<L, D>, k: usize) -> Latent<L, D> {
+    let v = t.as_vec();
+    let n = v.len() / L;
+    let mut out = Vec::with_capacity(v.len() * k);
+    for row in v.chunks_exact(L) {
+        for _ in 0..k {
+            out.extend_from_slice(row);
+        }
+    }
+    t.device().tensor_from_vec(out, (n * k, Const::<L>))
 }
 
 impl<const L: usize, D: Backend> Posterior<L, D> {
