@@ -20,7 +20,7 @@
 use dfdx::prelude::*;
 
 use super::{Aggregation, Experts, MixtureOfExperts};
-use crate::backend::{realize, Backend, Latent, Matrix, Vector};
+use crate::backend::{Backend, Latent, Matrix, Vector};
 use crate::posterior::{Gaussian, Mixture, MixtureKl, Posterior};
 use crate::subset::Subset;
 
@@ -47,29 +47,29 @@ impl PrivateLayout {
         self.shared + self.private
     }
 
-    /// The columns decoder `m` reads from latents `z`: the shared part, then `m`'s slice.
+    /// The 0/1 matrix `(latent, shared + private)` whose product with latents gives the
+    /// columns decoder `m` reads: the shared part, then `m`'s slice; `None` where that is the
+    /// whole latent (one modality). The model builds these once.
     ///
-    /// A product with a 0/1 selection matrix, not `slice`: dfdx 0.13's slice backward
-    /// assigns the gradient instead of adding it, so the shared part, which every decoder
-    /// reads, would keep only one decoder's gradient.
-    pub fn decoder_view<const L: usize, D: Backend, T: Tape<f32, D>>(
+    /// A product, not `slice`: dfdx 0.13's slice backward on the CPU assigns the gradient
+    /// instead of adding it, so the shared part, which every decoder reads, would keep only one
+    /// decoder's gradient.
+    pub fn decoder_selection<D: Backend>(
         &self,
-        z: Latent<L, D, T>,
+        latent: usize,
         m: usize,
-    ) -> Matrix<D, T> {
-        let z: Matrix<D, T> = realize(z);
-        if self.decoder_input() == L {
-            // One modality: the view is the whole latent.
-            return z;
-        }
+        dev: &D,
+    ) -> Option<Matrix<D>> {
         let width = self.decoder_input();
-        let mut select = vec![0.0f32; L * width];
+        if width == latent {
+            return None;
+        }
+        let mut select = vec![0.0f32; latent * width];
         let columns = (0..self.shared).chain(self.slice(m));
         for (to, from) in columns.enumerate() {
             select[from * width + to] = 1.0;
         }
-        let select: Matrix<D> = z.device().tensor_from_vec(select, (L, width));
-        z.matmul(select)
+        Some(dev.tensor_from_vec(select, (latent, width)))
     }
 }
 
@@ -98,7 +98,7 @@ impl Aggregation for MmvaePlus {
             })
             .collect();
         // 0/1 masks over (row, dimension). Parts are picked by masks, not `slice` (see
-        // `PrivateLayout::decoder_view`).
+        // `PrivateLayout::decoder_selection`).
         let mask = |f: &dyn Fn(usize, usize) -> bool| -> Latent<L, D> {
             let v = (0..n)
                 .flat_map(|i| (0..L).map(move |d| (i, d)))
@@ -169,28 +169,21 @@ impl Aggregation for MmvaePlus {
     }
 }
 
-/// The priors' log-variances in their slices (0 elsewhere), for each of `n` rows: each
-/// `(P,)` vector broadcast over the rows and placed by a 0/1 matrix product.
+/// The priors' log-variances in their slices (0 on the shared part), for each of `n` rows:
+/// the `(P,)` vectors concatenated after `shared` zeros and broadcast over the rows.
 fn prior_logvars<const L: usize, D: Backend, T: Tape<f32, D>>(
     logvars: &[Vector<D, T>],
     lay: PrivateLayout,
     n: usize,
     dev: &D,
 ) -> Latent<L, D, T> {
-    let p = lay.private;
-    let mut out: Option<Matrix<D, T>> = None;
-    for (m, lv) in logvars.iter().enumerate() {
-        let mut place = vec![0.0f32; p * L];
-        for (k, d) in lay.slice(m).enumerate() {
-            place[k * L + d] = 1.0;
-        }
-        let place: Matrix<D> = dev.tensor_from_vec(place, (p, L));
-        let rows: Matrix<D, T> = lv.with_empty_tape().broadcast_like::<_, Axis<0>>(&(n, p));
-        let placed = rows.matmul(place);
-        out = Some(match out {
-            None => placed,
-            Some(o) => o + placed,
-        });
-    }
-    realize(out.expect("a model has a modality"))
+    let shared: Vector<D, T> = dev.zeros_like(&(lay.shared,)).put_tape(T::default());
+    let row = logvars.iter().fold(shared, |row, lv| {
+        (row, lv.with_empty_tape()).concat_along(Axis::<0>)
+    });
+    let width = row.shape().0;
+    let Ok(row) = row.try_realize::<(Const<L>,)>() else {
+        panic!("a private layout of {width} dimensions in a latent of {L}");
+    };
+    row.broadcast_like(&(n, Const::<L>))
 }

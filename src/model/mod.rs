@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::aggregation::{Aggregation, Expert, Experts, PrivateLayout, PrivatePriors};
-use crate::backend::{Backend, Latent, Matrix, Vector};
+use crate::backend::{realize, Backend, Latent, Matrix, Vector};
 use crate::batch::Batch;
 use crate::likelihood::Input;
 use crate::modality::{Modality, ModalitySpec};
@@ -48,6 +48,9 @@ pub struct Mvae<const L: usize, D: Backend> {
     /// empty without private latents).
     pub private_prior: Vec<Vector<D>>,
     layout: Option<PrivateLayout>,
+    /// Per modality, the 0/1 matrix that picks the columns its decoder reads (with private
+    /// latents; empty where every decoder reads the whole latent), built once.
+    decoder_selections: Vec<Matrix<D>>,
     dev: D,
 }
 
@@ -85,12 +88,20 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
                     .collect()
             })
             .unwrap_or_default();
+        let decoder_selections = layout
+            .map(|l| {
+                (0..config.modalities.len())
+                    .filter_map(|m| l.decoder_selection(L, m, dev))
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Self {
             config: config.clone(),
             encoders,
             decoders,
             private_prior,
             layout,
+            decoder_selections,
             dev: dev.clone(),
         })
     }
@@ -211,8 +222,11 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
     /// Decoder `m`'s likelihood parameters for latents `z` (with private latents, from the
     /// shared part and `m`'s own slice).
     pub fn decode<T: Tape<f32, D>>(&self, m: usize, z: Latent<L, D, T>) -> DecoderOutput<D, T> {
-        match self.layout {
-            Some(layout) => self.decoders[m].forward_features(layout.decoder_view(z, m)),
+        match self.decoder_selections.get(m) {
+            Some(select) => {
+                let z: Matrix<D, T> = realize(z);
+                self.decoders[m].forward_features(z.matmul(select.clone()))
+            }
             None => self.decoders[m].forward(z),
         }
     }

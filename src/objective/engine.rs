@@ -390,7 +390,8 @@ impl<const L: usize, D: Backend> ActiveTerm<L, D> {
 }
 
 /// `v` (`k n` rows) cut into `k` slices of `n` rows; the last one carries the tape. The
-/// slices must not overlap: dfdx 0.13's slice backward assigns the gradient, it does not add.
+/// slices must not overlap: dfdx 0.13's slice backward on the CPU assigns the gradient, it
+/// does not add.
 fn split_rows<D: Backend>(
     v: Vector<D, OwnedTape<f32, D>>,
     k: usize,
