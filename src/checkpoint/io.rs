@@ -20,11 +20,98 @@ pub(super) fn ckpt_err(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
+/// The largest safetensors header read (the `safetensors` crate's own limit).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// The most tensor bytes a checkpoint may declare: the parameters of the largest model
+/// ([`ModelConfig::MAX_PARAMETERS`](crate::model::ModelConfig::MAX_PARAMETERS)) and both of
+/// Adam's moments, as `f32`.
+const MAX_DATA: u64 = 3 * 4 * crate::model::ModelConfig::MAX_PARAMETERS as u64;
+
+/// Reads the checkpoint file at `path` without reading more than it declares: the header's
+/// length and the tensors' extents are checked against the bounds and the file's size before
+/// their bytes are read, so a random or endless file (`/dev/urandom`) fails at once.
 pub(super) fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::Io {
+    use std::io::Read;
+    let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    let bad = |reason: String| {
+        ckpt_err(
+            path,
+            format!("not a readable checkpoint (safetensors file truncated or corrupt?): {reason}"),
+        )
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if meta.is_dir() {
+        return Err(ckpt_err(path, "is a folder, not a checkpoint file"));
+    }
+    // A regular file's size bounds what it can declare; a pipe or device has none.
+    let size = meta.is_file().then_some(meta.len());
+    let mut bytes = Vec::new();
+    let mut read_exactly = |n: u64, bytes: &mut Vec<u8>, what: &str| -> Result<()> {
+        let got = (&mut file).take(n).read_to_end(bytes).map_err(io)?;
+        if (got as u64) < n {
+            return Err(bad(format!("the file ends inside its {what}")));
+        }
+        Ok(())
+    };
+    read_exactly(8, &mut bytes, "header length")?;
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+    if n > MAX_HEADER {
+        return Err(bad(format!(
+            "it declares a header of {n} bytes (at most {MAX_HEADER})"
+        )));
+    }
+    if let Some(size) = size.filter(|&s| 8 + n > s) {
+        return Err(bad(format!(
+            "it declares a header of {n} bytes but the file has {size} bytes"
+        )));
+    }
+    read_exactly(n, &mut bytes, "header")?;
+    let data = data_extent(&bytes[8..]).map_err(bad)?;
+    if data > MAX_DATA {
+        return Err(bad(format!(
+            "it declares {data} bytes of tensors (at most {MAX_DATA})"
+        )));
+    }
+    if let Some(size) = size.filter(|&s| 8 + n + data != s) {
+        return Err(bad(format!(
+            "it declares {} bytes (header and tensors) but the file has {size}",
+            8 + n + data
+        )));
+    }
+    read_exactly(data, &mut bytes, "tensors")?;
+    if size.is_none() && file.read(&mut [0u8]).map_err(io)? > 0 {
+        return Err(bad(format!(
+            "it holds more than the {} bytes it declares",
+            8 + n + data
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The end of the last tensor's bytes that a safetensors header declares (the length of the
+/// data after the header); the header is otherwise checked when the file is parsed.
+fn data_extent(header: &[u8]) -> std::result::Result<u64, String> {
+    let entries: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(header)
+        .map_err(|e| format!("its header is not a JSON object: {e}"))?;
+    let mut end = 0u64;
+    for (name, entry) in &entries {
+        if name == "__metadata__" {
+            continue;
+        }
+        let offsets = entry
+            .get("data_offsets")
+            .and_then(serde_json::Value::as_array)
+            .and_then(|o| o.get(1))
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| format!("tensor {name} has no data_offsets"))?;
+        end = end.max(offsets);
+    }
+    Ok(end)
 }
 
 pub(super) fn info_of(path: &Path, bytes: &[u8]) -> Result<CheckpointInfo> {
@@ -62,9 +149,28 @@ pub(super) fn info_of(path: &Path, bytes: &[u8]) -> Result<CheckpointInfo> {
     }
     let info: CheckpointInfo = serde_json::from_value(value)
         .map_err(|e| ckpt_err(path, format!("metadata does not parse: {e}")))?;
+    let config_err = |e| ckpt_err(path, format!("model config in the checkpoint: {e}"));
+    info.model.validate().map_err(config_err)?;
     info.model
-        .validate()
-        .map_err(|e| ckpt_err(path, format!("model config in the checkpoint: {e}")))?;
+        .check_size(info.latent_size)
+        .map_err(config_err)?;
+    // Every parameter is an f32 tensor in the file: a config that declares more than the file
+    // holds is refused before a model of its size is allocated.
+    let declared = info
+        .model
+        .parameter_count(info.latent_size)
+        .unwrap_or(usize::MAX);
+    if declared.saturating_mul(4) > bytes.len() {
+        return Err(ckpt_err(
+            path,
+            format!(
+                "its model config declares {declared} parameters ({} bytes) but the file has \
+                 only {} bytes",
+                declared.saturating_mul(4),
+                bytes.len()
+            ),
+        ));
+    }
     Ok(info)
 }
 

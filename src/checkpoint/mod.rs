@@ -39,7 +39,12 @@
 //!
 //! A reader refuses a file whose `format_version` is newer than [`FORMAT_VERSION`], any file
 //! whose tensors do not match its model config (a tensor missing, extra, of another dtype or
-//! shape), and anything that is not such a file, with [`Error::Checkpoint`].
+//! shape), and anything that is not such a file, with [`Error::Checkpoint`]. A file is read
+//! no further than it declares: the header's length and the tensors' extents are checked
+//! against the file's size before their bytes are read, and a model config that declares more
+//! parameters than the file holds, or sizes beyond [`ModalitySpec::MAX_VALUES`],
+//! [`ModalitySpec::MAX_HIDDEN`] or [`ModelConfig::MAX_PARAMETERS`], is refused before a model
+//! is allocated.
 //!
 //! # Atomic writes
 //!
@@ -61,6 +66,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::Codecs;
+#[cfg(doc)]
+use crate::modality::ModalitySpec;
 use crate::model::ModelConfig;
 #[cfg(doc)]
 use crate::model::Mvae;

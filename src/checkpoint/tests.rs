@@ -560,3 +560,125 @@ fn interrupted_save_leaves_old_checkpoint_readable() {
     reason(old.save(&folder));
     assert!(folder.is_dir());
 }
+
+#[test]
+fn parameter_count_is_the_models_without_building_it() {
+    use crate::aggregation::AggregationKind;
+    use crate::likelihood::Variance;
+    use crate::modality::Continuous;
+    let dev = Cpu::default();
+    let continuous = ModelConfig::new(vec![
+        ModalitySpec::new(Continuous::new("x", 3, Variance::Learned)).encoder_hidden(&[5, 7]),
+        ModalitySpec::new(Continuous::new("y", 2, Variance::Fixed(1.0))).decoder_hidden(&[6]),
+        ModalitySpec::new(Label::digits()),
+    ]);
+    for config in [
+        small_config(),
+        small_config().aggregation(AggregationKind::MmvaePlus),
+        continuous.clone(),
+        continuous.aggregation(AggregationKind::MmvaePlus),
+    ] {
+        let mut model = Model::new(&config, &dev, 0).unwrap();
+        let walked: usize = super::io::param_shapes(&mut model)
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum();
+        assert_eq!(config.parameter_count(4), Some(walked), "{config:?}");
+    }
+}
+
+#[test]
+fn absurd_sizes_are_refused_before_allocation() {
+    let dev = Cpu::default();
+    let refused = |config: ModelConfig, want: &str| {
+        let e = Model::new(&config, &dev, 0).unwrap_err().to_string();
+        assert!(e.contains(want), "{e:?} lacks {want:?}");
+    };
+    // Would overflow (capacity overflow) or abort on a failed allocation.
+    refused(small_config().hidden(&[usize::MAX], &[16]), "at most 65536");
+    refused(
+        small_config().hidden(&[100_000_000], &[16]),
+        "at most 65536",
+    );
+    let huge = ModelConfig::new(vec![
+        ModalitySpec::new(Image::new("image", 100_000, 100_000)),
+        ModalitySpec::new(Label::digits()),
+    ]);
+    refused(huge, "image size");
+    let overflow = ModelConfig::new(vec![
+        ModalitySpec::new(Image::new("image", usize::MAX, 3)),
+        ModalitySpec::new(Label::digits()),
+    ]);
+    refused(overflow, "image size");
+    // Every size within its bound, but too many parameters together.
+    refused(
+        small_config().hidden(&[65_536, 65_536], &[16]),
+        "at most 1073741824 parameters",
+    );
+}
+
+#[test]
+fn checkpoint_metadata_declaring_more_than_the_file_holds_is_refused() {
+    let dev = Cpu::default();
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.safetensors");
+    let bad = dir.path().join("bad.safetensors");
+    Model::new(&small_config(), &dev, 3)
+        .unwrap()
+        .save(&good)
+        .unwrap();
+    let check = |edit: &dyn Fn(&mut serde_json::Value), want: &str| {
+        rewrite(&good, &bad, |_, j| edit(j));
+        let r = reason(Model::load(&bad, &dev));
+        assert!(r.contains(want), "{r:?} lacks {want:?}");
+        reason(read_info(&bad));
+    };
+    let image = |j: &mut serde_json::Value| {
+        j["model"]["modalities"][0]["kind"]["width"] = 100_000.into();
+        j["model"]["modalities"][0]["kind"]["height"] = 100_000.into();
+    };
+    check(&image, "image size: 100000 x 100000 x 1");
+    // Within every bound, but far more parameters than the file's bytes.
+    let wide = |j: &mut serde_json::Value| {
+        j["model"]["modalities"][0]["encoder_hidden"] = serde_json::json!([60_000]);
+    };
+    check(&wide, "parameters");
+    check(&|j| j["latent_size"] = 1_000_000_000.into(), "parameters");
+}
+
+#[test]
+fn a_checkpoint_is_read_only_as_far_as_it_declares() {
+    let dev = Cpu::default();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.safetensors");
+    let check = |bytes: &[u8], want: &str| {
+        std::fs::write(&path, bytes).unwrap();
+        let r = reason(Model::load(&path, &dev));
+        assert!(r.contains(want), "{r:?} lacks {want:?}");
+    };
+    // A header length beyond any header, then beyond the file.
+    check(
+        &u64::MAX.to_le_bytes(),
+        "a header of 18446744073709551615 bytes",
+    );
+    let mut b = 1000u64.to_le_bytes().to_vec();
+    b.extend(b"{}");
+    check(
+        &b,
+        "declares a header of 1000 bytes but the file has 10 bytes",
+    );
+    // Tensors that end past the file.
+    let header = br#"{"x":{"dtype":"F32","shape":[1000000],"data_offsets":[0,4000000]}}"#;
+    let mut b = (header.len() as u64).to_le_bytes().to_vec();
+    b.extend(header);
+    b.extend([0u8; 16]);
+    check(&b, "bytes (header and tensors) but the file has");
+    // An endless source of random bytes fails at once instead of being read whole.
+    if Path::new("/dev/urandom").exists() {
+        let started = std::time::Instant::now();
+        for _ in 0..20 {
+            reason(Model::load("/dev/urandom", &dev));
+        }
+        assert!(started.elapsed().as_secs() < 5);
+    }
+}

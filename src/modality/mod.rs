@@ -79,6 +79,13 @@ pub struct ModalitySpec {
 }
 
 impl ModalitySpec {
+    /// The most values one sample of a modality may hold (its data width, classes or decoder
+    /// outputs): 2^24, e.g. an RGB image of 2,364 x 2,364 pixels.
+    pub const MAX_VALUES: usize = 1 << 24;
+
+    /// The widest hidden layer: 2^16 units.
+    pub const MAX_HIDDEN: usize = 1 << 16;
+
     /// A spec with the MVAE paper's MNIST networks and weight 1.
     pub fn new(kind: impl Into<ModalityKind>) -> Self {
         Self {
@@ -115,7 +122,9 @@ impl ModalitySpec {
     /// Checks sizes and weight.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for an empty name, a zero size or a bad weight.
+    /// [`Error::InvalidConfig`] for an empty name, a zero size, a size above
+    /// [`ModalitySpec::MAX_VALUES`] or a hidden layer above [`ModalitySpec::MAX_HIDDEN`], or a
+    /// bad weight.
     pub fn validate(&self) -> Result<()> {
         let name = self.name();
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -123,6 +132,31 @@ impl ModalitySpec {
                 "modality name",
                 format!("{name:?}"),
                 "non-empty ASCII letters, digits or _",
+            ));
+        }
+        if let ModalityKind::Image(img) = &self.kind {
+            // Before anything reads `dim`, which would overflow.
+            let values = img
+                .width
+                .checked_mul(img.height)
+                .and_then(|p| p.checked_mul(img.channels));
+            if values.is_none_or(|v| v > Self::MAX_VALUES) {
+                return Err(Error::config(
+                    &format!("{name} size"),
+                    format!("{} x {} x {}", img.height, img.width, img.channels),
+                    &format!("at most {} values per sample", Self::MAX_VALUES),
+                ));
+            }
+        }
+        if self.kind.dim() > Self::MAX_VALUES || self.kind.likelihood().params() > Self::MAX_VALUES
+        {
+            return Err(Error::config(
+                &format!("{name} size"),
+                self.kind.dim().max(self.kind.likelihood().params()),
+                &format!(
+                    "at most {} values (or classes) per sample",
+                    Self::MAX_VALUES
+                ),
             ));
         }
         if self.kind.dim() == 0 || self.kind.likelihood().params() == 0 {
@@ -158,6 +192,18 @@ impl ModalitySpec {
                 &format!("{name} hidden sizes"),
                 format!("{:?} / {:?}", self.encoder_hidden, self.decoder_hidden),
                 "sizes >= 1",
+            ));
+        }
+        if let Some(&h) = self
+            .encoder_hidden
+            .iter()
+            .chain(&self.decoder_hidden)
+            .find(|&&h| h > Self::MAX_HIDDEN)
+        {
+            return Err(Error::config(
+                &format!("{name} hidden size"),
+                h,
+                &format!("at most {} units per layer", Self::MAX_HIDDEN),
             ));
         }
         if !(self.weight.is_finite() && self.weight > 0.0) {

@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::aggregation::{AggregationKind, PrivateLayout};
-use crate::modality::ModalitySpec;
+use crate::likelihood::{Likelihood, Variance};
+use crate::modality::{EncoderInput, Modality, ModalitySpec};
 use crate::nn::Activation;
 use crate::subset::Subset;
 use crate::{Error, Result};
@@ -125,6 +126,80 @@ impl ModelConfig {
             m.decoder_hidden = decoder.to_vec();
         }
         self
+    }
+
+    /// The most parameters a model may have: 2^30 (4 GiB of weights, and twice that again for
+    /// Adam's moments while training).
+    pub const MAX_PARAMETERS: usize = 1 << 30;
+
+    /// The number of parameters (weights) of this model with a latent of size `latent`, counted
+    /// without building it; `None` if the count overflows. The config should validate first.
+    pub fn parameter_count(&self, latent: usize) -> Option<usize> {
+        let linear = |i: usize, o: usize| i.checked_mul(o)?.checked_add(o);
+        let stack = |first: usize, sizes: &[usize]| {
+            let mut prev = first;
+            let mut n = 0usize;
+            for &s in sizes {
+                n = n.checked_add(linear(prev, s)?)?;
+                prev = s;
+            }
+            Some(n)
+        };
+        let decoder_input = match self.private_layout(latent).ok()? {
+            Some(l) => l.decoder_input(),
+            None => latent,
+        };
+        let mut n = self.private.checked_mul(self.modalities.len())?;
+        for m in &self.modalities {
+            let (eh, dh) = (&m.encoder_hidden, &m.decoder_hidden);
+            let (first, last) = (*eh.first()?, *eh.last()?);
+            let input = match m.kind.encoder_input() {
+                EncoderInput::Dense { dim } => linear(dim, first)?,
+                EncoderInput::Embedding { classes } => classes.checked_mul(first)?,
+            };
+            let heads = linear(last, latent)?.checked_mul(2)?;
+            let like = m.kind.likelihood();
+            let out = linear(*dh.last()?, like.params())?;
+            let logvar = match like {
+                Likelihood::Gaussian {
+                    variance: Variance::Learned,
+                    ..
+                } => like.params(),
+                _ => 0,
+            };
+            for part in [
+                input,
+                stack(first, &eh[1..])?,
+                heads,
+                stack(decoder_input, dh)?,
+                out,
+                logvar,
+            ] {
+                n = n.checked_add(part)?;
+            }
+        }
+        Some(n)
+    }
+
+    /// Checks that the model with a latent of size `latent` has at most
+    /// [`ModelConfig::MAX_PARAMETERS`] parameters, before anything is allocated.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] giving the count (or saying it overflows) and the bound.
+    pub fn check_size(&self, latent: usize) -> Result<()> {
+        match self.parameter_count(latent) {
+            Some(n) if n <= Self::MAX_PARAMETERS => Ok(()),
+            n => Err(Error::config(
+                "model size",
+                n.map_or("more than 2^64 parameters".to_string(), |n| {
+                    format!("{n} parameters")
+                }),
+                &format!(
+                    "at most {} parameters (smaller hidden sizes, latent or data)",
+                    Self::MAX_PARAMETERS
+                ),
+            )),
+        }
     }
 
     /// Checks every modality and that names are unique.

@@ -59,14 +59,16 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
     /// device).
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] if the config does not validate, `L` is 0 or the private
-    /// latents leave no shared dimension.
+    /// [`Error::InvalidConfig`] if the config does not validate, `L` is 0, the private
+    /// latents leave no shared dimension or the model would have more than
+    /// [`ModelConfig::MAX_PARAMETERS`] parameters.
     pub fn new(config: &ModelConfig, dev: &D, seed: u64) -> Result<Self> {
         config.validate()?;
         if L == 0 {
             return Err(Error::config("latent size", 0, "at least 1"));
         }
         let layout = config.private_layout(L)?;
+        config.check_size(L)?;
         let decoder_input = layout.map_or(L, |l| l.decoder_input());
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let act = config.activation;

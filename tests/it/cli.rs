@@ -1213,3 +1213,47 @@ fn polymnist_coherence_rises_with_the_modalities_given() {
     assert!(given[0] > 0.18, "{given:?}");
     assert!(given[3] > given[0] + 0.03, "{given:?}");
 }
+
+#[test]
+fn absurd_sizes_and_endless_checkpoints_are_refused() {
+    for hidden in ["18446744073709551615", "100000000"] {
+        let out = scratch(&format!("sizes-{hidden}"));
+        let o = out.to_str().unwrap();
+        let args = [
+            "train",
+            "--epochs",
+            "1",
+            "--limit",
+            "100",
+            "--test-limit",
+            "50",
+            "--encoder-hidden",
+            hidden,
+            "--out",
+            o,
+        ];
+        fails(&args, "invalid image hidden size");
+        let _ = std::fs::remove_dir_all(&out);
+        fails(&args, "at most 65536 units per layer");
+    }
+    let out = scratch("sizes");
+    let o = out.to_str().unwrap();
+    if Path::new("/dev/urandom").exists() {
+        let started = std::time::Instant::now();
+        let args = [
+            "sample",
+            "--checkpoint",
+            "/dev/urandom",
+            "-n",
+            "1",
+            "--out",
+            o,
+        ];
+        fails(&args, "not a readable checkpoint");
+        fails(
+            &["eval", "--checkpoint", "/dev/urandom", "--out", o],
+            "not a readable checkpoint",
+        );
+        assert!(started.elapsed().as_secs() < 10);
+    }
+}
