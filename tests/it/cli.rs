@@ -1257,3 +1257,41 @@ fn absurd_sizes_and_endless_checkpoints_are_refused() {
         assert!(started.elapsed().as_secs() < 10);
     }
 }
+
+#[test]
+fn eval_keeps_an_existing_report_and_checks_its_folder_first() {
+    let run = mnist_run().to_str().unwrap().to_string();
+    let out = scratch("eval_twice");
+    let o = out.to_str().unwrap();
+    let args = [
+        "eval",
+        "--checkpoint",
+        &run,
+        "--k",
+        "2",
+        "--samples",
+        "20",
+        "--out",
+        o,
+    ];
+    ok_json(&args);
+    let first = std::fs::read(out.join("eval.json")).unwrap();
+    fails(
+        &args,
+        "eval.json exists; choose another --out or pass --force",
+    );
+    assert_eq!(std::fs::read(out.join("eval.json")).unwrap(), first);
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    ok_json(&forced);
+    // A folder nobody may write into (even root may not create files in /proc) fails before
+    // the evaluation (minutes at the default --k and --samples), not after it.
+    if Path::new("/proc/self").is_dir() {
+        let started = std::time::Instant::now();
+        fails(
+            &["eval", "--checkpoint", &run, "--out", "/proc"],
+            "/proc is not writable",
+        );
+        assert!(started.elapsed().as_secs() < 10);
+    }
+}

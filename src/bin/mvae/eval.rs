@@ -20,7 +20,8 @@ given the others, cross-modal and joint coherence judged by classifiers trained 
 coherence given k (for k = 1..M-1, each modality generated from subsets of k others, averaged \
 over the subsets; at most 10 subsets of a size, a seeded sample beyond that), and linear probes \
 of the latent means. Writes eval.json and pictures into --out (default: the run \
-directory)."
+directory); an existing eval.json is replaced only with --force, and --out is checked to be \
+writable before the evaluation starts."
 )]
 pub struct EvalArgs {
     /// A run directory or its checkpoint file.
@@ -38,10 +39,16 @@ pub struct EvalArgs {
     /// Where eval.json and the pictures go (default: the run directory).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Replace an existing eval.json in --out.
+    #[arg(long)]
+    force: bool,
     /// Seed of the estimates.
     #[arg(long, default_value_t = 0)]
     seed: u64,
 }
+
+/// The report `eval` writes into its output folder.
+pub const EVAL_JSON: &str = "eval.json";
 
 /// Reads the run configuration stored beside a checkpoint.
 pub fn run_config(ckpt: &Path, data: Option<&PathBuf>) -> Result<RunConfig> {
@@ -71,7 +78,9 @@ pub fn run(common: &Common, args: EvalArgs) -> Result<()> {
     let mut inputs = vec![("--checkpoint", ckpt.as_path()), ("--checkpoint", &config)];
     inputs.extend(args.data.as_deref().map(|p| ("--data", p)));
     crate::output::refuse_input(&out, &inputs)?;
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    crate::output::refuse_existing(&out.join(EVAL_JSON), args.force)?;
+    // Before the minutes of computation, not after.
+    crate::output::check_writable(&out)?;
     crate::dispatch!(
         common,
         info.latent_size,
@@ -142,7 +151,7 @@ fn eval_on<const L: usize, D: Backend>(
     doc["checkpoint"] = serde_json::json!(ckpt);
     doc["seconds"] = serde_json::json!(seconds);
     doc["pictures"] = serde_json::json!(pics);
-    write_json(&out.join("eval.json"), &doc)?;
+    write_json(&out.join(EVAL_JSON), &doc)?;
     report(common, &doc, || print_human(&value, seconds, out));
     Ok(())
 }

@@ -9,7 +9,7 @@ use mvae::data::{DatasetBuilder, Table};
 use mvae::{Backend, Codec, Codecs, MultimodalDataset, Mvae};
 
 use crate::generate::{codecs_of, given_values};
-use crate::output::{output_dir, refuse_input, report};
+use crate::output::{output_dir, refuse_existing, refuse_input, report};
 use crate::{checkpoint_file, data, Common};
 
 #[derive(clap::Args)]
@@ -61,12 +61,7 @@ pub fn run(common: &Common, args: ImputeArgs) -> Result<()> {
     refuse_input(&args.out, &[(flag, input), ("--checkpoint", &ckpt)])?;
     let source = match (&args.csv, &args.folder) {
         (Some(csv), _) => {
-            if args.out.exists() && !args.force {
-                bail!(
-                    "{} exists; choose another --out or pass --force",
-                    args.out.display()
-                );
-            }
+            refuse_existing(&args.out, args.force)?;
             Source::Csv(read_raw_csv(csv, &codecs)?)
         }
         (None, Some(dir)) => {

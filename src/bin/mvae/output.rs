@@ -59,6 +59,31 @@ pub fn output_dir(dir: &Path, force: bool) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
 }
 
+/// Refuses to replace the existing file `path` unless `force`.
+pub fn refuse_existing(path: &Path, force: bool) -> Result<()> {
+    if path.exists() && !force {
+        bail!(
+            "{} exists; choose another --out or pass --force",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Creates the folder `dir` if needed and checks that files can be written there, by creating
+/// and removing a file: a command that computes for minutes calls this first, so that it fails
+/// at once instead of losing its results.
+pub fn check_writable(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let probe = dir.join(format!(".mvae-write-check-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .with_context(|| format!("{} is not writable", dir.display()))?;
+    std::fs::remove_file(&probe).with_context(|| format!("removing {}", probe.display()))
+}
+
 /// Refuses an output path that is one of the command's inputs, given as (flag, path) pairs,
 /// directly or through a link: both are compared after resolving links. Every command that
 /// writes calls this before it writes anything, so `--force` never replaces an input.

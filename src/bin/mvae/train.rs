@@ -189,7 +189,13 @@ impl TrainArgs {
 /// What `train` and `eval` write into a run directory. `train --force` removes these from an
 /// old run before it starts, so no result of the old run stays beside the new one; other files
 /// in the folder are left alone.
-pub const RUN_FILES: [&str; 5] = [CONFIG, CHECKPOINT, METRICS, "eval.json", "pictures"];
+pub const RUN_FILES: [&str; 5] = [
+    CONFIG,
+    CHECKPOINT,
+    METRICS,
+    crate::eval::EVAL_JSON,
+    "pictures",
+];
 
 /// Removes the [`RUN_FILES`] of an old run from `dir` (a link is removed, not followed).
 fn clear_run(dir: &Path) -> Result<()> {
