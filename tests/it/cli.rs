@@ -1284,6 +1284,12 @@ fn eval_keeps_an_existing_report_and_checks_its_folder_first() {
     let mut forced = args.to_vec();
     forced.push("--force");
     ok_json(&forced);
+    // A folder locked by a running process (here: this test) is not written.
+    std::fs::write(out.join(".mvae.lock"), std::process::id().to_string()).unwrap();
+    fails(
+        &forced,
+        &format!("is in use by process {}", std::process::id()),
+    );
     // A folder nobody may write into (even root may not create files in /proc) fails before
     // the evaluation (minutes at the default --k and --samples), not after it.
     if Path::new("/proc/self").is_dir() {
@@ -1294,4 +1300,123 @@ fn eval_keeps_an_existing_report_and_checks_its_folder_first() {
         );
         assert!(started.elapsed().as_secs() < 10);
     }
+}
+
+#[test]
+fn a_failed_run_leaves_no_config_and_resume_takes_only_its_flags() {
+    let dir = scratch("failed_run");
+    let d = dir.to_str().unwrap();
+    let csv = dir.with_extension("csv");
+    let c = csv.to_str().unwrap();
+    let args = ["train", "--csv", c, "--epochs", "1", "--out", d];
+    fails(&args, "No such file");
+    assert!(
+        !dir.join("config.toml").exists(),
+        "a failed run left its config"
+    );
+    // Good data, a model that cannot be built.
+    let rows = "a,b\n1,2\n2,3\n3,4\n4,5\n5,6\n6,7\n7,8\n8,9\n9,10\n10,11\n";
+    std::fs::write(&csv, rows).unwrap();
+    let mut wide = args.to_vec();
+    wide.extend(["--decoder-hidden", "100000000"]);
+    fails(&wide, "at most 65536 units per layer");
+    assert!(
+        !dir.join("config.toml").exists(),
+        "a failed run left its config"
+    );
+    // The corrected rerun needs no --force.
+    ok_json(&args);
+    assert!(
+        !dir.join(".mvae.lock").exists(),
+        "the lock is removed at the end"
+    );
+    let out = mvae(&[
+        "train", "--resume", d, "--epochs", "2", "--lr", "0.1", "--latent", "16", "--out", "x",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("not --out, --latent, --lr;"), "{err}");
+    // --epochs and --data are taken.
+    let v = ok_json(&["train", "--resume", d, "--epochs", "2"]);
+    assert_eq!(v["epochs"], 2);
+}
+
+#[test]
+fn a_run_directory_is_locked_and_a_killed_first_epoch_says_how_to_restart() {
+    let dir = scratch("locked");
+    let d = dir.to_str().unwrap();
+    let slow = [
+        "train",
+        "--epochs",
+        "50",
+        "--limit",
+        "1000",
+        "--test-limit",
+        "100",
+        "--encoder-hidden",
+        "2048,2048",
+        "--decoder-hidden",
+        "2048,2048",
+        "--latent",
+        "8",
+        "--no-pictures",
+        "--out",
+        d,
+    ];
+    let mut first = Command::new(env!("CARGO_BIN_EXE_mvae"))
+        .args(slow)
+        .env("MVAE_DATA", bundled())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !dir.join("config.toml").exists() {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "the first run never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // A second train into the same folder, even with --force, is refused naming the holder.
+    let mut second = slow.to_vec();
+    second.push("--force");
+    fails(&second, &format!("is in use by process {}", first.id()));
+    fails(
+        &["train", "--resume", d],
+        &format!("process {}", first.id()),
+    );
+    // SIGKILL in the first epoch: no checkpoint yet, and a stale lock.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(
+        !dir.join("checkpoint.safetensors").exists(),
+        "killed too late"
+    );
+    assert!(dir.join(".mvae.lock").exists());
+    let out = mvae(&["train", "--resume", d]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("taking over the lock"), "{err}");
+    assert!(
+        err.contains("has no checkpoint yet") && err.contains("--force"),
+        "{err}"
+    );
+    // The way out it names works (here with fewer epochs and a smaller model).
+    let config = dir.join("config.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("epochs = 50", "epochs = 1")
+        .replace("2048, 2048", "32");
+    let cfg = dir.with_extension("toml");
+    std::fs::write(&cfg, text).unwrap();
+    let v = ok_json(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        d,
+        "--force",
+    ]);
+    assert_eq!(v["epochs"], 1);
+    assert!(!dir.join(".mvae.lock").exists());
 }

@@ -81,6 +81,8 @@ pub fn run(common: &Common, args: EvalArgs) -> Result<()> {
     crate::output::refuse_existing(&out.join(EVAL_JSON), args.force)?;
     // Before the minutes of computation, not after.
     crate::output::check_writable(&out)?;
+    // A run directory being trained is not written by eval at the same time.
+    let _lock = crate::output::RunLock::acquire(&out)?;
     crate::dispatch!(
         common,
         info.latent_size,

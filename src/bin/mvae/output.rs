@@ -39,7 +39,8 @@ pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// Creates the output folder `dir`, refusing one that holds files unless `force`.
+/// Creates the output folder `dir`, refusing one that holds files unless `force` (a
+/// [`RunLock`]'s file does not count: its holder, if alive, refuses the folder itself).
 pub fn output_dir(dir: &Path, force: bool) -> Result<()> {
     if dir.exists() {
         if !dir.is_dir() {
@@ -47,8 +48,7 @@ pub fn output_dir(dir: &Path, force: bool) -> Result<()> {
         }
         let busy = std::fs::read_dir(dir)
             .with_context(|| format!("reading {}", dir.display()))?
-            .next()
-            .is_some();
+            .any(|e| e.is_ok_and(|e| e.file_name() != RunLock::FILE));
         if busy && !force {
             bail!(
                 "{} is not empty; choose another --out or pass --force",
@@ -102,4 +102,82 @@ pub fn refuse_input(out: &Path, inputs: &[(&str, &Path)]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The lock of a run directory while a process writes it: the file [`RunLock::FILE`] in the
+/// folder, created atomically and holding the process id, removed when the lock is dropped.
+pub struct RunLock {
+    path: std::path::PathBuf,
+}
+
+impl RunLock {
+    /// The lock file's name in the folder it locks.
+    pub const FILE: &'static str = ".mvae.lock";
+
+    /// Locks the existing folder `dir`. A lock left by a process that is no longer running (one
+    /// killed with SIGKILL) is taken over with a note on stderr.
+    ///
+    /// # Errors
+    /// If another running process holds the lock (naming it), or the file cannot be written.
+    pub fn acquire(dir: &Path) -> Result<Self> {
+        let path = dir.join(Self::FILE);
+        let create = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+        };
+        // The process id is written after the file is created: a reader may see it empty.
+        let mut file = match create() {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let holder = text.trim().parse::<u32>().ok();
+                match holder {
+                    Some(pid) if !Self::is_stale(pid) => bail!(
+                        "{} is in use by process {pid} (its lock {}); wait for it to finish, or \
+                         remove the lock if no mvae process {pid} is running",
+                        dir.display(),
+                        path.display()
+                    ),
+                    None => bail!(
+                        "{} is locked ({} names no process yet); remove the lock if no mvae \
+                         process is running",
+                        dir.display(),
+                        path.display()
+                    ),
+                    Some(pid) => {
+                        eprintln!(
+                            "note: taking over the lock of {} left by process {} that is no \
+                             longer running",
+                            dir.display(),
+                            pid
+                        );
+                        std::fs::remove_file(&path)
+                            .with_context(|| format!("removing {}", path.display()))?;
+                        // Another process may take it in between: then it holds the lock.
+                        create().with_context(|| format!("locking {}", dir.display()))?
+                    }
+                }
+            }
+            Err(e) => return Err(e).with_context(|| format!("locking {}", dir.display())),
+        };
+        use std::io::Write;
+        let lock = Self { path };
+        write!(file, "{}", std::process::id())
+            .with_context(|| format!("writing {}", lock.path.display()))?;
+        Ok(lock)
+    }
+
+    /// Whether the process `pid` is known to have ended (where `/proc` tells; elsewhere a lock
+    /// is never taken as stale).
+    fn is_stale(pid: u32) -> bool {
+        Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists()
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }

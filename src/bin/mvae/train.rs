@@ -2,7 +2,8 @@
 //!
 //! A run directory holds `config.toml` (the resolved configuration), `checkpoint.safetensors`
 //! (a training checkpoint, rewritten atomically after every epoch), `metrics.jsonl` (one JSON
-//! line per epoch: the loss terms and the test ELBO) and `pictures/`.
+//! line per epoch: the loss terms and the test ELBO) and `pictures/`. While `train` writes it,
+//! the folder is locked ([`RunLock`]).
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +16,7 @@ use mvae::{
 };
 
 use crate::config::{self, DatasetKind, RunConfig};
-use crate::output::{bar, report};
+use crate::output::{bar, report, RunLock};
 use crate::{data, pictures, Common};
 
 /// The training checkpoint in a run directory.
@@ -45,13 +46,17 @@ Adam 1e-3, batch 100). Example config:\n\n  [data]\n  dataset = \"mnist\"\n  mis
 Data sets: mnist (image + label), av-digits (image + spoken digit + label), polymnist (five \
 RGB images m0..m4 of one digit, each on its own background texture, built from MNIST; the class \
 is kept for evaluation only), csv (a table).\n\n\
-Resume an interrupted or finished run with more epochs: mvae train --resume RUN --epochs 30"
+Resume an interrupted or finished run with more epochs: mvae train --resume RUN --epochs 30 \
+(the run keeps its own settings: other flags are refused). A run directory is locked while a \
+process writes it (a second train into it is refused; the lock of a killed process is taken \
+over), and gets its config.toml only once the data and the model are known good."
 )]
 pub struct TrainArgs {
     /// TOML configuration with [data], [model] and [train] sections.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Continue the run in this directory (its config.toml and checkpoint) up to --epochs.
+    /// Continue the run in this directory (its config.toml and checkpoint) up to --epochs; it
+    /// takes only --epochs, --data and --no-pictures besides (other flags are refused).
     #[arg(long, value_name = "RUN", conflicts_with = "config")]
     resume: Option<PathBuf>,
     /// The run directory to create (default runs/<dataset>-<seed>).
@@ -143,6 +148,40 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
+    /// The flags given that `--resume` would ignore (the run keeps its own configuration;
+    /// only `--epochs`, `--data` and `--no-pictures` apply to a resumed run).
+    fn ignored_by_resume(&self) -> Vec<&'static str> {
+        let given = [
+            ("--config", self.config.is_some()),
+            ("--out", self.out.is_some()),
+            ("--force", self.force),
+            ("--dataset", self.dataset.is_some()),
+            ("--csv", self.csv.is_some()),
+            ("--group", !self.group.is_empty()),
+            ("--limit", self.limit.is_some()),
+            ("--test-limit", self.test_limit.is_some()),
+            ("--missing", !self.missing.is_empty()),
+            ("--latent", self.latent.is_some()),
+            ("--encoder-hidden", self.encoder_hidden.is_some()),
+            ("--decoder-hidden", self.decoder_hidden.is_some()),
+            ("--aggregation", self.aggregation.is_some()),
+            ("--private", self.private.is_some()),
+            ("--weight", !self.weight.is_empty()),
+            ("--batch-size", self.batch_size.is_some()),
+            ("--lr", self.lr.is_some()),
+            ("--beta", self.beta.is_some()),
+            ("--anneal-epochs", self.anneal_epochs.is_some()),
+            ("--subsets", self.subsets.is_some()),
+            ("--samples", self.samples.is_some()),
+            ("--estimator", self.estimator.is_some()),
+            ("--seed", self.seed.is_some()),
+        ];
+        given
+            .into_iter()
+            .filter_map(|(flag, on)| on.then_some(flag))
+            .collect()
+    }
+
     /// Applies the flags over `cfg`.
     fn overlay(&self, cfg: &mut RunConfig) {
         let d = &mut cfg.data;
@@ -216,17 +255,39 @@ fn clear_run(dir: &Path) -> Result<()> {
 
 /// Runs `mvae train`.
 pub fn run(common: &Common, args: TrainArgs) -> Result<()> {
-    let (cfg, dir, resume) = match &args.resume {
+    // Held until the run ends; its file goes with it.
+    let (cfg, dir, resume, _lock) = match &args.resume {
         Some(run) => {
+            let ignored = args.ignored_by_resume();
+            if !ignored.is_empty() {
+                bail!(
+                    "--resume continues {} with its own configuration and takes only --epochs, \
+                     --data and --no-pictures, not {}; for other settings start a new run \
+                     (--config {}/{CONFIG} with flags and another --out)",
+                    run.display(),
+                    ignored.join(", "),
+                    run.display()
+                );
+            }
             let mut cfg = RunConfig::read(&run.join(CONFIG))
                 .with_context(|| format!("{} is not a run directory", run.display()))?;
+            let lock = RunLock::acquire(run)?;
+            if !run.join(CHECKPOINT).exists() {
+                bail!(
+                    "{} has no checkpoint yet: it stopped before its first epoch ended; start it \
+                     again with mvae train --config {}/{CONFIG} --out {} --force",
+                    run.display(),
+                    run.display(),
+                    run.display()
+                );
+            }
             if let Some(e) = args.epochs {
                 cfg.train.epochs = e;
             }
             if let Some(d) = &args.data {
                 cfg.data.dir = Some(d.clone());
             }
-            (cfg, run.clone(), true)
+            (cfg, run.clone(), true, lock)
         }
         None => {
             let mut cfg = match &args.config {
@@ -246,11 +307,12 @@ pub fn run(common: &Common, args: TrainArgs) -> Result<()> {
             inputs.extend(cfg.data.dir.as_deref().map(|p| ("--data", p)));
             crate::output::refuse_input(&dir, &inputs)?;
             crate::output::output_dir(&dir, args.force)?;
+            let lock = RunLock::acquire(&dir)?;
             if args.force {
                 clear_run(&dir)?;
             }
-            cfg.write(&dir.join(CONFIG))?;
-            (cfg, dir, false)
+            // config.toml is written by train_on once the data and the model are known good.
+            (cfg, dir, false, lock)
         }
     };
     cfg.validate()?;
@@ -326,9 +388,6 @@ fn train_on<const L: usize, D: Backend>(
                 ckpt.display()
             );
         }
-        // The data and the checkpoint agree: record the resolved configuration (the new
-        // --epochs, --data) as the run's.
-        cfg.write(&dir.join(CONFIG))?;
         t
     } else {
         let mc = model_config(cfg, prepared.specs.clone())?;
@@ -355,6 +414,10 @@ fn train_on<const L: usize, D: Backend>(
         tr.codecs = prepared.codecs.clone();
         tr
     };
+    // The data, the model (and a resumed checkpoint) are known good: record the resolved
+    // configuration (for a resumed run, the new --epochs and --data) as the run's. A run that
+    // fails before this leaves no config.toml that would block the corrected rerun.
+    cfg.write(&dir.join(CONFIG))?;
     let mut history = read_metrics(&dir.join(METRICS))?;
     history.truncate(trainer.epochs_done());
     let m = trainer.model.modalities().len();
