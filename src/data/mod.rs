@@ -35,5 +35,5 @@ pub use normalizer::Normalizer;
 pub use polymnist::{PolyMnist, PolyMnistConfig};
 pub use spectrogram::{SpectrogramConfig, Stft};
 pub use split::Split;
-pub use tabular::{read_csv, write_csv, Table};
+pub use tabular::{cell_value, read_csv, write_csv, Table, MAX_MAGNITUDE};
 pub use wav::{read_wav, read_wav_at, write_wav, Audio, Resample};

@@ -8,6 +8,12 @@ use crate::data::error::{DataError, Result};
 /// Smallest standard deviation used when scaling, so constant features stay finite.
 pub const MIN_STD: f32 = 1e-6;
 
+/// The most standard deviations from its feature's mean that a value given to a trained model
+/// may lie ([`Normalizer::outlier`]): 1e6. The data a normaliser is fitted on never lies further
+/// (at most `sqrt(n)` for `n` rows); a value beyond it tells the model nothing it could use and
+/// would drive its networks out of the range of `f32`.
+pub const MAX_STANDARD: f32 = 1e6;
+
 /// Per-feature standardisation `(x - mean) / std`, where a row has `width`
 /// features and feature `j` of every row shares statistic `j`.
 ///
@@ -74,6 +80,19 @@ impl Normalizer {
         Ok(())
     }
 
+    /// The first of the raw `values` (rows of [`Normalizer::width`] features, before
+    /// [`Normalizer::apply`]) that lies more than [`MAX_STANDARD`] standard deviations from its
+    /// feature's mean, as its index and its standardised value (computed in `f64`, so finite).
+    pub fn outlier(&self, values: &[f32]) -> Option<(usize, f64)> {
+        let w = self.width().max(1);
+        values.iter().enumerate().find_map(|(i, &v)| {
+            let j = i % w;
+            let (m, s) = (self.mean.get(j)?, self.std.get(j)?);
+            let z = (f64::from(v) - f64::from(*m)) / f64::from(s.max(MIN_STD));
+            (z.is_nan() || z.abs() > f64::from(MAX_STANDARD)).then_some((i, z))
+        })
+    }
+
     /// Standardises `values` in place.
     pub fn apply(&self, values: &mut [f32]) -> Result<()> {
         self.check(values)?;
@@ -117,6 +136,19 @@ mod tests {
         }
         let j = serde_json::to_string(&n).unwrap();
         assert_eq!(serde_json::from_str::<Normalizer>(&j).unwrap(), n);
+    }
+
+    #[test]
+    fn outliers_are_found_by_their_standardised_distance() {
+        let n = Normalizer {
+            mean: vec![0.0, 100.0],
+            std: vec![1.0, 1e-9],
+        };
+        assert_eq!(n.outlier(&[1e6, 100.0, -1e6, 100.5]), None);
+        assert_eq!(n.outlier(&[1.0, 100.0, 1.5e6, 100.0]), Some((2, 1.5e6)));
+        // The std is at least MIN_STD: 1.1 away is 1.1e6 standard deviations.
+        assert_eq!(n.outlier(&[0.0, 101.1]).map(|(i, _)| i), Some(1));
+        assert_eq!(n.outlier(&[1e30, 0.0]).map(|(i, _)| i), Some(0));
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //!
 //! A cell is missing when it is empty (after trimming spaces) or spells NaN in
 //! any letter case; missing cells hold 0.0 in [`Table::values`] and `false` in
-//! [`Table::present`]. Any other cell that is not a finite number is an error
-//! naming its line and column, and so is a row with another number of cells
-//! than the header.
+//! [`Table::present`]. Any other cell that is not a finite number of magnitude at most
+//! [`MAX_MAGNITUDE`] is an error naming its line and column ([`cell_value`]), and so is a row
+//! with another number of cells than the header.
 
 use std::path::Path;
 
@@ -37,6 +37,36 @@ pub fn read_csv(path: &Path) -> Result<Table> {
 /// Parses CSV bytes held in memory; `name` is used in error messages.
 pub fn csv_from_bytes(name: &str, bytes: &[u8]) -> Result<Table> {
     parse(name, bytes)
+}
+
+/// The largest magnitude of a number read from a table cell: 1e18. Its square stays finite in
+/// `f32`, and no unit of measure needs more (rescale a column that does).
+pub const MAX_MAGNITUDE: f32 = 1e18;
+
+/// The value of one cell (spaces around it ignored): `None` when it is missing (empty or NaN in
+/// any letter case), else the number.
+///
+/// # Errors
+/// A reason quoting the cell when it is not a number, not finite in `f32`, or beyond
+/// [`MAX_MAGNITUDE`].
+pub fn cell_value(cell: &str) -> std::result::Result<Option<f32>, String> {
+    let cell = cell.trim();
+    if cell.is_empty() || cell.eq_ignore_ascii_case("nan") {
+        return Ok(None);
+    }
+    let v: f32 = cell
+        .parse()
+        .map_err(|_| format!("'{cell}' is not a number"))?;
+    if !v.is_finite() {
+        return Err(format!("'{cell}' is not finite in f32"));
+    }
+    if v.abs() > MAX_MAGNITUDE {
+        return Err(format!(
+            "'{cell}' is beyond ±{MAX_MAGNITUDE:e}, the largest magnitude read (rescale the \
+             column, e.g. into other units)"
+        ));
+    }
+    Ok(Some(v))
 }
 
 fn parse<R: std::io::Read>(file: &str, src: R) -> Result<Table> {
@@ -74,29 +104,11 @@ fn parse<R: std::io::Read>(file: &str, src: R) -> Result<Table> {
             ));
         }
         for (c, cell) in record.iter().enumerate() {
-            if cell.is_empty() || cell.eq_ignore_ascii_case("nan") {
-                values.push(0.0);
-                present.push(false);
-                continue;
-            }
-            let v: f32 = cell.parse().map_err(|_| {
-                err(
-                    line,
-                    format!("column {} ({}): '{cell}' is not a number", c + 1, header[c]),
-                )
+            let v = cell_value(cell).map_err(|reason| {
+                err(line, format!("column {} ({}): {reason}", c + 1, header[c]))
             })?;
-            if !v.is_finite() {
-                return Err(err(
-                    line,
-                    format!(
-                        "column {} ({}): '{cell}' is not finite in f32",
-                        c + 1,
-                        header[c]
-                    ),
-                ));
-            }
-            values.push(v);
-            present.push(true);
+            values.push(v.unwrap_or(0.0));
+            present.push(v.is_some());
         }
         lines.push(line);
         rows += 1;
@@ -180,6 +192,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(e, "x.csv: line 3: column 2 (b): 'abc' is not a number");
+        for cell in ["1e30", "-1e19", "3e38"] {
+            let csv = format!("a,b\n1,{cell}\n");
+            let e = csv_from_bytes("m.csv", csv.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("line 2: column 2 (b)") && e.contains("beyond ±1e18"),
+                "{e}"
+            );
+        }
+        assert_eq!(cell_value(" -1e18 "), Ok(Some(-1e18)));
         for cell in ["inf", "-inf", "1e40", "Infinity"] {
             let csv = format!("a\n{cell}\n");
             let e = csv_from_bytes("i.csv", csv.as_bytes())

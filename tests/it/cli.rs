@@ -1420,3 +1420,77 @@ fn a_run_directory_is_locked_and_a_killed_first_epoch_says_how_to_restart() {
     assert_eq!(v["epochs"], 1);
     assert!(!dir.join(".mvae.lock").exists());
 }
+
+#[test]
+fn huge_finite_inputs_are_refused_naming_their_column() {
+    let dir = scratch("huge");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let mut rows = String::from("a,b,c\n");
+    for i in 0..50 {
+        rows.push_str(&format!("{i},{},{}\n", i * 2, i * 3));
+    }
+    rows.push_str("1,1e30,2\n");
+    let table = file("table.csv", &rows);
+    let run = dir.join("run");
+    let r = run.to_str().unwrap();
+    fails(
+        &["train", "--csv", &table, "--epochs", "1", "--out", r],
+        "line 52: column 2 (b): '1e30' is beyond ±1e18",
+    );
+    assert!(!run.join("config.toml").exists());
+
+    let model = csv_run().to_str().unwrap();
+    let out = dir.join("filled.csv");
+    let o = out.to_str().unwrap();
+    let huge = file("huge.csv", "a,b,c\n0.5,,\n,0.1,1e30\n");
+    let impute = ["impute", "--checkpoint", model, "--csv", &huge, "--out", o];
+    fails(&impute, "line 3: column 3 (c): '1e30' is beyond ±1e18");
+    // Finite and within the bound, but a billion standard deviations from the training data.
+    let far = file("far.csv", "a,b,c\n0.5,,\n,1e9,0.2\n");
+    let impute = ["impute", "--checkpoint", model, "--csv", &far, "--out", o];
+    fails(&impute, "line 3: column b: 1000000000 lies");
+    assert!(!out.exists());
+
+    let g = dir.join("gen");
+    let g = g.to_str().unwrap();
+    for (given, needle) in [
+        (
+            "b=1e30",
+            "b: \"1e30\" is not comma-separated numbers: '1e30' is beyond ±1e18",
+        ),
+        ("c=-1e12", "column c: -1000000000000 lies"),
+    ] {
+        let args = [
+            "generate",
+            "--checkpoint",
+            model,
+            "--given",
+            given,
+            "--out",
+            g,
+        ];
+        fails(&args, needle);
+    }
+    // Within the bounds: every output is a number, none null.
+    let v = ok_json(&[
+        "generate",
+        "--checkpoint",
+        model,
+        "--given",
+        "b=100000",
+        "--out",
+        g,
+    ]);
+    for (name, o) in v["outputs"].as_object().unwrap() {
+        for row in o["values"].as_array().unwrap() {
+            for x in row.as_array().unwrap() {
+                assert!(x.as_f64().is_some_and(f64::is_finite), "{name}: {x}");
+            }
+        }
+    }
+}

@@ -342,6 +342,17 @@ pub fn csv_dataset(
                     .map(|&c| if here { table.values[[r, c]] } else { 0.0 }),
             );
         }
+        for (r, row) in values.chunks(idx.len()).enumerate() {
+            if let Some((k, z)) = normalizer.outlier(row).filter(|_| present[r]) {
+                let line = table.lines.get(r).copied().unwrap_or(r as u64 + 2);
+                bail!(
+                    "{}: line {line}: column {}: {}",
+                    file.display(),
+                    columns[k],
+                    outlier_reason(row[k], z)
+                );
+            }
+        }
         normalizer.apply(&mut values)?;
         for (v, p) in values.chunks_mut(idx.len()).zip(&present) {
             if !p {
@@ -351,4 +362,14 @@ pub fn csv_dataset(
         b = b.column_with_mask(name, idx.len(), values, present);
     }
     Ok(b.build()?)
+}
+
+/// Why a value `v`, `z` standard deviations from its column's mean in the training data, is
+/// refused ([`mvae::data::normalizer::MAX_STANDARD`]).
+pub fn outlier_reason(v: f32, z: f64) -> String {
+    format!(
+        "{v} lies {z:.1e} standard deviations from the column's mean in the training data (at \
+         most {:e}); the model cannot encode it",
+        mvae::data::normalizer::MAX_STANDARD
+    )
 }

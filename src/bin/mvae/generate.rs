@@ -124,15 +124,28 @@ pub fn given_values(codecs: &Codecs, name: &str, text: &str) -> Result<Vec<f32>>
         } => {
             let mut v = text
                 .split(',')
-                .map(|p| p.trim().parse::<f32>())
+                .map(|p| match mvae::data::cell_value(p) {
+                    Ok(Some(v)) => Ok(v),
+                    Ok(None) => Err(format!("{:?} is not a number", p.trim())),
+                    Err(reason) => Err(reason),
+                })
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| anyhow::anyhow!("{name}: {text:?} is not comma-separated numbers"))?;
+                .map_err(|reason| {
+                    anyhow::anyhow!("{name}: {text:?} is not comma-separated numbers: {reason}")
+                })?;
             if v.len() != columns.len() {
                 bail!(
                     "{name} needs {} values ({}), got {}",
                     columns.len(),
                     columns.join(", "),
                     v.len()
+                );
+            }
+            if let Some((k, z)) = normalizer.outlier(&v) {
+                bail!(
+                    "{name}: column {}: {}",
+                    columns[k],
+                    crate::data::outlier_reason(v[k], z)
                 );
             }
             normalizer.apply(&mut v)?;

@@ -252,28 +252,15 @@ fn read_raw_csv(path: &Path, codecs: &Codecs) -> Result<RawCsv> {
         }
         for &c in &at {
             let cell = String::from_utf8_lossy(&record[c]);
-            let cell = cell.trim();
-            if cell.is_empty() || cell.eq_ignore_ascii_case("nan") {
-                values.push(0.0);
-                present.push(false);
-                continue;
-            }
-            let v: f32 = cell.parse().map_err(|_| {
+            let v = mvae::data::cell_value(&cell).map_err(|reason| {
                 anyhow::anyhow!(
-                    "{file}: line {line}: column {} ({}): '{cell}' is not a number",
+                    "{file}: line {line}: column {} ({}): {reason}",
                     c + 1,
                     names[c]
                 )
             })?;
-            if !v.is_finite() {
-                bail!(
-                    "{file}: line {line}: column {} ({}): '{cell}' is not finite in f32",
-                    c + 1,
-                    names[c]
-                );
-            }
-            values.push(v);
-            present.push(true);
+            values.push(v.unwrap_or(0.0));
+            present.push(v.is_some());
         }
         lines.push(line);
         rows.push(record);
