@@ -1494,3 +1494,27 @@ fn huge_finite_inputs_are_refused_naming_their_column() {
         }
     }
 }
+
+#[test]
+fn existing_outputs_need_force() {
+    let dir = scratch("existing");
+    std::fs::create_dir_all(&dir).unwrap();
+    let kept = dir.join("kept.txt");
+    std::fs::write(&kept, "mine").unwrap();
+    let d = dir.to_str().unwrap();
+    let run = mnist_run().to_str().unwrap();
+    fails(
+        &["sample", "--checkpoint", run, "-n", "2", "--out", d],
+        "is not empty; choose another --out or pass --force",
+    );
+    let csv = dir.join("partial.csv");
+    std::fs::write(&csv, "a,b,c\n0.5,,1.0\n").unwrap();
+    let model = csv_run().to_str().unwrap();
+    let c = csv.to_str().unwrap();
+    let k = kept.to_str().unwrap();
+    fails(
+        &["impute", "--checkpoint", model, "--csv", c, "--out", k],
+        "exists; choose another --out or pass --force",
+    );
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "mine");
+}
