@@ -1307,6 +1307,7 @@ fn a_failed_run_leaves_no_config_and_resume_takes_only_its_flags() {
     let dir = scratch("failed_run");
     let d = dir.to_str().unwrap();
     let csv = dir.with_extension("csv");
+    let _ = std::fs::remove_file(&csv);
     let c = csv.to_str().unwrap();
     let args = ["train", "--csv", c, "--epochs", "1", "--out", d];
     fails(&args, "No such file");
