@@ -713,29 +713,39 @@ mod tests {
     /// part, for every parameter, with missing values and a random subset term.
     #[test]
     fn parts_give_the_gradient_of_the_whole_batch() {
+        use crate::aggregation::{AggregationKind, SubsetDraw};
         use crate::objective::Estimator;
-        for kind in crate::aggregation::AggregationKind::ALL {
-            parts_equal_the_whole(kind, 1, Estimator::Elbo);
+        let mut cases: Vec<_> = AggregationKind::ALL
+            .into_iter()
+            .map(|k| (k, SubsetDraw::DEFAULT_LIMIT))
+            .collect();
+        // MoPoE mixing a seeded sample of 2 of a sample's subsets: every part forms the same.
+        cases.push((AggregationKind::MixtureOfProductsOfExperts, 2));
+        for (kind, components) in cases {
+            let cfg = three_modalities().aggregation(kind).components(components);
+            parts_equal_the_whole(&cfg, 1, Estimator::Elbo);
             // K samples per data point: each part holds its samples' K rows.
             for estimator in Estimator::ALL {
-                parts_equal_the_whole(kind, 3, estimator);
+                parts_equal_the_whole(&cfg, 3, estimator);
             }
         }
     }
 
     fn parts_equal_the_whole(
-        kind: crate::aggregation::AggregationKind,
+        cfg: &ModelConfig,
         samples: usize,
         estimator: crate::objective::Estimator,
     ) {
-        let what = format!("{kind} K={samples} {estimator}");
-        let cfg = three_modalities().aggregation(kind);
+        let what = format!(
+            "{} (components {}) K={samples} {estimator}",
+            cfg.aggregation, cfg.components
+        );
         let mut train = TrainConfig::default();
         train.objective.random_subsets = 1;
         train.objective.samples = samples;
         train.objective.estimator = estimator;
         let make = || {
-            let model = Mvae::<4, Cpu>::new(&cfg, &Cpu::default(), 5).unwrap();
+            let model = Mvae::<4, Cpu>::new(cfg, &Cpu::default(), 5).unwrap();
             Trainer::new(model, train.clone()).unwrap()
         };
         let (mut one, mut three) = (make(), make());

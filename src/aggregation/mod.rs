@@ -37,7 +37,7 @@ use crate::subset::Subset;
 pub use crate::posterior::Posterior;
 pub use mmvae_plus::{MmvaePlus, PrivateLayout};
 pub use moe::MixtureOfExperts;
-pub use mopoe::MixtureOfProductsOfExperts;
+pub use mopoe::{MixtureOfProductsOfExperts, SubsetDraw};
 pub use poe::{combine, product_of_experts, MaskedExpert, ProductOfExperts};
 
 /// One modality's expert over a batch, with the samples that have the modality.
@@ -61,6 +61,7 @@ pub struct Experts<const L: usize, D: Backend, T = NoneTape> {
     batch: usize,
     dev: D,
     private: Option<PrivatePriors<D, T>>,
+    subsets: SubsetDraw,
 }
 
 impl<const L: usize, D: Backend, T: Tape<f32, D>> Experts<L, D, T> {
@@ -77,7 +78,20 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Experts<L, D, T> {
             batch,
             dev: dev.clone(),
             private: None,
+            subsets: SubsetDraw::default(),
         }
+    }
+
+    /// The same experts with another [`SubsetDraw`]: how many subsets the mixture of
+    /// products of experts forms per sample, and from which seed.
+    pub fn with_subsets(mut self, subsets: SubsetDraw) -> Self {
+        self.subsets = subsets;
+        self
+    }
+
+    /// How many subsets the mixture of products of experts forms per sample, and the seed.
+    pub fn subsets(&self) -> SubsetDraw {
+        self.subsets
     }
 
     /// The same experts with the model's private latents (MMVAE+): where they lie and each
@@ -163,6 +177,7 @@ impl<const L: usize, D: Backend> Experts<L, D, OwnedTape<f32, D>> {
             batch: self.batch,
             dev: self.dev.clone(),
             private: self.private.as_ref().map(PrivatePriors::reuse),
+            subsets: self.subsets,
         }
     }
 
@@ -264,16 +279,6 @@ impl AggregationKind {
             self,
             AggregationKind::MixtureOfExperts | AggregationKind::MmvaePlus
         )
-    }
-
-    /// The most modalities a model with this aggregation may have: 64 (a [`Subset`]), but 10
-    /// for the mixture of products of experts, whose `2^M - 1` components (1,023 at 10) are
-    /// all formed for every batch.
-    pub fn max_modalities(self) -> usize {
-        match self {
-            AggregationKind::MixtureOfProductsOfExperts => 10,
-            _ => Subset::MAX_MODALITIES,
-        }
     }
 
     /// One line on what it computes, for help texts.

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregation::{AggregationKind, PrivateLayout};
+use crate::aggregation::{AggregationKind, PrivateLayout, SubsetDraw};
 use crate::likelihood::{Likelihood, Variance};
 use crate::modality::{EncoderInput, Modality, ModalitySpec};
 use crate::nn::Activation;
@@ -28,10 +28,29 @@ pub struct ModelConfig {
     /// order; see [`PrivateLayout`].
     #[serde(default, skip_serializing_if = "is_zero")]
     pub private: usize,
+    /// The most mixture components a posterior forms per sample (MoPoE only): where a
+    /// sample's modalities have more non-empty subsets, its mixture is over a seeded uniform
+    /// sample of this many, a new one every training step (see
+    /// [`MixtureOfProductsOfExperts`](crate::aggregation::MixtureOfProductsOfExperts)).
+    /// Default 1,023, every subset of up to 10 modalities; configs without the field read as
+    /// that.
+    #[serde(
+        default = "default_components",
+        skip_serializing_if = "is_default_components"
+    )]
+    pub components: usize,
 }
 
 fn is_zero(x: &usize) -> bool {
     *x == 0
+}
+
+fn default_components() -> usize {
+    SubsetDraw::DEFAULT_LIMIT
+}
+
+fn is_default_components(x: &usize) -> bool {
+    *x == SubsetDraw::DEFAULT_LIMIT
 }
 
 impl ModelConfig {
@@ -42,7 +61,14 @@ impl ModelConfig {
             activation: Activation::Swish,
             aggregation: AggregationKind::default(),
             private: 0,
+            components: SubsetDraw::DEFAULT_LIMIT,
         }
+    }
+
+    /// Sets the most mixture components per sample (MoPoE: subsets drawn per step beyond it).
+    pub fn components(mut self, limit: usize) -> Self {
+        self.components = limit;
+        self
     }
 
     /// Sets how experts are combined. Switching to MMVAE+ on a config without private
@@ -214,12 +240,20 @@ impl ModelConfig {
                 "1 to 64 modalities",
             ));
         }
-        let most = self.aggregation.max_modalities();
-        if self.modalities.len() > most {
+        if self.components == 0 {
+            return Err(Error::config("components", 0, "at least 1"));
+        }
+        if self.components != SubsetDraw::DEFAULT_LIMIT
+            && self.aggregation != AggregationKind::MixtureOfProductsOfExperts
+        {
             return Err(Error::config(
-                "modalities",
-                self.modalities.len(),
-                &format!("at most {most} with aggregation {}", self.aggregation),
+                "components",
+                self.components,
+                &format!(
+                    "the default ({}) with aggregation {} (only mopoe mixes subsets)",
+                    SubsetDraw::DEFAULT_LIMIT,
+                    self.aggregation
+                ),
             ));
         }
         let wants_private = self.aggregation == AggregationKind::MmvaePlus;

@@ -6,7 +6,7 @@
 use dfdx::prelude::*;
 
 use super::{mean_where, Estimator, Objective, Term, TermPlan, TermStats};
-use crate::aggregation::Aggregation;
+use crate::aggregation::{Aggregation, SubsetDraw};
 use crate::backend::{Backend, Latent, Matrix, Vector};
 use crate::batch::{Batch, Input};
 use crate::model::Mvae;
@@ -140,6 +140,13 @@ fn forward<const L: usize, D: Backend, O: Objective>(
     // Encoders run once; each expert's own tape is handed to the loss at the end, every use
     // works on a copy with an empty tape.
     let experts = model.experts::<OwnedTape<f32, D>>(rows, Subset::all(mods));
+    let experts = match plan.iter().find_map(|p| p.subset_seed) {
+        Some(seed) => {
+            let draw = experts.subsets();
+            experts.with_subsets(SubsetDraw { seed, ..draw })
+        }
+        None => experts,
+    };
     let fixed = dreg.map(|_| experts.detached());
     // 1. Per term: who takes part, the posterior, its KL and a latent sample.
     let mut active: Vec<Option<ActiveTerm<L, D>>> = Vec::with_capacity(plan.len());

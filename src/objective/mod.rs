@@ -236,7 +236,8 @@ impl Objective for ObjectiveConfig {
     /// latent drawn from that modality's expert, decoded into every modality, the KL estimated
     /// against the mixture of all, averaged over the strata a sample has); for the mixture of
     /// products of experts, MoPoE's ELBO (one term: a latent per sample from one component of
-    /// the mixture, decoded into every modality). `random_subsets` and `unimodal` concern the
+    /// the mixture, decoded into every modality; with more subsets than the model's
+    /// `components`, a seed for the step's sample of them). `random_subsets` and `unimodal` concern the
     /// product of experts only.
     fn plan(&self, model: &ModelConfig, rng: &mut impl Rng) -> Vec<TermPlan> {
         let m = model.modalities.len();
@@ -250,8 +251,12 @@ impl Objective for ObjectiveConfig {
             }
             AggregationKind::MixtureOfProductsOfExperts => {
                 let all = Subset::all(m);
+                // A seed only where subsets are sampled, so that the random stream of a model
+                // that mixes every subset is what it always was.
+                let sampled = (1u128 << m) - 1 > model.components as u128;
                 vec![TermPlan {
                     scored: all,
+                    subset_seed: sampled.then(|| rng.gen()),
                     ..TermPlan::elbo(Term::Joint, m)
                 }]
             }
@@ -293,6 +298,11 @@ pub struct TermPlan {
     pub split_among: Subset,
     /// The term's weight in the loss.
     pub weight: f32,
+    /// The seed of the step's sample of subsets, where the mixture of products of experts
+    /// has more subsets than the model's [`ModelConfig::components`] (drawn by the plan, so
+    /// every part of a batch forms the same ones; the step uses the first term's; `None`:
+    /// seed 0, or nothing to draw).
+    pub subset_seed: Option<u64>,
 }
 
 impl TermPlan {
@@ -311,6 +321,7 @@ impl TermPlan {
             kl_given: given,
             split_among: Subset::default(),
             weight: 1.0,
+            subset_seed: None,
         }
     }
 
@@ -328,6 +339,7 @@ impl TermPlan {
             kl_given: all,
             split_among: all,
             weight: 1.0,
+            subset_seed: None,
         }
     }
 }

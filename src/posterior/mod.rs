@@ -64,6 +64,17 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> WeightedExpert<L, D, T> {
             weighted_mean: self.weighted_mean.with_empty_tape(),
         }
     }
+
+    /// The expert left out of the samples where `mask` (0/1 per sample, `(batch,)`) is 0:
+    /// its products then skip it there, as for an absent modality.
+    pub fn masked(self, mask: &Vector<D>) -> Self {
+        let shape = *self.precision.shape();
+        let m = mask.clone().broadcast_like(&shape);
+        Self {
+            precision: self.precision * m.clone(),
+            weighted_mean: self.weighted_mean * m,
+        }
+    }
 }
 
 impl<const L: usize, D: Backend, T: Tape<f32, D>> Gaussian<L, D, T> {

@@ -2,16 +2,18 @@
 //! a masked-out expert changes nothing, a sample with no expert of the subset gets the prior,
 //! parts of a batch give the rows of the whole, the KL in closed form is the mean log-ratio,
 //! and the training loss's gradients match finite differences. A new kind is added to
-//! `AggregationKind::ALL` and runs through all of it.
+//! `AggregationKind::ALL` and runs through all of it; so does MoPoE with fewer components than
+//! subsets (its mixtures over a seeded sample of subsets, [`models`]).
 
 use dfdx::prelude::*;
+use mvae::aggregation::SubsetDraw;
 use mvae::likelihood::Variance;
 use mvae::nn::{ParamMut, ParamVisitor, Parameters};
 use mvae::objective::{self, Term};
 use mvae::posterior::{normal_draws, standard_normal_log_prob, standard_normal_log_prob_masked};
 use mvae::{
-    AggregationKind, Batch, Continuous, HostValues, Image, Label, ModalitySpec, ModelConfig, Mvae,
-    Posterior, Subset,
+    Aggregation, AggregationKind, Batch, Continuous, Experts, HostValues, Image, Label,
+    ModalitySpec, ModelConfig, Mvae, Posterior, Subset,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -20,7 +22,27 @@ pub(crate) const L: usize = 5;
 pub(crate) const N: usize = 6;
 
 pub(crate) fn model(kind: AggregationKind) -> Mvae<L, Cpu> {
-    let cfg = ModelConfig::new(vec![
+    Mvae::new(&config(kind), &Cpu::default(), 7).unwrap()
+}
+
+/// The contract's models: one per kind, and MoPoE mixing 3 of the 7 subsets of a sample that
+/// has all three modalities.
+fn models() -> Vec<(AggregationKind, Mvae<L, Cpu>)> {
+    let mut out: Vec<_> = AggregationKind::ALL
+        .into_iter()
+        .map(|k| (k, model(k)))
+        .collect();
+    let mopoe = AggregationKind::MixtureOfProductsOfExperts;
+    let sampled = config(mopoe).components(SAMPLED);
+    out.push((mopoe, Mvae::new(&sampled, &Cpu::default(), 7).unwrap()));
+    out
+}
+
+/// The components of the sampled MoPoE model of [`models`].
+const SAMPLED: usize = 3;
+
+fn config(kind: AggregationKind) -> ModelConfig {
+    ModelConfig::new(vec![
         ModalitySpec::new(Image::new("image", 2, 2))
             .encoder_hidden(&[5])
             .decoder_hidden(&[4]),
@@ -32,8 +54,7 @@ pub(crate) fn model(kind: AggregationKind) -> Mvae<L, Cpu> {
             .encoder_hidden(&[3])
             .decoder_hidden(&[3]),
     ])
-    .aggregation(kind);
-    Mvae::new(&cfg, &Cpu::default(), 7).unwrap()
+    .aggregation(kind)
 }
 
 /// Six samples: the label missing in samples 1 and 4, the vector in 2 and 4 (sample 4 has
@@ -99,8 +120,7 @@ fn close(a: &[f64], b: &[f64], tol: f64, what: &str) {
 
 #[test]
 fn a_missing_expert_changes_nothing() {
-    for kind in AggregationKind::ALL {
-        let m = model(kind);
+    for (kind, m) in models() {
         let b = batch(&m);
         let all = summary(&m.encode(&b, Subset::all(3)));
         let without_label = summary(&m.encode(&b, Subset::of(&[0, 2])));
@@ -124,8 +144,7 @@ fn a_missing_expert_changes_nothing() {
 
 #[test]
 fn a_sample_without_any_expert_of_the_subset_gets_the_prior() {
-    for kind in AggregationKind::ALL {
-        let m = model(kind);
+    for (kind, m) in models() {
         let b = batch(&m);
         let q = m.encode(&b, Subset::of(&[1, 2]));
         let s = summary(&q);
@@ -153,8 +172,7 @@ fn a_sample_without_any_expert_of_the_subset_gets_the_prior() {
 
 #[test]
 fn parts_of_a_batch_give_the_rows_of_the_whole() {
-    for kind in AggregationKind::ALL {
-        let m = model(kind);
+    for (kind, m) in models() {
         let b = batch(&m);
         let whole = summary(&m.encode(&b, Subset::all(3)));
         for rows in [0..2, 2..6, 4..5] {
@@ -176,8 +194,7 @@ fn parts_of_a_batch_give_the_rows_of_the_whole() {
 
 #[test]
 fn closed_form_kl_is_the_mean_log_ratio() {
-    for kind in AggregationKind::ALL {
-        let m = model(kind);
+    for (kind, m) in models() {
         let b = batch(&m);
         let q = m.encode(&b, Subset::all(3));
         let Some(kl) = q.kl_to_prior() else { continue };
@@ -216,8 +233,7 @@ fn loss_gradients_match_finite_differences() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         objective::loss(m, b, &terms, 0.8, &mut rng).value
     };
-    for kind in AggregationKind::ALL {
-        let mut m = model(kind);
+    for (kind, mut m) in models() {
         let b = batch(&m);
         let grads = loss(&m, &b).backward();
         let mut params: Vec<(String, Vec<f32>, Vec<f32>)> = Vec::new();
@@ -263,8 +279,7 @@ fn loss_gradients_match_finite_differences() {
 /// the sample's available components, in f64 on the host.
 #[test]
 fn a_mixture_log_density_is_the_brute_force_sum() {
-    for kind in AggregationKind::ALL {
-        let m = model(kind);
+    for (kind, m) in models() {
         let b = batch(&m);
         let q = m.encode(&b, Subset::all(3));
         let Posterior::Mixture(mix) = &q else {
@@ -314,10 +329,11 @@ fn a_mixture_log_density_is_the_brute_force_sum() {
         // sample 4 has the image only: one component under moe, one under mopoe
         let k4 = (0..comps.len()).filter(|&c| mix.available()[c][4]).count();
         assert_eq!(k4, 1, "{kind}");
-        // sample 0 has all three: 3 components under moe and MMVAE+, 7 under mopoe
+        // sample 0 has all three: 3 components under moe and MMVAE+, 7 under mopoe (or the
+        // sampled model's 3)
         let k0 = (0..comps.len()).filter(|&c| mix.available()[c][0]).count();
         let want = if kind == AggregationKind::MixtureOfProductsOfExperts {
-            7
+            m.config().components.min(7)
         } else {
             3
         };
@@ -388,5 +404,154 @@ fn with_one_modality_every_aggregation_is_a_plain_vae() {
             let e = m.expert(0, &col.input, NoneTape);
             assert_eq!(e.mean.as_vec(), g.mean.as_vec());
         }
+    }
+}
+
+/// Host-side MoPoE component of `members` for sample `i`: the product of their experts, with
+/// the prior expert only when `members` is every modality.
+fn brute_product(experts: &Experts<L, Cpu>, members: &[usize], i: usize) -> Vec<f64> {
+    let mut t = [if members.len() == 3 { 1.0 } else { 0.0 }; L];
+    let mut tm = [0.0; L];
+    for &m in members {
+        let g = &experts.get(m).unwrap().gaussian;
+        let (mu, lv) = (g.mean.as_vec(), g.logvar.as_vec());
+        for d in 0..L {
+            let p = (-f64::from(lv[i * L + d])).exp();
+            t[d] += p;
+            tm[d] += p * f64::from(mu[i * L + d]);
+        }
+    }
+    (0..L).map(|d| tm[d] / t[d]).collect()
+}
+
+/// Which non-empty subsets (bit masks over the 3 modalities) sample `i`'s available
+/// components are, identified by their means against every brute-force product.
+fn subsets_of_sample(q: &Posterior<L, Cpu>, experts: &Experts<L, Cpu>, i: usize) -> Vec<u32> {
+    let Posterior::Mixture(mix) = q else {
+        panic!("MoPoE gives a mixture")
+    };
+    (0..mix.components().len())
+        .filter(|&c| mix.available()[c][i])
+        .map(|c| {
+            let mean: Vec<f64> = mix.components()[c].mean.as_vec()[i * L..(i + 1) * L]
+                .iter()
+                .map(|&x| x.into())
+                .collect();
+            let hits: Vec<u32> = (1u32..8)
+                .filter(|bits| {
+                    let members: Vec<usize> = (0..3).filter(|m| bits & (1 << m) != 0).collect();
+                    let want = brute_product(experts, &members, i);
+                    mean.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5)
+                })
+                .collect();
+            assert_eq!(hits.len(), 1, "sample {i}: component {c} is one subset");
+            hits[0]
+        })
+        .collect()
+}
+
+/// MoPoE with fewer components than a sample has subsets mixes that many distinct products of
+/// the experts of subsets of what the sample has, from a sample of them that the seed fixes;
+/// a sample with few enough subsets mixes all of them. Over seeds each subset is picked
+/// equally often (3 of 7), so the mean of the sampled components' KLs is unbiased.
+#[test]
+fn mopoe_mixes_a_seeded_uniform_sample_of_subsets() {
+    let kind = AggregationKind::MixtureOfProductsOfExperts;
+    let m = Mvae::<L, Cpu>::new(&config(kind).components(SAMPLED), &Cpu::default(), 7).unwrap();
+    let b = batch(&m);
+    let all = Subset::all(3);
+    let experts = |seed: u64| {
+        m.experts::<NoneTape>(&b, all).with_subsets(SubsetDraw {
+            limit: SAMPLED,
+            seed,
+        })
+    };
+    let full = model(kind);
+    let full_q = full.encode(&b, all);
+    // the mean of the components' KLs, sample 0's (it does not depend on the draw)
+    let kl0 = |q: Posterior<L, Cpu>| f64::from(q.rsample_with_kl(&[0.0; N * L]).1.as_vec()[0]);
+    let full_kl = kl0(full_q);
+    let runs = 1000;
+    let mut seen = [0usize; 8];
+    let mut kl_sum = 0.0;
+    for seed in 0..runs {
+        let e = experts(seed);
+        let q = kind.aggregate(&e, all);
+        // sample 0 has all three modalities: 3 distinct subsets of the 7
+        let mut s0 = subsets_of_sample(&q, &e, 0);
+        assert_eq!(s0.len(), SAMPLED, "seed {seed}");
+        for &s in &s0 {
+            seen[s as usize] += 1;
+        }
+        s0.sort_unstable();
+        s0.dedup();
+        assert_eq!(s0.len(), SAMPLED, "seed {seed}: distinct");
+        // sample 1 has image and vector (3 subsets): all of them, in order
+        assert_eq!(subsets_of_sample(&q, &e, 1), vec![0b001, 0b100, 0b101]);
+        // sample 4 has the image only
+        assert_eq!(subsets_of_sample(&q, &e, 4), vec![0b001]);
+        if seed < 3 {
+            // the seed fixes the sample
+            let again = kind.aggregate(&experts(seed), all);
+            assert_eq!(
+                subsets_of_sample(&again, &e, 0),
+                subsets_of_sample(&q, &e, 0)
+            );
+        }
+        kl_sum += kl0(q);
+    }
+    for (bits, &count) in seen.iter().enumerate().skip(1) {
+        let rate = count as f64 / runs as f64;
+        assert!(
+            (rate - 3.0 / 7.0).abs() < 0.06,
+            "subset {bits:03b} picked at rate {rate}"
+        );
+    }
+    // The mean over seeds of the sampled KL against the mean over all 7 components.
+    let kl_mean = kl_sum / runs as f64;
+    assert!(
+        (kl_mean - full_kl).abs() < 0.05 * full_kl.abs().max(1.0),
+        "sampled KL {kl_mean} vs all subsets {full_kl}"
+    );
+}
+
+/// A MoPoE model of 12 modalities (4,095 subsets) builds and trains: each sample mixes the
+/// default 1,023 subsets, drawn anew every step.
+#[test]
+fn mopoe_with_many_modalities_samples_its_subsets() {
+    use mvae::{TrainConfig, Trainer};
+    let cfg = ModelConfig::new(
+        (0..12)
+            .map(|i| {
+                ModalitySpec::new(Label::new(&format!("m{i}"), 2))
+                    .encoder_hidden(&[2])
+                    .decoder_hidden(&[2])
+            })
+            .collect(),
+    )
+    .aggregation(AggregationKind::MixtureOfProductsOfExperts);
+    let m = Mvae::<2, Cpu>::new(&cfg, &Cpu::default(), 0).unwrap();
+    let values: Vec<Vec<f32>> = (0..12)
+        .map(|j| (0..4).map(|i| ((i + j) % 2) as f32).collect())
+        .collect();
+    let names: Vec<String> = (0..12).map(|i| format!("m{i}")).collect();
+    let host: Vec<HostValues> = names
+        .iter()
+        .zip(&values)
+        .map(|(name, v)| HostValues {
+            name,
+            values: v,
+            present: None,
+        })
+        .collect();
+    let b = Batch::from_host(m.modalities(), m.device(), &host).unwrap();
+    let Posterior::Mixture(mix) = m.encode(&b, Subset::all(12)) else {
+        panic!("MoPoE gives a mixture")
+    };
+    assert_eq!(mix.components().len(), SubsetDraw::DEFAULT_LIMIT);
+    let mut trainer = Trainer::new(m, TrainConfig::default()).unwrap();
+    for _ in 0..2 {
+        let stats = trainer.step(&b).unwrap();
+        assert!(stats.iter().all(|(_, s)| s.loss.is_finite()), "{stats:?}");
     }
 }

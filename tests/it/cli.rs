@@ -443,6 +443,52 @@ fn aggregation_is_chosen_stored_and_checked() {
     );
 }
 
+/// `--components N` reaches a MoPoE model's checkpoint and the run's config; with another
+/// aggregation, or 0, it is refused with the reason.
+#[test]
+fn mopoe_components_are_stored_and_checked() {
+    let dir = scratch("components");
+    let d = dir.to_str().unwrap();
+    let mut args = vec![
+        "train",
+        "--epochs",
+        "1",
+        "--aggregation",
+        "mopoe",
+        "--components",
+        "2",
+        "--no-pictures",
+        "--out",
+        d,
+    ];
+    args.extend(TINY);
+    ok_json(&args);
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(config.contains("components = 2"), "{config}");
+    let info = mvae::checkpoint::read_info(dir.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(info.model.components, 2);
+    for (kind, n, want) in [("poe", "2", "only mopoe"), ("mopoe", "0", "at least 1")] {
+        let other = scratch(&format!("components-{kind}-{n}"));
+        let mut args = vec![
+            "train",
+            "--epochs",
+            "1",
+            "--aggregation",
+            kind,
+            "--components",
+            n,
+            "--no-pictures",
+            "--out",
+            other.to_str().unwrap(),
+        ];
+        args.extend(TINY);
+        let bad = mvae(&args);
+        assert_eq!(bad.status.code(), Some(1), "{kind} {n}");
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert!(err.contains("components") && err.contains(want), "{err}");
+    }
+}
+
 /// `--samples K --estimator NAME` reach the objective, the summary and the run's config; an
 /// unknown estimator and K = 0 are refused with the reason.
 #[test]

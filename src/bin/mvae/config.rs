@@ -84,6 +84,10 @@ pub struct ModelSection {
     /// Size of each modality's private latent, for `mmvae-plus` (by default `latent / (2 M)`
     /// for `M` modalities, at least 1; the shared part is `latent - M private`).
     pub private: Option<usize>,
+    /// For `mopoe`, the most subsets mixed per sample (default 1,023: every subset of up to
+    /// 10 modalities); a sample with more modalities mixes a seeded uniform sample of this
+    /// many subsets, a new one every step.
+    pub components: Option<usize>,
     /// Likelihood weights by modality name (default 1; `label` 50 as in the paper).
     pub weights: BTreeMap<String, f32>,
 }
@@ -97,6 +101,7 @@ impl Default for ModelSection {
             activation: Activation::Swish,
             aggregation: None,
             private: None,
+            components: None,
             weights: BTreeMap::new(),
         }
     }

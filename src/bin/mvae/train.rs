@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use mvae::aggregation::SubsetDraw;
 use mvae::objective::Estimator;
 use mvae::train::EpochMetrics;
 use mvae::{
@@ -109,6 +110,11 @@ pub struct TrainArgs {
     /// shared part is latent - M x private.
     #[arg(long, value_name = "P")]
     private: Option<usize>,
+    /// With mopoe, the most subsets mixed per sample (default 1023: every subset of up to 10
+    /// modalities); with more modalities, each sample mixes a seeded uniform sample of this
+    /// many subsets of the modalities it has, a new one every step (fewer: faster steps).
+    #[arg(long, value_name = "N")]
+    components: Option<usize>,
     /// Likelihood weight of a modality, e.g. `--weight label=50` (repeatable).
     #[arg(long, value_name = "NAME=W", value_parser = config::key_value::<f32>)]
     weight: Vec<(String, f32)>,
@@ -211,6 +217,7 @@ impl TrainArgs {
         }
         m.aggregation = self.aggregation.or(m.aggregation);
         m.private = self.private.or(m.private);
+        m.components = self.components.or(m.components);
         m.weights.extend(self.weight.iter().cloned());
         let t = &mut cfg.train;
         t.epochs = self.epochs.unwrap_or(t.epochs);
@@ -351,6 +358,7 @@ fn model_config(cfg: &RunConfig, specs: Vec<mvae::ModalitySpec>) -> Result<Model
         activation: cfg.model.activation,
         aggregation: cfg.aggregation(),
         private: 0,
+        components: cfg.model.components.unwrap_or(SubsetDraw::DEFAULT_LIMIT),
     };
     if mc.aggregation == AggregationKind::MmvaePlus {
         mc.private = cfg
