@@ -682,3 +682,267 @@ fn a_checkpoint_is_read_only_as_far_as_it_declares() {
         assert!(started.elapsed().as_secs() < 5);
     }
 }
+
+/// A value that a field should never hold, for the structured mutations below.
+fn absurd_value(rng: &mut ChaCha8Rng) -> serde_json::Value {
+    use serde_json::json;
+    let values = [
+        json!(0),
+        json!(-1),
+        json!(1),
+        json!(u64::MAX),
+        json!(i64::MIN),
+        json!(1u64 << 32),
+        json!(1u64 << 53),
+        json!(100_000),
+        json!(1e300),
+        json!(-1e300),
+        json!(0.5),
+        json!(f32::MAX),
+        json!(""),
+        json!("x"),
+        json!("swish"),
+        json!(null),
+        json!(true),
+        json!([]),
+        json!({}),
+        json!([u64::MAX]),
+        json!([100_000, 100_000]),
+        json!({"Image": {"name": "image", "width": 100_000, "height": 100_000}}),
+    ];
+    values[rng.gen_range(0..values.len())].clone()
+}
+
+/// Every path (object keys and array indices) to a value inside `v`, `v` itself first.
+fn json_paths(v: &serde_json::Value) -> Vec<Vec<serde_json::Value>> {
+    let mut out = vec![Vec::new()];
+    let children: Vec<(serde_json::Value, &serde_json::Value)> = match v {
+        serde_json::Value::Object(m) => m.iter().map(|(k, c)| (k.as_str().into(), c)).collect(),
+        serde_json::Value::Array(a) => a.iter().enumerate().map(|(i, c)| (i.into(), c)).collect(),
+        _ => Vec::new(),
+    };
+    for (key, child) in children {
+        for mut rest in json_paths(child) {
+            rest.insert(0, key.clone());
+            out.push(rest);
+        }
+    }
+    out
+}
+
+/// The value at `path` in `v`.
+fn json_at<'a>(
+    v: &'a mut serde_json::Value,
+    path: &[serde_json::Value],
+) -> &'a mut serde_json::Value {
+    path.iter().fold(v, |v, key| match key {
+        serde_json::Value::String(k) => &mut v[k.as_str()],
+        k => &mut v[k.as_u64().unwrap() as usize],
+    })
+}
+
+/// One structured mutation of a JSON document: a value replaced by an absurd one, removed,
+/// or an array repeated to a huge length.
+fn mutate_json(v: &mut serde_json::Value, rng: &mut ChaCha8Rng) {
+    let paths = json_paths(v);
+    let path = &paths[rng.gen_range(0..paths.len())];
+    match rng.gen_range(0..4) {
+        // A value of the same type, mostly, so that the mutation passes the JSON schema and
+        // reaches the checks of sizes and counts.
+        0 => {
+            let target = json_at(v, path);
+            let same = match target {
+                serde_json::Value::Number(_) => {
+                    let n = [0, 1, 2, 3, 1 << 16, 1 << 24, 1 << 31, u64::MAX, 100_000];
+                    serde_json::json!(n[rng.gen_range(0..n.len())])
+                }
+                serde_json::Value::String(_) => {
+                    let s = ["", "x", "mopoe", "mmvae-plus", "relu", "iwae", "0", "ff"];
+                    serde_json::json!(s[rng.gen_range(0..s.len())])
+                }
+                _ => absurd_value(rng),
+            };
+            *target = same;
+        }
+        1 => *json_at(v, path) = absurd_value(rng),
+        2 => {
+            if let Some((last, parent)) = path.split_last() {
+                match (json_at(v, parent), last) {
+                    (serde_json::Value::Object(m), serde_json::Value::String(k)) => {
+                        m.remove(k);
+                    }
+                    (serde_json::Value::Array(a), i) => {
+                        a.remove(i.as_u64().unwrap() as usize);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        _ => {
+            let target = json_at(v, path);
+            if let serde_json::Value::Array(a) = target {
+                if let Some(first) = a.first().cloned() {
+                    let n = [2, 11, 1000, 20_000][rng.gen_range(0..4)];
+                    a.resize(n, first);
+                }
+            }
+        }
+    }
+}
+
+/// Loads `path` every way a checkpoint is read; each must return (an error or a model), never
+/// panic or abort. Counts into `seen` whether the model loaded or, if not, the start of why.
+fn load_every_way(path: &Path, dev: &Cpu, seen: &mut std::collections::BTreeMap<String, usize>) {
+    let _ = read_info(path);
+    let outcome = match Model::load(path, dev) {
+        Ok(_) => "loaded".to_string(),
+        Err(e) => {
+            let e = e.to_string();
+            let why = e.rsplit(": ").next().unwrap_or(&e);
+            let why = why.split('(').next().unwrap_or(why);
+            why.chars()
+                .filter(|c| !c.is_ascii_digit())
+                .take(40)
+                .collect()
+        }
+    };
+    *seen.entry(outcome).or_default() += 1;
+    let _ = Trainer::<4, Cpu>::resume(path, dev);
+    let mut m = Model::new(&small_config(), dev, 0).unwrap();
+    let _ = m.load_weights(path);
+}
+
+/// Structured mutations of a valid training checkpoint's `mvae` metadata: absurd sizes and
+/// counts, wrong types, removed fields, huge arrays (modalities, hidden layers).
+#[test]
+fn mutated_metadata_is_an_error_or_a_model() {
+    let dev = Cpu::default();
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.safetensors");
+    let bad = dir.path().join("bad.safetensors");
+    let data = mnist(50);
+    let mut t = Trainer::new(Model::new(&small_config(), &dev, 3).unwrap(), train_cfg()).unwrap();
+    t.fit_epoch(&data, |_| {}).unwrap();
+    t.save(&good).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let mut seen = std::collections::BTreeMap::new();
+    for case in 0..300 {
+        let mutations = rng.gen_range(1..=3);
+        let seed = rng.gen::<u64>();
+        rewrite(&good, &bad, |_, j| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            for _ in 0..mutations {
+                mutate_json(j, &mut rng);
+            }
+        });
+        let started = std::time::Instant::now();
+        load_every_way(&bad, &dev, &mut seen);
+        assert!(
+            started.elapsed().as_secs() < 5,
+            "case {case} (seed {seed}) took {:?}",
+            started.elapsed()
+        );
+    }
+    // The mutations reach both the parser's checks and the loader's.
+    assert!(seen.len() > 4 && seen.contains_key("loaded"), "{seen:#?}");
+}
+
+/// Structured mutations of a valid checkpoint's safetensors header: wrong dtypes, absurd or
+/// empty shapes, reversed, overlapping, out-of-range and huge data offsets, tensors duplicated
+/// under new names, with the data cut or padded to what the header then declares.
+#[test]
+fn mutated_tensor_headers_are_an_error_or_a_model() {
+    use serde_json::json;
+    let dev = Cpu::default();
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.safetensors");
+    let bad = dir.path().join("bad.safetensors");
+    let data = mnist(50);
+    let mut t = Trainer::new(Model::new(&small_config(), &dev, 3).unwrap(), train_cfg()).unwrap();
+    t.fit_epoch(&data, |_| {}).unwrap();
+    t.save(&good).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let tensors = &bytes[8 + n..];
+    let names: Vec<String> = header
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| *k != "__metadata__")
+        .cloned()
+        .collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let mut seen = std::collections::BTreeMap::new();
+    for case in 0..300 {
+        let mut h = header.clone();
+        for _ in 0..rng.gen_range(1..=3) {
+            let name = &names[rng.gen_range(0..names.len())];
+            let other = &names[rng.gen_range(0..names.len())];
+            let end = tensors.len() as u64;
+            let entry = &mut h[name.as_str()];
+            let [a, b] = [0, 1].map(|i| entry["data_offsets"][i].as_u64().unwrap_or(0));
+            match rng.gen_range(0..9) {
+                0 => {
+                    let dtypes = ["F16", "BF16", "F64", "I32", "U8", "BOOL", "I64", "Q4", ""];
+                    entry["dtype"] = dtypes[rng.gen_range(0..dtypes.len())].into();
+                }
+                1 => {
+                    let shapes = [
+                        json!([]),
+                        json!([0]),
+                        json!([1]),
+                        json!([u64::MAX]),
+                        json!([u64::MAX, 2]),
+                        json!([1u64 << 32, 1u64 << 32]),
+                        json!([100_000, 100_000]),
+                        json!([-1]),
+                        json!([1, 1, 1, 1, 1, 1, 1, 1, 1]),
+                    ];
+                    entry["shape"] = shapes[rng.gen_range(0..shapes.len())].clone();
+                }
+                2 => entry["data_offsets"] = json!([b, a]),
+                3 => entry["data_offsets"] = header[other.as_str()]["data_offsets"].clone(),
+                4 => entry["data_offsets"] = json!([a, rng.gen_range(b.min(end)..=end + 64)]),
+                5 => entry["data_offsets"] = json!([a.saturating_sub(4), b]),
+                6 => {
+                    let huge = [u64::MAX, 1u64 << 40, 1u64 << 32, end + 1];
+                    entry["data_offsets"] = json!([a, huge[rng.gen_range(0..huge.len())]]);
+                }
+                7 => entry["data_offsets"] = absurd_value(&mut rng),
+                _ => {
+                    let copy = entry.clone();
+                    h[format!("{name}.copy{case}")] = copy;
+                }
+            }
+        }
+        let text = h.to_string();
+        let mut file = (text.len() as u64).to_le_bytes().to_vec();
+        file.extend(text.as_bytes());
+        let declared = h
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(|e| e.get("data_offsets")?.get(1)?.as_u64())
+            .max()
+            .unwrap_or(0);
+        // Mostly the data the header now declares (cut, or padded with zeros), so that the
+        // mutation reaches the parser instead of failing the size check.
+        let len = if rng.gen_bool(0.8) && declared <= 4 * tensors.len() as u64 {
+            declared as usize
+        } else {
+            tensors.len()
+        };
+        file.extend(
+            tensors
+                .iter()
+                .copied()
+                .chain(std::iter::repeat(0))
+                .take(len),
+        );
+        std::fs::write(&bad, &file).unwrap();
+        load_every_way(&bad, &dev, &mut seen);
+    }
+    // The mutations reach both the parser's checks and the loader's.
+    assert!(seen.len() > 4 && seen.contains_key("loaded"), "{seen:#?}");
+}

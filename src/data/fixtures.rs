@@ -159,3 +159,116 @@ fn image_folder_fixtures() {
     assert!(matches!(e, DataError::Image { .. }), "{e}");
     assert!(e.to_string().contains("corrupt.png"), "{e}");
 }
+
+/// Names a folder reader may meet: well-formed ones beside odd ones (empty stems, dots,
+/// spaces, non-ASCII, a newline, upper-case extensions, very long).
+const ODD_NAMES: [&str; 22] = [
+    "a.png",
+    "b.PNG",
+    "c.jpg",
+    "d.jpeg",
+    ".png",
+    "..png",
+    "png",
+    "x.png.wav",
+    " .wav",
+    "3_jackson_0.wav",
+    "3_jackson_0.WAV",
+    "10_x_1.wav",
+    "3__0.wav",
+    "3_jackson_99999999999999999999.wav",
+    "_.wav",
+    "é_ü_1.wav",
+    "line\nbreak.png",
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "cat",
+    "n",
+];
+
+/// Fills `dir` with a random layout: valid, empty and garbage files, folders where files are
+/// expected (nested up to `depth`), and links that loop, dangle or point at a parent.
+fn random_layout(dir: &Path, rng: &mut rand_chacha::ChaCha8Rng, depth: usize) {
+    use rand::Rng;
+    let png = {
+        let mut b = std::io::Cursor::new(Vec::new());
+        image::GrayImage::from_pixel(3, 2, image::Luma([200]))
+            .write_to(&mut b, image::ImageFormat::Png)
+            .unwrap();
+        b.into_inner()
+    };
+    let wav = encode(spec(1, 8000, 16, false), &sine(440.0, 8000, 400, 0.4));
+    for _ in 0..rng.gen_range(0..8) {
+        let mut name = ODD_NAMES[rng.gen_range(0..ODD_NAMES.len())].to_string();
+        if rng.gen_bool(0.05) {
+            name = format!("{}.png", "n".repeat(250));
+        }
+        let path = dir.join(&name);
+        if std::fs::symlink_metadata(&path).is_ok() {
+            continue;
+        }
+        match rng.gen_range(0..8) {
+            0 => std::fs::write(&path, &png).unwrap(),
+            1 => std::fs::write(&path, &wav).unwrap(),
+            2 => std::fs::write(&path, b"").unwrap(),
+            3 => {
+                let mut junk = vec![0u8; rng.gen_range(1..64)];
+                rng.fill(&mut junk[..]);
+                std::fs::write(&path, junk).unwrap();
+            }
+            4 | 5 if depth > 0 => {
+                std::fs::create_dir(&path).unwrap();
+                random_layout(&path, rng, depth - 1);
+            }
+            #[cfg(unix)]
+            6 => std::os::unix::fs::symlink(&name, &path).unwrap(),
+            #[cfg(unix)]
+            7 => {
+                let target = if rng.gen_bool(0.5) { ".." } else { "missing" };
+                std::os::unix::fs::symlink(target, &path).unwrap();
+            }
+            _ => std::fs::create_dir(&path).unwrap(),
+        }
+    }
+}
+
+/// Random folder layouts given to every folder reader (image classes, FSDD recordings,
+/// MNIST): each returns data or an error, never panics.
+#[test]
+fn random_folder_layouts_are_data_or_errors() {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
+    let spectrogram = crate::data::SpectrogramConfig::default();
+    let options = crate::data::FsddOptions {
+        threads: 2,
+        ..Default::default()
+    };
+    let (mut loaded, mut refused) = (0, 0);
+    for _ in 0..150 {
+        let dir = tempfile::tempdir().unwrap();
+        random_layout(dir.path(), &mut rng, 2);
+        let results = [
+            image_folder::ImageFolder::load(dir.path(), 4, 3, image_folder::Channels::Gray)
+                .map(|_| ()),
+            image_folder::ImageFolder::load(dir.path(), 2, 2, image_folder::Channels::Rgb)
+                .map(|_| ()),
+            crate::data::fsdd::list_clips(dir.path()).map(|_| ()),
+            crate::data::Fsdd::load(dir.path(), &spectrogram, &options).map(|_| ()),
+            crate::data::Mnist::load(dir.path(), crate::data::Split::Train, Some(2)).map(|_| ()),
+        ];
+        for r in results {
+            match r {
+                Ok(()) => loaded += 1,
+                Err(e) => {
+                    assert!(!e.to_string().is_empty());
+                    refused += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        loaded > 10 && refused > 10,
+        "{loaded} loaded, {refused} refused"
+    );
+}

@@ -496,3 +496,115 @@ fn write_folder(
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Names of the `<id>_<modality>.<ext>` layout, well-formed and odd.
+    const NAMES: [&str; 20] = [
+        "1_image.png",
+        "1_image.jpg",
+        "1_audio.wav",
+        "1_label.txt",
+        "2_image.PNG",
+        "2_label.txt",
+        "_image.png",
+        "_label.txt",
+        "image.png",
+        "x_image_image.png",
+        "x_label.txt.txt",
+        "é ü_audio.wav",
+        "a\nb_label.txt",
+        ".._image.png",
+        "3_label",
+        "3_label.",
+        "3_audio.WAV",
+        "4_image.jpeg",
+        "4_audio.wav",
+        "notes.txt",
+    ];
+
+    /// Random `--folder` layouts for an image + audio + label model (valid, empty and garbage
+    /// files, folders and links where files are expected, odd names): each reads or is
+    /// refused, never panics.
+    #[test]
+    fn random_folder_layouts_read_or_are_refused() {
+        let spectrogram = mvae::data::SpectrogramConfig::default();
+        let width = spectrogram.dim();
+        let mut codecs = Codecs::new();
+        codecs.insert("image".into(), Codec::grey_image(4, 4));
+        codecs.insert("label".into(), Codec::Label { classes: 10 });
+        codecs.insert(
+            "audio".into(),
+            Codec::Audio {
+                spectrogram,
+                normalizer: mvae::data::Normalizer::fit(&vec![0.0; 2 * width], width).unwrap(),
+            },
+        );
+        let png = {
+            let mut b = std::io::Cursor::new(Vec::new());
+            image::GrayImage::from_pixel(3, 2, image::Luma([200]))
+                .write_to(&mut b, image::ImageFormat::Png)
+                .unwrap();
+            b.into_inner()
+        };
+        let mut wav = Vec::new();
+        {
+            let spec = hound::WavSpec {
+                channels: 1,
+                sample_rate: 8000,
+                bits_per_sample: 16,
+                sample_format: hound::SampleFormat::Int,
+            };
+            let mut w = hound::WavWriter::new(std::io::Cursor::new(&mut wav), spec).unwrap();
+            for i in 0..800 {
+                w.write_sample((1000.0 * (i as f32 * 0.3).sin()) as i16)
+                    .unwrap();
+            }
+            w.finalize().unwrap();
+        }
+        let texts: [&[u8]; 6] = [b"3", b" 7\n", b"", b"12", b"-1", b"1e400"];
+        let mut rng = ChaCha8Rng::seed_from_u64(21);
+        let (mut read, mut refused) = (0, 0);
+        for _ in 0..200 {
+            let dir = tempfile::tempdir().unwrap();
+            for _ in 0..rng.gen_range(0..6) {
+                let name = NAMES[rng.gen_range(0..NAMES.len())];
+                let path = dir.path().join(name);
+                if std::fs::symlink_metadata(&path).is_ok() {
+                    continue;
+                }
+                let ext = name.rsplit('.').next().unwrap_or("");
+                match rng.gen_range(0..10) {
+                    // Mostly what the name says, so that some folders read.
+                    7.. => match ext {
+                        "png" | "PNG" | "jpg" | "jpeg" => std::fs::write(&path, &png).unwrap(),
+                        "wav" | "WAV" => std::fs::write(&path, &wav).unwrap(),
+                        _ => std::fs::write(&path, b"4").unwrap(),
+                    },
+                    0 => std::fs::write(&path, &png).unwrap(),
+                    1 => std::fs::write(&path, &wav).unwrap(),
+                    2 => std::fs::write(&path, texts[rng.gen_range(0..texts.len())]).unwrap(),
+                    3 => std::fs::write(&path, b"").unwrap(),
+                    4 => std::fs::create_dir(&path).unwrap(),
+                    5 => std::os::unix::fs::symlink(name, &path).unwrap(),
+                    _ => std::os::unix::fs::symlink("..", &path).unwrap(),
+                }
+            }
+            match read_folder(dir.path(), &codecs) {
+                Ok(f) => {
+                    assert_eq!(f.ids.len(), f.data.len());
+                    read += 1;
+                }
+                Err(e) => {
+                    assert!(!format!("{e:#}").is_empty());
+                    refused += 1;
+                }
+            }
+        }
+        assert!(read > 10 && refused > 10, "{read} read, {refused} refused");
+    }
+}

@@ -376,6 +376,29 @@ fn model_config(cfg: &RunConfig, specs: Vec<mvae::ModalitySpec>) -> Result<Model
     Ok(mc)
 }
 
+/// The training settings of `[train]`, with the KL annealed over `samples` training samples.
+fn train_config(cfg: &RunConfig, samples: usize) -> TrainConfig {
+    let t = &cfg.train;
+    let mut tc = TrainConfig {
+        epochs: t.epochs,
+        batch_size: t.batch_size,
+        adam: AdamSettings {
+            lr: t.lr,
+            ..AdamSettings::default()
+        },
+        objective: ObjectiveConfig {
+            random_subsets: t.subsets,
+            beta: t.beta,
+            samples: t.samples,
+            estimator: t.estimator,
+            ..ObjectiveConfig::default()
+        },
+        seed: t.seed,
+    };
+    tc.anneal_over_epochs(cfg.anneal_epochs(), samples);
+    tc
+}
+
 fn train_on<const L: usize, D: Backend>(
     dev: D,
     common: &Common,
@@ -399,25 +422,8 @@ fn train_on<const L: usize, D: Backend>(
         t
     } else {
         let mc = model_config(cfg, prepared.specs.clone())?;
-        let t = &cfg.train;
-        let mut tc = TrainConfig {
-            epochs: t.epochs,
-            batch_size: t.batch_size,
-            adam: AdamSettings {
-                lr: t.lr,
-                ..AdamSettings::default()
-            },
-            objective: ObjectiveConfig {
-                random_subsets: t.subsets,
-                beta: t.beta,
-                samples: t.samples,
-                estimator: t.estimator,
-                ..ObjectiveConfig::default()
-            },
-            seed: t.seed,
-        };
-        tc.anneal_over_epochs(cfg.anneal_epochs(), prepared.train.len());
-        let model = Mvae::<L, D>::new(&mc, &dev, t.seed)?;
+        let tc = train_config(cfg, prepared.train.len());
+        let model = Mvae::<L, D>::new(&mc, &dev, cfg.train.seed)?;
         let mut tr = Trainer::new(model, tc)?;
         tr.codecs = prepared.codecs.clone();
         tr
@@ -541,4 +547,145 @@ fn write_metrics(path: &Path, history: &[Epoch]) -> Result<()> {
     }
     mvae::data::atomic::write_bytes(path, text.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Values a key of the config should never hold.
+    const ABSURD: [&str; 24] = [
+        "0",
+        "-1",
+        "18446744073709551615",
+        "18446744073709551616",
+        "-9223372036854775808",
+        "4294967296",
+        "100000000",
+        "1e300",
+        "-1e300",
+        "nan",
+        "inf",
+        "-inf",
+        "0.5",
+        "\"\"",
+        "\"x\"",
+        "\"mmvae-plus\"",
+        "true",
+        "[]",
+        "[0]",
+        "[18446744073709551615]",
+        "[65536, 65536]",
+        "{}",
+        "{ x = 1e300 }",
+        "1979-05-27",
+    ];
+
+    /// Characters that change what a TOML line means.
+    const SIGNIFICANT: &[u8] = b"=[]{}\"',.#\n -_0123456789eE+xyz";
+
+    /// One random edit of a config's text: a value replaced by an absurd one, a line
+    /// duplicated or removed, or a character inserted, removed or replaced.
+    fn mutate(text: &str, rng: &mut ChaCha8Rng) -> String {
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        let i = rng.gen_range(0..lines.len());
+        match rng.gen_range(0..5) {
+            0 | 1 => {
+                if let Some((key, _)) = lines[i].split_once(" = ") {
+                    lines[i] = format!("{key} = {}", ABSURD[rng.gen_range(0..ABSURD.len())]);
+                }
+            }
+            2 => {
+                let line = lines[i].clone();
+                lines.insert(i, line);
+            }
+            3 => {
+                lines.remove(i);
+            }
+            _ => {
+                let mut bytes = lines[i].clone().into_bytes();
+                let at = rng.gen_range(0..=bytes.len());
+                let c = SIGNIFICANT[rng.gen_range(0..SIGNIFICANT.len())];
+                match rng.gen_range(0..3) {
+                    0 => bytes.insert(at, c),
+                    1 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    _ if at < bytes.len() => bytes[at] = c,
+                    _ => bytes.push(c),
+                }
+                lines[i] = String::from_utf8_lossy(&bytes).into_owned();
+            }
+        }
+        lines.join("\n")
+    }
+
+    /// Mutated `config.toml` files give an error or a configuration that every later step
+    /// (validation, the model and training settings, writing it back) accepts; none panics.
+    #[test]
+    fn mutated_config_toml_is_an_error_or_a_valid_config() {
+        let mut rich = RunConfig::default();
+        rich.data.missing.insert("label".into(), 0.5);
+        rich.data
+            .groups
+            .insert("xy".into(), vec!["x".into(), "y".into()]);
+        rich.data.csv = Some("data.csv".into());
+        rich.data.limit = Some(100);
+        rich.model.weights.insert("label".into(), 50.0);
+        rich.model.private = Some(2);
+        rich.model.components = Some(7);
+        rich.resolve_defaults();
+        let mut plain = RunConfig::default();
+        plain.resolve_defaults();
+        let texts = [
+            toml::to_string_pretty(&rich).unwrap(),
+            toml::to_string_pretty(&plain).unwrap(),
+        ];
+        let specs = || {
+            vec![
+                mvae::ModalitySpec::new(mvae::Image::mnist()),
+                mvae::ModalitySpec::new(mvae::Label::digits()).weight(50.0),
+            ]
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(21);
+        let (mut parsed, mut valid) = (0, 0);
+        for case in 0..3000 {
+            let mut text = texts[case % 2].clone();
+            for _ in 0..rng.gen_range(1..=3) {
+                text = mutate(&text, &mut rng);
+            }
+            let Ok(mut cfg) = toml::from_str::<RunConfig>(&text) else {
+                continue;
+            };
+            parsed += 1;
+            cfg.resolve_defaults();
+            if cfg.validate().is_err() {
+                continue;
+            }
+            let Ok(mc) = model_config(&cfg, specs()) else {
+                continue;
+            };
+            if mc.check_size(cfg.latent()).is_err() {
+                continue;
+            }
+            if train_config(&cfg, 1000).validate().is_err() {
+                continue;
+            }
+            valid += 1;
+            // A configuration that is accepted is written and read back unchanged.
+            let path = dir.path().join("config.toml");
+            cfg.write(&path).unwrap();
+            let back =
+                RunConfig::read(&path).unwrap_or_else(|e| panic!("case {case}: {e:#}\n{text}"));
+            assert_eq!(back, cfg, "case {case}:\n{text}");
+        }
+        // The mutations reach every stage.
+        assert!(
+            parsed > 300 && valid > 100,
+            "{parsed} parsed, {valid} valid"
+        );
+    }
 }
