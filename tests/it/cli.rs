@@ -1565,3 +1565,183 @@ fn existing_outputs_need_force() {
     );
     assert_eq!(std::fs::read_to_string(&kept).unwrap(), "mine");
 }
+
+/// Runs `mvae` in readable mode, expects success and returns what it printed on stdout.
+fn ok_text(args: &[&str]) -> String {
+    let out = mvae(args);
+    assert!(
+        out.status.success(),
+        "mvae {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `sample --force` and `generate --force` into a folder of an earlier run's draws remove
+/// those draws (files, grid) first, so no old draw is left beside the new ones; the user's
+/// other files and folders stay.
+#[test]
+fn force_clears_the_old_draws_of_generate_and_sample() {
+    let dir = scratch("force_draws");
+    let d = dir.to_str().unwrap();
+    let run = mnist_run().to_str().unwrap();
+    ok_json(&["sample", "--checkpoint", run, "-n", "5", "--out", d]);
+    for i in 0..5 {
+        assert!(dir.join(format!("image_{i}.png")).is_file());
+    }
+    std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+    std::fs::write(dir.join("image_mine.png"), "mine").unwrap();
+    std::fs::create_dir(dir.join("image_7.png")).unwrap();
+    ok_json(&[
+        "sample",
+        "--checkpoint",
+        run,
+        "-n",
+        "2",
+        "--out",
+        d,
+        "--force",
+    ]);
+    let names = || {
+        let mut n: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(
+        names(),
+        [
+            "image_0.png",
+            "image_1.png",
+            "image_7.png",
+            "image_grid.png",
+            "image_mine.png",
+            "notes.txt"
+        ]
+    );
+    ok_json(&[
+        "generate",
+        "--checkpoint",
+        run,
+        "--label",
+        "3",
+        "--samples",
+        "1",
+        "--out",
+        d,
+        "--force",
+    ]);
+    assert_eq!(
+        names(),
+        [
+            "image_0.png",
+            "image_7.png",
+            "image_grid.png",
+            "image_mine.png",
+            "notes.txt"
+        ]
+    );
+    assert!(dir.join("image_7.png").is_dir());
+}
+
+/// `generate` for a CSV model writes the generated columns to `generated.csv` (one row per
+/// draw) and names it, in JSON and in the readable summary; `sample` too, and `--force` removes
+/// an old table.
+#[test]
+fn generate_for_a_csv_model_writes_a_table() {
+    let run = csv_run().to_str().unwrap();
+    let dir = scratch("csv_generate");
+    let d = dir.to_str().unwrap();
+    let v = ok_json(&[
+        "generate",
+        "--checkpoint",
+        run,
+        "--given",
+        "a=0.5",
+        "--samples",
+        "3",
+        "--out",
+        d,
+    ]);
+    let table = dir.join("generated.csv");
+    assert_eq!(v["outputs"]["b"]["file"], table.to_str().unwrap());
+    let text = std::fs::read_to_string(&table).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "b,c");
+    assert_eq!(lines.len(), 4, "{text}");
+    let b = v["outputs"]["b"]["values"][1][0].as_f64().unwrap();
+    let cell: f64 = lines[2].split(',').next().unwrap().parse().unwrap();
+    assert!((b - cell).abs() < 1e-5 * b.abs().max(1.0), "{b} vs {cell}");
+    let printed = ok_text(&[
+        "generate",
+        "--checkpoint",
+        run,
+        "--given",
+        "a=0.5",
+        "--mean",
+        "--out",
+        d,
+        "--force",
+    ]);
+    assert!(printed.contains("generated.csv"), "{printed}");
+    assert_eq!(std::fs::read_to_string(&table).unwrap().lines().count(), 2);
+    ok_json(&[
+        "sample",
+        "--checkpoint",
+        run,
+        "-n",
+        "4",
+        "--out",
+        d,
+        "--force",
+    ]);
+    let text = std::fs::read_to_string(&table).unwrap();
+    assert_eq!(text.lines().next(), Some("a,b,c"));
+    assert_eq!(text.lines().count(), 5);
+}
+
+/// The readable summary of `generate` shows each drawn class with its probability, and every
+/// class's probability for the posterior mean, as `--help` says.
+#[test]
+fn readable_generate_shows_class_probabilities() {
+    let run = mnist_run().to_str().unwrap();
+    let dir = scratch("readable_probs");
+    let d = dir.to_str().unwrap();
+    ok_json(&[
+        "generate",
+        "--checkpoint",
+        run,
+        "--label",
+        "3",
+        "--samples",
+        "1",
+        "--out",
+        d,
+    ]);
+    let png = dir.join("image_0.png");
+    let out2 = scratch("readable_probs_mean");
+    let printed = ok_text(&[
+        "generate",
+        "--checkpoint",
+        run,
+        "--image",
+        png.to_str().unwrap(),
+        "--mean",
+        "--out",
+        out2.to_str().unwrap(),
+    ]);
+    let label = printed
+        .lines()
+        .find(|l| l.starts_with("label: "))
+        .unwrap_or_else(|| panic!("{printed}"));
+    assert!(
+        label.contains(" (p 0.") || label.contains(" (p 1.00)"),
+        "{printed}"
+    );
+    assert!(printed.contains("probabilities 0: "), "{printed}");
+    assert!(printed.contains(", 9: "), "{printed}");
+    let help = String::from_utf8(mvae(&["generate", "--help"]).stdout).unwrap();
+    assert!(help.contains("with its probability"), "{help}");
+}

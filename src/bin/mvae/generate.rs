@@ -20,9 +20,12 @@ mvae generate --checkpoint runs/av --audio three.wav --out heard\n  \
 mvae generate --checkpoint runs/av --image digit.png --mean --out seen\n  \
 mvae generate --checkpoint runs/poly --given m0=m0_3.png --given m1=m1_3.png --out poly\n\n\
 Writes <modality>_<i>.png for images (RGB PNG for colour modalities such as polymnist's), <modality>_<i>.wav (and a spectrogram picture) for audio, \
-an image grid of the first draws (at most 64), and reports class probabilities and table values. \
+an image grid of the first draws (at most 64), and generated.csv with the values of CSV columns \
+(one row per draw); reports each label's class per draw with its probability (every class's \
+probability with --mean or one draw; all of them with --json) and the table values. \
 --samples is at most 1000 (checked before anything is written); for more, run again with \
-another --seed and --out."
+another --seed and --out. With --force, the files an earlier generate or sample wrote into --out \
+(<modality>_<i>.png|wav, the grid pictures, generated.csv) are removed first; other files stay."
 )]
 pub struct GenerateArgs {
     /// A run directory or its checkpoint file.
@@ -53,7 +56,8 @@ pub struct GenerateArgs {
     /// Output folder.
     #[arg(long, short, value_name = "DIR")]
     out: PathBuf,
-    /// Write into a non-empty --out folder.
+    /// Write into a non-empty --out folder, first removing the files an earlier generate or
+    /// sample wrote there (other files stay).
     #[arg(long)]
     force: bool,
 }
@@ -72,7 +76,8 @@ pub struct SampleArgs {
     /// Output folder.
     #[arg(long, short, value_name = "DIR")]
     out: PathBuf,
-    /// Write into a non-empty --out folder.
+    /// Write into a non-empty --out folder, first removing the files an earlier generate or
+    /// sample wrote there (other files stay).
     #[arg(long)]
     force: bool,
 }
@@ -201,6 +206,7 @@ pub fn run(common: &Common, args: GenerateArgs) -> Result<()> {
     inputs.extend(args.audio.as_deref().map(|p| ("--audio", p)));
     refuse_input(&args.out, &inputs)?;
     output_dir(&args.out, args.force)?;
+    clear_outputs(&codecs, &args.out)?;
     crate::dispatch!(
         common,
         latent,
@@ -249,6 +255,7 @@ pub fn sample(common: &Common, args: SampleArgs) -> Result<()> {
     check_draws("-n", args.n)?;
     refuse_input(&args.out, &[("--checkpoint", &ckpt)])?;
     output_dir(&args.out, args.force)?;
+    clear_outputs(&codecs, &args.out)?;
     crate::dispatch!(common, latent, sample_on(common, &ckpt, &codecs, &args))
 }
 
@@ -280,6 +287,87 @@ fn sample_on<const L: usize, D: Backend>(
     Ok(())
 }
 
+/// The table `generate` and `sample` write for the modalities of CSV columns: a header of
+/// their columns, one row of values per draw.
+pub const TABLE: &str = "generated.csv";
+
+/// Whether `name` is a file that `generate` or `sample` writes for a model of `codecs`: a
+/// draw of an image or audio modality (`<modality>_<i>.png|wav`), its grid picture
+/// (`<modality>_grid.png`, `<modality>_spectrograms.png`), or [`TABLE`].
+fn is_output(codecs: &Codecs, name: &str) -> bool {
+    if name == TABLE {
+        return codecs.values().any(|c| matches!(c, Codec::Columns { .. }));
+    }
+    codecs.iter().any(|(modality, codec)| {
+        let Some(ext) = codec.extension() else {
+            return false;
+        };
+        let Some(rest) = name
+            .strip_prefix(modality.as_str())
+            .and_then(|r| r.strip_prefix('_'))
+        else {
+            return false;
+        };
+        let picture = match codec {
+            Codec::Audio { .. } => "spectrograms.png",
+            _ => "grid.png",
+        };
+        rest == picture
+            || rest
+                .strip_suffix(ext)
+                .and_then(|r| r.strip_suffix('.'))
+                .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+/// Removes from `out` the files an earlier `generate` or `sample` of a model with these
+/// modalities wrote there ([`is_output`]), so that `--force` leaves no old draw beside the
+/// new ones; every other file, and every folder, stays (a link is removed, not followed).
+fn clear_outputs(codecs: &Codecs, out: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(out).with_context(|| format!("reading {}", out.display()))? {
+        let entry = entry.with_context(|| format!("reading {}", out.display()))?;
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        let name = entry.file_name();
+        if !is_dir && name.to_str().is_some_and(|n| is_output(codecs, n)) {
+            let path = entry.path();
+            std::fs::remove_file(&path)
+                .with_context(|| format!("--force: removing the old {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes [`TABLE`] into `out` for the generated modalities of CSV columns (their column
+/// names and values, one row per draw), if there are any.
+fn write_table(tables: &[(&[String], Vec<f32>)], out: &Path) -> Result<()> {
+    let Some(draws) = tables
+        .first()
+        .map(|(columns, v)| v.len() / columns.len().max(1))
+    else {
+        return Ok(());
+    };
+    let header: Vec<String> = tables.iter().flat_map(|(c, _)| c.iter().cloned()).collect();
+    let mut values = ndarray::Array2::<f32>::zeros((draws, header.len()));
+    let mut at = 0;
+    for (columns, v) in tables {
+        let k = columns.len().max(1);
+        for (r, row) in v.chunks(k).enumerate().take(draws) {
+            for (j, x) in row.iter().enumerate() {
+                values[(r, at + j)] = *x;
+            }
+        }
+        at += columns.len();
+    }
+    let table = mvae::data::Table {
+        present: ndarray::Array2::from_elem(values.dim(), true),
+        lines: Vec::new(),
+        header,
+        values,
+    };
+    mvae::data::write_csv(&out.join(TABLE), &table)?;
+    Ok(())
+}
+
 /// Writes each generated modality (files for images and audio, a grid of the images) and
 /// returns what was written or decoded, by modality.
 pub fn write_outputs(
@@ -288,6 +376,7 @@ pub fn write_outputs(
     out: &Path,
 ) -> Result<serde_json::Value> {
     let mut outputs = serde_json::Map::new();
+    let mut tables = Vec::new();
     for g in generated {
         let draws = g.mean.len() / g.params.max(1);
         let rows = || g.mean.chunks(g.params.max(1));
@@ -302,10 +391,13 @@ pub fn write_outputs(
             }) => {
                 let mut v = g.mean.clone();
                 normalizer.invert(&mut v)?;
-                serde_json::json!({
+                let value = serde_json::json!({
                     "columns": columns,
                     "values": v.chunks(columns.len().max(1)).map(<[f32]>::to_vec).collect::<Vec<_>>(),
-                })
+                    "file": out.join(TABLE),
+                });
+                tables.push((columns.as_slice(), v));
+                value
             }
             Some(codec @ (Codec::Image { .. } | Codec::Audio { .. })) => {
                 let mut files = Vec::new();
@@ -319,21 +411,115 @@ pub fn write_outputs(
         };
         outputs.insert(g.name.clone(), value);
     }
+    write_table(&tables, out)?;
     Ok(serde_json::Value::Object(outputs))
 }
 
+/// The readable summary: each label's class per draw with its probability (and every class's
+/// probability for one draw), the files written, and the table values.
 fn print_outputs(outputs: &serde_json::Value, out: &Path) {
     let Some(map) = outputs.as_object() else {
         return;
     };
     for (name, v) in map {
         if let Some(c) = v.get("classes").and_then(|c| c.as_array()) {
-            let classes: Vec<String> = c.iter().map(|x| x.to_string()).collect();
-            println!("{name}: {}", classes.join(" "));
+            let probs = v["probabilities"].as_array().cloned().unwrap_or_default();
+            let p = |draw: usize, class: &serde_json::Value| -> f64 {
+                let k = class.as_u64().unwrap_or(0) as usize;
+                probs
+                    .get(draw)
+                    .and_then(|row| row.get(k))
+                    .and_then(serde_json::Value::as_f64)
+                    .unwrap_or(f64::NAN)
+            };
+            let classes: Vec<String> = c
+                .iter()
+                .enumerate()
+                .map(|(i, class)| format!("{class} (p {:.2})", p(i, class)))
+                .collect();
+            println!("{name}: {}", classes.join(", "));
+            if let [row] = probs.as_slice() {
+                let all: Vec<String> = row
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                    .map(|(k, x)| format!("{k}: {:.2}", x.as_f64().unwrap_or(f64::NAN)))
+                    .collect();
+                println!("  probabilities {}", all.join(", "));
+            }
         } else if let Some(f) = v.get("files").and_then(|f| f.as_array()) {
             println!("{name}: {} files in {}", f.len(), out.display());
         } else if let Some(rows) = v.get("values") {
-            println!("{name}: {rows}");
+            // Numbers as the f32 they are (0.29858309, not 0.29858309030532837).
+            let f32s = |row: &serde_json::Value| -> String {
+                let cells: Vec<String> = row
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|x| (x.as_f64().unwrap_or(f64::NAN) as f32).to_string())
+                    .collect();
+                format!("[{}]", cells.join(", "))
+            };
+            let rows: Vec<String> = rows.as_array().into_iter().flatten().map(f32s).collect();
+            let columns: Vec<&str> = v
+                .get("columns")
+                .and_then(|c| c.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(serde_json::Value::as_str)
+                .collect();
+            match columns.as_slice() {
+                [] => println!("{name}: {}", rows.join(" ")),
+                [only] if only == name => println!(
+                    "{name}: {} (in {})",
+                    rows.join(" "),
+                    out.join(TABLE).display()
+                ),
+                _ => println!(
+                    "{name} ({}): {} (in {})",
+                    columns.join(", "),
+                    rows.join(" "),
+                    out.join(TABLE).display()
+                ),
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_are_only_the_files_generate_writes() {
+        let mut codecs = Codecs::new();
+        codecs.insert("image".into(), Codec::grey_image(2, 2));
+        codecs.insert("label".into(), Codec::Label { classes: 10 });
+        for name in ["image_0.png", "image_12.png", "image_grid.png"] {
+            assert!(is_output(&codecs, name), "{name}");
+        }
+        for name in [
+            "image_.png",
+            "image_1.wav",
+            "image_1.png.bak",
+            "image_x.png",
+            "image_-1.png",
+            "image0.png",
+            "label_0.png",
+            "label_0.txt",
+            "audio_0.wav",
+            "generated.csv",
+            "notes.txt",
+            "eval.json",
+        ] {
+            assert!(!is_output(&codecs, name), "{name}");
+        }
+        let columns = Codec::Columns {
+            columns: vec!["x".into()],
+            normalizer: mvae::data::Normalizer::fit(&[0.0, 1.0], 1).unwrap(),
+        };
+        codecs.insert("x".into(), columns);
+        assert!(is_output(&codecs, TABLE));
     }
 }
