@@ -1745,3 +1745,130 @@ fn readable_generate_shows_class_probabilities() {
     let help = String::from_utf8(mvae(&["generate", "--help"]).stdout).unwrap();
     assert!(help.contains("with its probability"), "{help}");
 }
+
+/// `eval` at its defaults says on stderr (readable mode only) that it takes minutes and names
+/// `--k` and `--samples`; `--help` says so too.
+#[test]
+fn eval_at_its_defaults_names_the_flags_that_make_it_quicker() {
+    let run = mnist_run().to_str().unwrap();
+    let dir = scratch("eval_hint");
+    let d = dir.to_str().unwrap();
+    // A data folder that does not exist ends the run after the note, before any computation.
+    let missing = dir.join("no_data");
+    let m = missing.to_str().unwrap();
+    let out = mvae(&["eval", "--checkpoint", run, "--data", m, "--out", d]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("takes minutes") && err.contains("--k 50 --samples 200"),
+        "{err}"
+    );
+    let out = mvae(&[
+        "eval",
+        "--checkpoint",
+        run,
+        "--data",
+        m,
+        "--out",
+        d,
+        "--json",
+    ]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("note:"));
+    let out = mvae(&[
+        "eval",
+        "--checkpoint",
+        run,
+        "--data",
+        m,
+        "--out",
+        d,
+        "--k",
+        "10",
+    ]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("note:"));
+    let help = String::from_utf8(mvae(&["eval", "--help"]).stdout).unwrap();
+    assert!(
+        help.contains("takes minutes") && help.contains("--k 50"),
+        "{help}"
+    );
+}
+
+/// `dataset = "av-digits"` (the command line's spelling) is read from a TOML config as well as
+/// `av_digits`; a run's config.toml writes `av_digits`.
+#[test]
+fn both_spellings_of_av_digits_are_read_from_toml() {
+    let dir = scratch("av_spelling");
+    std::fs::create_dir_all(&dir).unwrap();
+    for spelling in ["av-digits", "av_digits"] {
+        let cfg = dir.join(format!("{spelling}.toml"));
+        std::fs::write(&cfg, format!("[data]\ndataset = \"{spelling}\"\n")).unwrap();
+        // Parsed: the run goes on to the next check, the latent size.
+        fails(
+            &[
+                "train",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--latent",
+                "20",
+                "--out",
+                dir.join("run").to_str().unwrap(),
+            ],
+            "latent size 20 is not built into this tool",
+        );
+    }
+    let text = std::fs::read_to_string(av_run().join("config.toml")).unwrap();
+    assert!(text.contains("dataset = \"av_digits\""), "{text}");
+}
+
+/// A CSV run started with a relative `--csv` stores the file's absolute path in its
+/// config.toml, so that `--resume` and `eval` work from another folder.
+#[test]
+fn a_csv_run_stores_its_file_absolute_and_resumes_from_elsewhere() {
+    let dir = scratch("csv_relative");
+    std::fs::create_dir_all(dir.join("elsewhere")).unwrap();
+    let mut text = String::from("x,y\n");
+    for i in 0..60 {
+        let x = (i as f32 * 0.3).sin();
+        text.push_str(&format!("{x},{}\n", 2.0 * x));
+    }
+    std::fs::write(dir.join("t.csv"), text).unwrap();
+    let run_in = |cwd: &Path, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mvae"))
+            .args(args)
+            .arg("--json")
+            .current_dir(cwd)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mvae {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let mut args = vec!["train", "--csv", "t.csv", "--epochs", "1", "--no-pictures"];
+    args.extend([
+        "--encoder-hidden",
+        "8",
+        "--decoder-hidden",
+        "8",
+        "--out",
+        "run",
+    ]);
+    run_in(&dir, &args);
+    let cfg: toml::Value =
+        toml::from_str(&std::fs::read_to_string(dir.join("run/config.toml")).unwrap()).unwrap();
+    let stored = PathBuf::from(cfg["data"]["csv"].as_str().unwrap());
+    assert!(stored.is_absolute(), "{stored:?}");
+    assert_eq!(stored, dir.join("t.csv").canonicalize().unwrap());
+    run_in(
+        &dir.join("elsewhere"),
+        &[
+            "train",
+            "--resume",
+            "../run",
+            "--epochs",
+            "2",
+            "--no-pictures",
+        ],
+    );
+}

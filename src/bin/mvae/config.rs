@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 pub enum DatasetKind {
     /// MNIST images + digit labels (`DIR/mnist`).
     Mnist,
-    /// MNIST images + spoken digits (FSDD) + labels (`DIR/mnist`, `DIR/fsdd`).
+    /// MNIST images + spoken digits (FSDD) + labels (`DIR/mnist`, `DIR/fsdd`). Written
+    /// `av_digits` in TOML; `av-digits`, as on the command line, is read too.
+    #[serde(alias = "av-digits")]
     AvDigits,
     /// PolyMNIST built from MNIST (`DIR/mnist`): five RGB images m0..m4 of the same digit
     /// on different backgrounds; the class is kept for evaluation only.
@@ -32,8 +34,9 @@ pub struct DataConfig {
     /// The data set.
     pub dataset: DatasetKind,
     /// Folder holding `mnist/` (and `fsdd/`); default `$MVAE_DATA`, else the bundled sample.
+    /// Absolute in a run's `config.toml` ([`RunConfig::absolute_paths`]).
     pub dir: Option<PathBuf>,
-    /// The CSV file (dataset `csv`).
+    /// The CSV file (dataset `csv`); absolute in a run's `config.toml`.
     pub csv: Option<PathBuf>,
     /// CSV columns grouped into modalities (`name = ["col", ...]`); other columns are one
     /// modality each.
@@ -216,6 +219,20 @@ impl RunConfig {
         })
     }
 
+    /// Makes the CSV file and the data folder absolute (resolving links), so that the run's
+    /// `config.toml` finds them from any working folder (`--resume`, `eval`); a path that does
+    /// not exist is left as given, for the loader to name.
+    pub fn absolute_paths(&mut self) {
+        for path in [&mut self.data.csv, &mut self.data.dir]
+            .into_iter()
+            .flatten()
+        {
+            if let Ok(abs) = std::fs::canonicalize(&*path) {
+                *path = abs;
+            }
+        }
+    }
+
     /// Writes the data set's defaults into the config, so that the run's `config.toml` is
     /// the resolved configuration (and a resumed run keeps them if defaults change).
     pub fn resolve_defaults(&mut self) {
@@ -335,6 +352,12 @@ mod tests {
         assert_eq!(back, cfg);
         assert!(toml::from_str::<RunConfig>("[train]\nepoch = 3\n").is_err());
         assert!(toml::from_str::<RunConfig>("[data]\ndataset = \"cifar\"\n").is_err());
+        // The command line's spelling is read too, and the canonical one written.
+        let dashed: RunConfig = toml::from_str("[data]\ndataset = \"av-digits\"\n").unwrap();
+        assert_eq!(dashed.data.dataset, DatasetKind::AvDigits);
+        assert!(toml::to_string_pretty(&dashed)
+            .unwrap()
+            .contains("dataset = \"av_digits\""));
         let poly: RunConfig = toml::from_str("[data]\ndataset = \"polymnist\"\n").unwrap();
         assert_eq!(poly.data.dataset, DatasetKind::Polymnist);
     }

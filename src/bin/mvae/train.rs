@@ -69,10 +69,12 @@ pub struct TrainArgs {
     /// The data set.
     #[arg(long, value_enum)]
     dataset: Option<DatasetKind>,
-    /// Folder holding mnist/ and fsdd/ (default $MVAE_DATA, else the bundled sample).
+    /// Folder holding mnist/ and fsdd/ (default $MVAE_DATA, else the bundled sample); stored
+    /// absolute in the run's config.toml.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
-    /// CSV file for --dataset csv (header row; empty cells are missing).
+    /// CSV file for --dataset csv (header row; empty cells are missing); stored absolute in the
+    /// run's config.toml, so that --resume and eval work from any folder.
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
     /// Group CSV columns into one modality, e.g. `--group xy=x,y` (repeatable).
@@ -294,6 +296,7 @@ pub fn run(common: &Common, args: TrainArgs) -> Result<()> {
             if let Some(d) = &args.data {
                 cfg.data.dir = Some(d.clone());
             }
+            cfg.absolute_paths();
             (cfg, run.clone(), true, lock)
         }
         None => {
@@ -302,6 +305,7 @@ pub fn run(common: &Common, args: TrainArgs) -> Result<()> {
                 None => RunConfig::default(),
             };
             args.overlay(&mut cfg);
+            cfg.absolute_paths();
             cfg.resolve_defaults();
             cfg.validate()?;
             let dir = args.out.clone().unwrap_or_else(|| {
