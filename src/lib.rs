@@ -30,6 +30,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod codec;
 pub mod data;
+pub mod embed;
 pub mod eval;
 pub mod impute;
 pub mod kernels;

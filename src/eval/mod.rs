@@ -5,7 +5,8 @@
 //! - [`likelihood`]: importance-weighted bounds on `log p(x_S)` and `log p(x_A | x_B)`;
 //! - [`coherence`]: do generated samples show the conditioning class, judged by classifiers
 //!   trained here ([`classifier`]);
-//! - [`probe`]: linear (softmax-regression) probes on posterior means.
+//! - [`probe`]: linear (softmax-regression) probes on posterior means;
+//! - cross-modal retrieval between the modalities' embeddings ([`crate::embed::retrieval`]).
 //!
 //! For a subset `S`: `log p(x_S) >= E[IWAE_K] >= E[ELBO] = E[log p(x_S | z) + log p(z) - log q(z | x_S)]`.
 //! [`evaluate`] runs them all into one serialisable [`EvalReport`].
@@ -20,9 +21,10 @@ mod report;
 
 pub use accuracy::accuracy;
 pub use elbo::elbo;
-pub use report::{evaluate, EvalConfig, EvalReport};
+pub use report::{cross_modal_retrieval, evaluate, EvalConfig, EvalReport, RetrievalConfig};
 
 use crate::data::{BatchOptions, HostBatch, HostColumn};
+use crate::embed::select_rows;
 use crate::model::Mvae;
 use crate::subset::Subset;
 use crate::{Backend, Error, Result};
@@ -63,43 +65,6 @@ pub fn subset_names<const L: usize, D: Backend>(
         .iter()
         .map(|i| model.modalities()[i].name().to_string())
         .collect())
-}
-
-/// The rows of `host` that have every modality of `needed` and pass `extra` (called with the
-/// row's data-set index), keeping only the model's columns: a batch the model can upload.
-fn select_rows<const L: usize, D: Backend>(
-    model: &Mvae<L, D>,
-    host: &HostBatch,
-    needed: Subset,
-    extra: impl Fn(usize) -> bool,
-) -> HostBatch {
-    let specs = model.modalities();
-    let keep: Vec<usize> = (0..host.len())
-        .filter(|&j| {
-            needed
-                .iter()
-                .all(|m| host.column(specs[m].name()).is_some_and(|c| c.present[j]))
-                && extra(host.indices[j])
-        })
-        .collect();
-    let columns = host
-        .columns
-        .iter()
-        .filter(|c| specs.iter().any(|s| s.name() == c.name))
-        .map(|c| HostColumn {
-            name: c.name.clone(),
-            dim: c.dim,
-            values: keep
-                .iter()
-                .flat_map(|&j| c.values[j * c.dim..(j + 1) * c.dim].iter().copied())
-                .collect(),
-            present: keep.iter().map(|&j| c.present[j]).collect(),
-        })
-        .collect();
-    HostBatch {
-        indices: keep.iter().map(|&j| host.indices[j]).collect(),
-        columns,
-    }
 }
 
 /// Each row of `host` repeated `times` times in a row (row `i` becomes rows

@@ -222,6 +222,23 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Mixture<L, D, T> {
         Self::blend(means, self.weights())
     }
 
+    /// The mixture's variance per sample and dimension, `(batch, L)`, with an empty tape: the
+    /// components' second moments blended, less the squared mean
+    /// (`sum_c w_c (var_c + mean_c^2) - mean^2`).
+    pub fn variance(&self) -> Latent<L, D, T> {
+        let second = self
+            .components
+            .iter()
+            .map(|c| {
+                let m = c.mean.with_empty_tape();
+                c.logvar.with_empty_tape().exp() + m.with_empty_tape() * m
+            })
+            .collect();
+        let mean = self.mean();
+        // Clamped at 0: the difference of two nearly equal moments can round below it.
+        (Self::blend(second, self.weights()) - mean.with_empty_tape() * mean).relu()
+    }
+
     /// A reparameterised sample, row `i` from its chosen component.
     ///
     /// # Panics

@@ -292,6 +292,15 @@ impl<const L: usize, D: Backend, T: Tape<f32, D>> Posterior<L, D, T> {
         }
     }
 
+    /// The variance of each sample's distribution per dimension, `(batch, L)`: how sure the
+    /// posterior is of each coordinate of [`Posterior::mean`]. A copy with an empty tape.
+    pub fn variance(&self) -> Latent<L, D, T> {
+        match self {
+            Posterior::Gaussian(g) => g.logvar.with_empty_tape().exp(),
+            Posterior::Mixture(m) => m.variance(),
+        }
+    }
+
     /// The Gaussian, if this posterior is one.
     pub fn as_gaussian(&self) -> Option<&Gaussian<L, D, T>> {
         match self {

@@ -1872,3 +1872,92 @@ fn a_csv_run_stores_its_file_absolute_and_resumes_from_elsewhere() {
         ],
     );
 }
+
+/// `embed` writes one row per test sample with the given modalities, as CSV (row index,
+/// class, z0..) or safetensors (rows, means, variances), and refuses bad requests before
+/// reading data.
+#[test]
+fn embed_writes_the_latent_means_of_a_split() {
+    let dir = scratch("embed");
+    let run = dir.join("run");
+    let r = run.to_str().unwrap();
+    let mut args = vec!["train", "--epochs", "1", "--no-pictures", "--out", r];
+    args.extend(TINY);
+    ok_json(&args);
+    let csv = dir.join("image.csv");
+    let v = ok_json(&[
+        "embed",
+        "--checkpoint",
+        r,
+        "--given",
+        "image",
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    assert_eq!(v["rows"], 200, "{v}");
+    assert_eq!(v["dim"], 8, "{v}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(header[..3], ["row", "label", "z0"]);
+    assert_eq!(header.len(), 2 + 8);
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 200);
+    assert_eq!(rows[0][0], "0");
+    assert!(rows.iter().all(|r| r.len() == 10
+        && r[2..]
+            .iter()
+            .all(|x| x.parse::<f32>().is_ok_and(f32::is_finite))));
+    // the same file again needs --force
+    let again = mvae(&[
+        "embed",
+        "--checkpoint",
+        r,
+        "--given",
+        "image",
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(1));
+    // safetensors with variances, both modalities
+    let st = dir.join("both.safetensors");
+    ok_json(&[
+        "embed",
+        "--checkpoint",
+        r,
+        "--given",
+        "image,label",
+        "--variances",
+        "--limit",
+        "50",
+        "--out",
+        st.to_str().unwrap(),
+    ]);
+    let bytes = std::fs::read(&st).unwrap();
+    let t = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(t.tensor("rows").unwrap().shape(), [50]);
+    assert_eq!(t.tensor("means").unwrap().shape(), [50, 8]);
+    let var = t.tensor("variances").unwrap();
+    assert!(var
+        .data()
+        .chunks(4)
+        .all(|b| f32::from_le_bytes(b.try_into().unwrap()) > 0.0));
+    for (bad, want) in [
+        (vec!["--given", "sound", "--out", "x.csv"], "sound"),
+        (
+            vec!["--given", "image", "--out", "x.txt"],
+            ".csv or .safetensors",
+        ),
+        (
+            vec!["--given", "image", "--split", "dev", "--out", "x.csv"],
+            "test or train",
+        ),
+    ] {
+        let mut a = vec!["embed", "--checkpoint", r];
+        a.extend(bad);
+        let out = mvae(&a);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{err}");
+    }
+}

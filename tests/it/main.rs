@@ -5,6 +5,7 @@ mod batch;
 mod checkpoint;
 mod cli;
 mod common;
+mod embed;
 mod estimators;
 mod eval;
 mod layering;

@@ -5,6 +5,7 @@
 
 mod config;
 mod data;
+mod embed;
 mod eval;
 mod generate;
 mod impute;
@@ -59,8 +60,11 @@ pub enum DeviceKind {
 enum Command {
     /// Train a model and write a run directory (config, checkpoint, metrics, pictures).
     Train(Box<train::TrainArgs>),
-    /// Run the evaluation suite on a checkpoint (likelihoods, coherence, probes).
+    /// Run the evaluation suite on a checkpoint (likelihoods, coherence, probes, retrieval).
     Eval(eval::EvalArgs),
+    /// Write the latent means of a run's data under any subset of modalities (CSV or
+    /// safetensors).
+    Embed(embed::EmbedArgs),
     /// Generate the other modalities from given ones (image file, WAV file, label).
     Generate(generate::GenerateArgs),
     /// Fill the missing modalities of a CSV table or a folder of files.
@@ -124,6 +128,7 @@ fn main() {
     let result = match cli.command {
         Command::Train(a) => train::run(&common, *a),
         Command::Eval(a) => eval::run(&common, a),
+        Command::Embed(a) => embed::run(&common, a),
         Command::Generate(a) => generate::run(&common, a),
         Command::Impute(a) => impute::run(&common, a),
         Command::Sample(a) => generate::sample(&common, a),

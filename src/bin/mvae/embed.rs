@@ -1,0 +1,215 @@
+//! `mvae embed`: the posterior means of a run's data set under any subset of modalities, as a
+//! CSV table or a safetensors file, written atomically.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use mvae::embed::{embed, EmbedOptions, Embeddings};
+use mvae::{Backend, Mvae};
+
+use crate::config::RunConfig;
+use crate::output::{refuse_existing, refuse_input, report};
+use crate::{checkpoint_file, data, Common};
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Reads the data set from the run's config.toml beside the checkpoint and embeds \
+each row of the chosen split that has every modality of --given: the mean of the posterior the \
+model forms from them (its aggregation's), one row per data row. --out FILE.csv writes a table \
+with the row's index in the split, its class where the data have a label, and z0..z{L-1} (and \
+var0.. with --variances); --out FILE.safetensors writes the tensors `rows` (I64), `means` (F32, \
+rows x L) and `variances`. The file is written atomically; an existing one is replaced only \
+with --force."
+)]
+pub struct EmbedArgs {
+    /// A run directory or its checkpoint file.
+    #[arg(long, value_name = "PATH")]
+    checkpoint: PathBuf,
+    /// The modalities to embed from, comma-separated (e.g. `image` or `image,label`).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',', required = true)]
+    given: Vec<String>,
+    /// Which part of the data set: `test` or `train`.
+    #[arg(long, value_name = "SPLIT", default_value = "test")]
+    split: String,
+    /// Embed only among the first N rows of the split.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Also write each coordinate's posterior variance.
+    #[arg(long)]
+    variances: bool,
+    /// Folder holding the data sets (default: the run's, else $MVAE_DATA or the bundled sample).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// The output file: `.csv` or `.safetensors`.
+    #[arg(long, short, value_name = "FILE")]
+    out: PathBuf,
+    /// Replace an existing --out file.
+    #[arg(long)]
+    force: bool,
+}
+
+/// The output formats, by file extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Csv,
+    Safetensors,
+}
+
+fn format_of(path: &Path) -> Result<Format> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("csv") => Ok(Format::Csv),
+        Some("safetensors") => Ok(Format::Safetensors),
+        _ => bail!(
+            "--out {}: the file name must end in .csv or .safetensors",
+            path.display()
+        ),
+    }
+}
+
+/// Runs `mvae embed`.
+pub fn run(common: &Common, args: EmbedArgs) -> Result<()> {
+    let format = format_of(&args.out)?;
+    if !matches!(args.split.as_str(), "test" | "train") {
+        bail!("--split {:?}: expected test or train", args.split);
+    }
+    if args.limit == Some(0) {
+        bail!("--limit must be at least 1");
+    }
+    let ckpt = checkpoint_file(&args.checkpoint);
+    let info = mvae::checkpoint::read_info(&ckpt)?;
+    let cfg = crate::eval::run_config(&ckpt, args.data.as_ref())?;
+    let config = ckpt.with_file_name(crate::train::CONFIG);
+    let mut inputs = vec![("--checkpoint", ckpt.as_path()), ("--checkpoint", &config)];
+    inputs.extend(args.data.as_deref().map(|p| ("--data", p)));
+    refuse_input(&args.out, &inputs)?;
+    refuse_existing(&args.out, args.force)?;
+    crate::dispatch!(
+        common,
+        info.latent_size,
+        embed_on(common, &cfg, &ckpt, &args, format)
+    )
+}
+
+fn embed_on<const L: usize, D: Backend>(
+    dev: D,
+    common: &Common,
+    cfg: &RunConfig,
+    ckpt: &Path,
+    args: &EmbedArgs,
+    format: Format,
+) -> Result<()> {
+    let model = Mvae::<L, D>::load(ckpt, &dev)?;
+    let prepared = data::prepare(cfg)?;
+    let split = if args.split == "train" {
+        &prepared.train
+    } else {
+        &prepared.test
+    };
+    let given: Vec<&str> = args.given.iter().map(String::as_str).collect();
+    let opts = EmbedOptions {
+        variances: args.variances,
+        limit: args.limit,
+    };
+    let e = embed(&model, split, &given, &opts)?;
+    let label = split.column("label");
+    // Classes are numbers (a label codec reads and writes them as such).
+    let classes: Option<Vec<String>> = label.map(|c| {
+        e.rows
+            .iter()
+            .map(|&r| {
+                if c.present()[r] {
+                    format!("{}", c.values()[r])
+                } else {
+                    String::new()
+                }
+            })
+            .collect()
+    });
+    let bytes = match format {
+        Format::Csv => csv(&e, classes.as_deref()).into_bytes(),
+        Format::Safetensors => safetensors(&e)?,
+    };
+    mvae::data::atomic::write_bytes(&args.out, &bytes)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    let doc = serde_json::json!({
+        "checkpoint": ckpt,
+        "given": e.given,
+        "split": args.split,
+        "rows": e.len(),
+        "dim": e.dim,
+        "variances": e.variances.is_some(),
+        "out": args.out,
+    });
+    report(common, &doc, || {
+        println!(
+            "embedded {} {} rows from {} ({} coordinates) into {}",
+            e.len(),
+            args.split,
+            e.given.join(", "),
+            e.dim,
+            args.out.display()
+        );
+    });
+    Ok(())
+}
+
+/// The CSV table: `row`, `label` where known, `z0..`, then `var0..` if present.
+fn csv(e: &Embeddings, classes: Option<&[String]>) -> String {
+    let mut s = String::from("row");
+    if classes.is_some() {
+        s.push_str(",label");
+    }
+    for j in 0..e.dim {
+        let _ = write!(s, ",z{j}");
+    }
+    if e.variances.is_some() {
+        for j in 0..e.dim {
+            let _ = write!(s, ",var{j}");
+        }
+    }
+    s.push('\n');
+    for (i, &r) in e.rows.iter().enumerate() {
+        let _ = write!(s, "{r}");
+        if let Some(c) = classes {
+            let _ = write!(s, ",{}", c[i]);
+        }
+        for v in e.mean(i) {
+            let _ = write!(s, ",{v}");
+        }
+        if let Some(var) = &e.variances {
+            for v in &var[i * e.dim..(i + 1) * e.dim] {
+                let _ = write!(s, ",{v}");
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// The safetensors file: `rows` (I64), `means` and `variances` (F32, rows x dim).
+fn safetensors(e: &Embeddings) -> Result<Vec<u8>> {
+    use safetensors::tensor::{serialize, TensorView};
+    use safetensors::Dtype;
+    let n = e.len();
+    let rows: Vec<u8> = e
+        .rows
+        .iter()
+        .flat_map(|&r| (r as i64).to_le_bytes())
+        .collect();
+    let f32s = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let means = f32s(&e.means);
+    let variances = e.variances.as_deref().map(f32s);
+    let mut views = vec![
+        ("rows", TensorView::new(Dtype::I64, vec![n], &rows)?),
+        (
+            "means",
+            TensorView::new(Dtype::F32, vec![n, e.dim], &means)?,
+        ),
+    ];
+    if let Some(v) = &variances {
+        views.push(("variances", TensorView::new(Dtype::F32, vec![n, e.dim], v)?));
+    }
+    let meta = std::collections::HashMap::from([("given".to_string(), e.given.join(","))]);
+    Ok(serialize(views, &Some(meta))?)
+}
