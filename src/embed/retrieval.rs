@@ -29,6 +29,15 @@ pub enum Similarity {
     Euclidean,
 }
 
+impl std::fmt::Display for Similarity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Similarity::Cosine => "cosine",
+            Similarity::Euclidean => "euclidean",
+        })
+    }
+}
+
 impl Similarity {
     /// The similarity of `a` and `b` (larger is closer).
     pub fn of(self, a: &[f32], b: &[f32]) -> f64 {

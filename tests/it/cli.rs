@@ -1961,3 +1961,114 @@ fn embed_writes_the_latent_means_of_a_split() {
         assert!(err.contains(want), "{err}");
     }
 }
+
+/// `search` ranks a folder's images by their embeddings' cosine to the query's, best first,
+/// `--k` of them; `--cache` keeps the gallery's embeddings and says when they are reused and
+/// when a changed file or checkpoint makes them stale.
+#[test]
+fn search_ranks_a_gallery_and_checks_its_cache() {
+    let dir = scratch("search");
+    let run = dir.join("run");
+    let r = run.to_str().unwrap();
+    let mut args = vec!["train", "--epochs", "1", "--no-pictures", "--out", r];
+    args.extend(TINY);
+    ok_json(&args);
+    // a gallery of generated digits: four 3s and four 7s
+    let gallery = dir.join("gallery");
+    std::fs::create_dir_all(&gallery).unwrap();
+    for label in ["3", "7"] {
+        let out = dir.join(format!("gen{label}"));
+        ok_json(&[
+            "generate",
+            "--checkpoint",
+            r,
+            "--label",
+            label,
+            "--samples",
+            "4",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        for i in 0..4 {
+            std::fs::copy(
+                out.join(format!("image_{i}.png")),
+                gallery.join(format!("d{label}_{i}.png")),
+            )
+            .unwrap();
+        }
+    }
+    std::fs::write(gallery.join("notes.txt"), "not an image").unwrap();
+    let g = gallery.to_str().unwrap();
+    let cache = dir.join("gallery.json");
+    let c = cache.to_str().unwrap();
+    let search = |extra: &[&str]| {
+        let mut a = vec![
+            "search",
+            "--checkpoint",
+            r,
+            "--label",
+            "3",
+            "--gallery",
+            g,
+            "--k",
+            "5",
+        ];
+        a.extend(extra);
+        ok_json(&a)
+    };
+    let v = search(&["--cache", c]);
+    assert_eq!(v["modality"], "image");
+    assert_eq!(v["gallery_size"], 8, "the text file is not a picture");
+    let res = v["results"].as_array().unwrap();
+    assert_eq!(res.len(), 5);
+    let sims: Vec<f64> = res
+        .iter()
+        .map(|x| x["similarity"].as_f64().unwrap())
+        .collect();
+    assert!(sims.windows(2).all(|w| w[0] >= w[1]), "{sims:?}");
+    assert!(sims.iter().all(|s| (-1.0..=1.0).contains(s)));
+    assert!(v["cache"].as_str().unwrap().starts_with("wrote"), "{v}");
+    let again = search(&["--cache", c]);
+    assert!(
+        again["cache"].as_str().unwrap().starts_with("used"),
+        "{again}"
+    );
+    assert_eq!(again["results"], v["results"]);
+    // a file changes: the cache is stale, said and rewritten
+    std::fs::copy(gallery.join("d7_0.png"), gallery.join("d3_0.png")).unwrap();
+    let changed = search(&["--cache", c]);
+    assert!(
+        changed["cache"]
+            .as_str()
+            .unwrap()
+            .contains("the gallery's files changed"),
+        "{changed}"
+    );
+    // the checkpoint changes
+    ok_json(&["train", "--resume", r, "--epochs", "2"]);
+    let retrained = search(&["--cache", c]);
+    assert!(
+        retrained["cache"]
+            .as_str()
+            .unwrap()
+            .contains("the checkpoint changed"),
+        "{retrained}"
+    );
+    // bad requests
+    for (bad, want) in [
+        (vec!["--label", "3", "--gallery", g, "--k", "0"], "--k"),
+        (vec!["--label", "3", "--gallery", c], "not a folder"),
+        (
+            vec!["--label", "3", "--gallery", g, "--modality", "label"],
+            "modalities with files",
+        ),
+        (vec!["--gallery", g], "nothing given"),
+    ] {
+        let mut a = vec!["search", "--checkpoint", r];
+        a.extend(bad);
+        let out = mvae(&a);
+        assert_eq!(out.status.code(), Some(1), "{a:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{err}");
+    }
+}

@@ -31,19 +31,9 @@ pub struct GenerateArgs {
     /// A run directory or its checkpoint file.
     #[arg(long, value_name = "PATH")]
     checkpoint: PathBuf,
-    /// An image file for the modality `image` (PNG or JPEG; resized, made grey, or RGB for a
-    /// colour image modality).
-    #[arg(long, value_name = "FILE")]
-    image: Option<PathBuf>,
-    /// A WAV file for the modality `audio` (any rate; resampled).
-    #[arg(long, value_name = "FILE")]
-    audio: Option<PathBuf>,
-    /// A class number for the modality `label`.
-    #[arg(long, value_name = "N")]
-    label: Option<String>,
-    /// Any modality by name: a file, a class number, or comma-separated column values.
-    #[arg(long, value_name = "NAME=VALUE", value_parser = crate::config::key_value::<String>)]
-    given: Vec<(String, String)>,
+    /// The modalities given.
+    #[command(flatten)]
+    given: GivenArgs,
     /// Draws from the posterior (at most 1000).
     #[arg(long, value_name = "N", default_value_t = 8)]
     samples: usize,
@@ -60,6 +50,76 @@ pub struct GenerateArgs {
     /// sample wrote there (other files stay).
     #[arg(long)]
     force: bool,
+}
+
+/// The given modalities of `generate` and `search`: files, a class, or any modality by name.
+#[derive(clap::Args)]
+pub struct GivenArgs {
+    /// An image file for the modality `image` (PNG or JPEG; resized, made grey, or RGB for a
+    /// colour image modality).
+    #[arg(long, value_name = "FILE")]
+    image: Option<PathBuf>,
+    /// A WAV file for the modality `audio` (any rate; resampled).
+    #[arg(long, value_name = "FILE")]
+    audio: Option<PathBuf>,
+    /// A class number for the modality `label`.
+    #[arg(long, value_name = "N")]
+    label: Option<String>,
+    /// Any modality by name: a file, a class number, or comma-separated column values.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = crate::config::key_value::<String>)]
+    given: Vec<(String, String)>,
+}
+
+/// The given modalities' (name, text as given) pairs, and each one's values.
+pub type Given = (Vec<(String, String)>, Vec<Vec<f32>>);
+
+impl GivenArgs {
+    /// Each given modality's name and text (the named flags first), and its values read
+    /// through the model's codecs.
+    ///
+    /// # Errors
+    /// Nothing given, a modality given twice, or a value its codec cannot read.
+    pub fn read(&self, codecs: &Codecs) -> Result<Given> {
+        let mut given: Vec<(String, String)> = Vec::new();
+        let named = [
+            (
+                "image",
+                self.image.as_ref().map(|p| p.display().to_string()),
+            ),
+            (
+                "audio",
+                self.audio.as_ref().map(|p| p.display().to_string()),
+            ),
+            ("label", self.label.clone()),
+        ];
+        for (name, v) in named {
+            if let Some(v) = v {
+                given.push((name.to_string(), v));
+            }
+        }
+        given.extend(self.given.iter().cloned());
+        if given.is_empty() {
+            bail!(
+                "nothing given: pass --image FILE, --audio FILE, --label N or --given NAME=VALUE"
+            );
+        }
+        let mut values = Vec::new();
+        for (i, (name, text)) in given.iter().enumerate() {
+            if given[..i].iter().any(|(n, _)| n == name) {
+                bail!("{name} is given twice");
+            }
+            values.push(given_values(codecs, name, text)?);
+        }
+        Ok((given, values))
+    }
+
+    /// The files given by the named flags, for the check that an output is not an input.
+    pub fn files(&self) -> Vec<(&'static str, &Path)> {
+        let mut out = Vec::new();
+        out.extend(self.image.as_deref().map(|p| ("--image", p)));
+        out.extend(self.audio.as_deref().map(|p| ("--audio", p)));
+        out
+    }
 }
 
 #[derive(clap::Args)]
@@ -170,40 +230,12 @@ pub fn given_values(codecs: &Codecs, name: &str, text: &str) -> Result<Vec<f32>>
 pub fn run(common: &Common, args: GenerateArgs) -> Result<()> {
     let ckpt = checkpoint_file(&args.checkpoint);
     let (latent, codecs) = codecs_of(&ckpt)?;
-    let mut given: Vec<(String, String)> = Vec::new();
-    let named = [
-        (
-            "image",
-            args.image.as_ref().map(|p| p.display().to_string()),
-        ),
-        (
-            "audio",
-            args.audio.as_ref().map(|p| p.display().to_string()),
-        ),
-        ("label", args.label.clone()),
-    ];
-    for (name, v) in named {
-        if let Some(v) = v {
-            given.push((name.to_string(), v));
-        }
-    }
-    given.extend(args.given.iter().cloned());
-    if given.is_empty() {
-        bail!("nothing given: pass --image FILE, --audio FILE, --label N or --given NAME=VALUE");
-    }
-    let mut values = Vec::new();
-    for (i, (name, text)) in given.iter().enumerate() {
-        if given[..i].iter().any(|(n, _)| n == name) {
-            bail!("{name} is given twice");
-        }
-        values.push(given_values(&codecs, name, text)?);
-    }
+    let (given, values) = args.given.read(&codecs)?;
     if !args.mean {
         check_draws("--samples", args.samples)?;
     }
     let mut inputs = vec![("--checkpoint", ckpt.as_path())];
-    inputs.extend(args.image.as_deref().map(|p| ("--image", p)));
-    inputs.extend(args.audio.as_deref().map(|p| ("--audio", p)));
+    inputs.extend(args.given.files());
     refuse_input(&args.out, &inputs)?;
     output_dir(&args.out, args.force)?;
     clear_outputs(&codecs, &args.out)?;

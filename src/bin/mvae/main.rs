@@ -11,6 +11,7 @@ mod generate;
 mod impute;
 mod output;
 mod pictures;
+mod search;
 mod train;
 
 use std::path::PathBuf;
@@ -65,6 +66,8 @@ enum Command {
     /// Write the latent means of a run's data under any subset of modalities (CSV or
     /// safetensors).
     Embed(embed::EmbedArgs),
+    /// Rank a folder of files by how close their embeddings lie to what is given.
+    Search(search::SearchArgs),
     /// Generate the other modalities from given ones (image file, WAV file, label).
     Generate(generate::GenerateArgs),
     /// Fill the missing modalities of a CSV table or a folder of files.
@@ -129,6 +132,7 @@ fn main() {
         Command::Train(a) => train::run(&common, *a),
         Command::Eval(a) => eval::run(&common, a),
         Command::Embed(a) => embed::run(&common, a),
+        Command::Search(a) => search::run(&common, a),
         Command::Generate(a) => generate::run(&common, a),
         Command::Impute(a) => impute::run(&common, a),
         Command::Sample(a) => generate::sample(&common, a),
