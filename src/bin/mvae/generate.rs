@@ -70,8 +70,34 @@ pub struct GivenArgs {
     given: Vec<(String, String)>,
 }
 
-/// The given modalities' (name, text as given) pairs, and each one's values.
-pub type Given = (Vec<(String, String)>, Vec<Vec<f32>>);
+/// What [`GivenArgs::read`] found: each given modality's name and text as given, and the
+/// values its codec read from it.
+pub struct Given {
+    /// (name, text as given), the named flags first.
+    pub texts: Vec<(String, String)>,
+    /// Each one's values, in the same order.
+    pub values: Vec<Vec<f32>>,
+}
+
+impl Given {
+    /// One fully present host column per given modality.
+    pub fn host(&self) -> Vec<HostValues<'_>> {
+        self.texts
+            .iter()
+            .zip(&self.values)
+            .map(|((name, _), v)| HostValues {
+                name,
+                values: v,
+                present: None,
+            })
+            .collect()
+    }
+
+    /// Name to text as given, as the JSON output reports it.
+    pub fn report(&self) -> std::collections::BTreeMap<String, String> {
+        self.texts.iter().cloned().collect()
+    }
+}
 
 impl GivenArgs {
     /// Each given modality's name and text (the named flags first), and its values read
@@ -110,7 +136,10 @@ impl GivenArgs {
             }
             values.push(given_values(codecs, name, text)?);
         }
-        Ok((given, values))
+        Ok(Given {
+            texts: given,
+            values,
+        })
     }
 
     /// The files given by the named flags, for the check that an output is not an input.
@@ -230,7 +259,7 @@ pub fn given_values(codecs: &Codecs, name: &str, text: &str) -> Result<Vec<f32>>
 pub fn run(common: &Common, args: GenerateArgs) -> Result<()> {
     let ckpt = checkpoint_file(&args.checkpoint);
     let (latent, codecs) = codecs_of(&ckpt)?;
-    let (given, values) = args.given.read(&codecs)?;
+    let given = args.given.read(&codecs)?;
     if !args.mean {
         check_draws("--samples", args.samples)?;
     }
@@ -242,7 +271,7 @@ pub fn run(common: &Common, args: GenerateArgs) -> Result<()> {
     crate::dispatch!(
         common,
         latent,
-        generate_on(common, &ckpt, &codecs, &given, &values, &args)
+        generate_on(common, &ckpt, &codecs, &given, &args)
     )
 }
 
@@ -251,27 +280,18 @@ fn generate_on<const L: usize, D: Backend>(
     common: &Common,
     ckpt: &Path,
     codecs: &Codecs,
-    given: &[(String, String)],
-    values: &[Vec<f32>],
+    given: &Given,
     args: &GenerateArgs,
 ) -> Result<()> {
     let model = Mvae::<L, D>::load(ckpt, &dev)?;
-    let host: Vec<HostValues<'_>> = given
-        .iter()
-        .zip(values)
-        .map(|((name, _), v)| HostValues {
-            name,
-            values: v,
-            present: None,
-        })
-        .collect();
+    let host = given.host();
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let rng: Option<&mut dyn rand::RngCore> = if args.mean { None } else { Some(&mut rng) };
     let generated = generate(&model, &host, args.samples, rng)?;
     let outputs = write_outputs(codecs, &generated, &args.out)?;
     let doc = serde_json::json!({
         "checkpoint": ckpt,
-        "given": given.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        "given": given.report(),
         "draws": if args.mean { 1 } else { args.samples },
         "posterior_mean": args.mean,
         "outputs": outputs,

@@ -9,7 +9,7 @@ use mvae::embed::retrieval::Similarity;
 use mvae::{Backend, Codec, Codecs, HostValues, Mvae};
 use serde::{Deserialize, Serialize};
 
-use crate::generate::{codecs_of, GivenArgs};
+use crate::generate::{codecs_of, Given, GivenArgs};
 use crate::output::report;
 use crate::{checkpoint_file, Common};
 
@@ -111,8 +111,8 @@ pub fn run(common: &Common, args: SearchArgs) -> Result<()> {
     if args.k == 0 {
         bail!("--k must be at least 1");
     }
-    let (given, values) = args.given.read(&codecs)?;
-    let modality = gallery_modality(&codecs, &given, args.modality.as_deref())?;
+    let given = args.given.read(&codecs)?;
+    let modality = gallery_modality(&codecs, &given.texts, args.modality.as_deref())?;
     if !args.gallery.is_dir() {
         bail!("--gallery {}: not a folder", args.gallery.display());
     }
@@ -138,7 +138,7 @@ pub fn run(common: &Common, args: SearchArgs) -> Result<()> {
     crate::dispatch!(
         common,
         latent,
-        search_on(common, &ckpt, &codecs, &modality, &files, &given, &values, &args)
+        search_on(common, &ckpt, &codecs, &modality, &files, &given, &args)
     )
 }
 
@@ -191,22 +191,12 @@ fn search_on<const L: usize, D: Backend>(
     codecs: &Codecs,
     modality: &str,
     files: &[PathBuf],
-    given: &[(String, String)],
-    values: &[Vec<f32>],
+    given: &Given,
     args: &SearchArgs,
 ) -> Result<()> {
     let model = Mvae::<L, D>::load(ckpt, &dev)?;
-    let host: Vec<HostValues<'_>> = given
-        .iter()
-        .zip(values)
-        .map(|((name, _), v)| HostValues {
-            name,
-            values: v,
-            present: None,
-        })
-        .collect();
-    let batch = mvae::Batch::from_host(model.modalities(), model.device(), &host)?;
-    let names: Vec<&str> = given.iter().map(|(n, _)| n.as_str()).collect();
+    let batch = mvae::Batch::from_host(model.modalities(), model.device(), &given.host())?;
+    let names: Vec<&str> = given.texts.iter().map(|(n, _)| n.as_str()).collect();
     let query = model.encode(&batch, model.subset(&names)?).mean().as_vec();
     let (means, cache_note) = gallery_means(&model, ckpt, codecs, modality, files, args)?;
     let similarity = Similarity::from(args.similarity);
@@ -223,7 +213,7 @@ fn search_on<const L: usize, D: Backend>(
         .collect();
     let doc = serde_json::json!({
         "checkpoint": ckpt,
-        "given": given.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        "given": given.report(),
         "gallery": args.gallery,
         "modality": modality,
         "gallery_size": files.len(),
@@ -240,6 +230,7 @@ fn search_on<const L: usize, D: Backend>(
             scored.len(),
             files.len(),
             given
+                .texts
                 .iter()
                 .map(|(n, v)| format!("{n}={v}"))
                 .collect::<Vec<_>>()
