@@ -17,8 +17,17 @@ use crate::model::Mvae;
 use crate::subset::Subset;
 use crate::{Error, Result};
 
-/// Rows uploaded to the device at a time.
-const BATCH: usize = 500;
+/// Rows uploaded to the device at a time when embedding or evaluating: large enough for
+/// efficient matrix products, small enough for memory.
+pub(crate) const BATCH: usize = 500;
+
+/// Batches in data order, `size` at a time.
+pub(crate) fn in_order_by(size: usize) -> BatchOptions {
+    BatchOptions {
+        shuffle: false,
+        ..BatchOptions::new(size.max(1), 0)
+    }
+}
 
 /// What [`embed`] returns besides the means.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,20 +92,39 @@ pub fn embed<const L: usize, D: Backend>(
     }
     let subset = model.subset(given)?;
     let limit = options.limit.unwrap_or(usize::MAX);
+    let out = embed_where(model, data, subset, options.variances, |i| i < limit)?;
+    if out.is_empty() {
+        return Err(Error::InvalidData {
+            what: format!("embedding of {}", out.given.join(", ")),
+            reason: "no row has every modality asked for".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// [`embed`] of `subset` for the rows that have all of it and pass `keep` (called with the
+/// row's data-set index); possibly none.
+///
+/// # Errors
+/// Data that does not fit the model.
+pub(crate) fn embed_where<const L: usize, D: Backend>(
+    model: &Mvae<L, D>,
+    data: &MultimodalDataset,
+    subset: Subset,
+    variances: bool,
+    keep: impl Fn(usize) -> bool,
+) -> Result<Embeddings> {
     let mut out = Embeddings {
         given: model.names(subset).iter().map(|s| s.to_string()).collect(),
         rows: Vec::new(),
         dim: L,
         means: Vec::new(),
-        variances: options.variances.then(Vec::new),
+        variances: variances.then(Vec::new),
     };
-    let mut batches = data.batches(&BatchOptions {
-        shuffle: false,
-        ..BatchOptions::new(BATCH, 0)
-    })?;
+    let mut batches = data.batches(&in_order_by(BATCH))?;
     let mut host = HostBatch::default();
     while batches.next_into(&mut host) {
-        let sel = select_rows(model, &host, subset, |i| i < limit);
+        let sel = select_rows(model, &host, subset, &keep);
         if sel.is_empty() {
             continue;
         }
@@ -107,12 +135,6 @@ pub fn embed<const L: usize, D: Backend>(
             v.extend(q.variance().as_vec());
         }
         out.rows.extend(&sel.indices);
-    }
-    if out.is_empty() {
-        return Err(Error::InvalidData {
-            what: format!("embedding of {}", out.given.join(", ")),
-            reason: "no row has every modality asked for".into(),
-        });
     }
     Ok(out)
 }

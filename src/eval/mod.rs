@@ -24,25 +24,14 @@ pub use elbo::elbo;
 pub use report::{cross_modal_retrieval, evaluate, EvalConfig, EvalReport, RetrievalConfig};
 
 use crate::data::{BatchOptions, HostBatch, HostColumn};
-use crate::embed::select_rows;
+use crate::embed::{in_order_by, select_rows, BATCH as EVAL_BATCH};
 use crate::model::Mvae;
 use crate::subset::Subset;
 use crate::{Backend, Error, Result};
 
-/// Evaluation batch size: large enough for efficient matrix products, small enough for memory.
-const EVAL_BATCH: usize = 500;
-
 /// Batches in data order, [`EVAL_BATCH`] at a time.
 fn in_order() -> BatchOptions {
     in_order_by(EVAL_BATCH)
-}
-
-/// Batches in data order, `size` at a time.
-fn in_order_by(size: usize) -> BatchOptions {
-    BatchOptions {
-        shuffle: false,
-        ..BatchOptions::new(size.max(1), 0)
-    }
 }
 
 /// Names of the modalities in `subset`, in model order.

@@ -5,10 +5,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::classifier::{class_count, Classifier, ClassifierConfig};
-use super::{in_order, select_rows, subset_names};
+use super::subset_names;
 use crate::backend::Backend;
-use crate::batch::Batch;
-use crate::data::{DatasetBuilder, HostBatch, MultimodalDataset};
+use crate::data::{DatasetBuilder, MultimodalDataset};
+use crate::embed::embed_where;
 use crate::model::Mvae;
 use crate::subset::Subset;
 use crate::{Error, Result};
@@ -47,26 +47,18 @@ pub fn latents<const L: usize, D: Backend>(
         reason: "is not in the data".into(),
     })?;
     let limit = limit.unwrap_or(usize::MAX);
-    let (mut zs, mut ys) = (Vec::new(), Vec::new());
-    let mut batches = data.batches(&in_order())?;
-    let mut host = HostBatch::default();
-    while batches.next_into(&mut host) {
-        let sel = select_rows(model, &host, subset, |i| i < limit && col.present()[i]);
-        if sel.is_empty() {
-            continue;
-        }
-        let batch = Batch::from_host_batch(model.modalities(), model.device(), &sel)?;
-        zs.extend(model.encode(&batch, subset).mean().as_vec());
-        ys.extend(sel.indices.iter().map(|&i| col.values()[i]));
-    }
-    if ys.is_empty() {
+    let e = embed_where(model, data, subset, false, |i| {
+        i < limit && col.present()[i]
+    })?;
+    if e.is_empty() {
         return Err(Error::InvalidData {
             what: "probe data".into(),
             reason: format!("no sample has {label} and every modality of the subset"),
         });
     }
+    let ys = e.rows.iter().map(|&i| col.values()[i]).collect();
     Ok(DatasetBuilder::new()
-        .column("z", L, zs)
+        .column("z", L, e.means)
         .column(label, 1, ys)
         .build()?)
 }
