@@ -18,6 +18,7 @@ use crate::codec::Codecs;
 use crate::data::{BatchOptions, HostBatch, MultimodalDataset};
 use crate::kernels::{PartGradients, WeightFactors};
 use crate::model::Mvae;
+use crate::objective::contrastive::{PartOf, WholeBatch};
 use crate::objective::{self, Objective, ObjectiveConfig, Term, TermPlan, TermStats};
 use crate::optim::{Adam, AdamSettings};
 use crate::profile::{self, Phase};
@@ -37,6 +38,8 @@ struct PartContext<'a, const L: usize, D: Backend, O> {
     choices: &'a [Vec<f32>],
     /// Latent samples per data point (the noise and choices hold this many per sample).
     samples: usize,
+    /// The whole batch's expert means, where a contrastive term couples the parts.
+    whole: Option<WholeBatch<L, D>>,
 }
 
 impl<const L: usize, D: Backend, O: Objective> PartContext<'_, L, D, O> {
@@ -65,8 +68,14 @@ impl<const L: usize, D: Backend, O: Objective> PartContext<'_, L, D, O> {
                 part.as_ref().unwrap_or(self.batch),
                 self.plan,
                 self.beta,
-                &eps,
-                &choices,
+                &objective::Draws {
+                    noise: &eps,
+                    choices: &choices,
+                    part: part
+                        .as_ref()
+                        .and(self.whole.as_ref())
+                        .map(|whole| PartOf { whole, rows: &rows }),
+                },
             );
             let value = loss.value.as_vec()[0];
             forward.stop(Phase::PartForward);
@@ -309,8 +318,7 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
     }
 
     /// One optimisation step on `batch` with another objective (its plan, KL weight and
-    /// batch-coupled term); returns the per-term statistics. A batch whose objective is not a
-    /// sum over samples ([`Objective::per_sample`]) runs in one part.
+    /// estimator); returns the per-term statistics.
     ///
     /// # Errors
     /// [`Error::Diverged`] if the loss is not finite (the weights are then left unchanged).
@@ -319,11 +327,7 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
         objective: &O,
         batch: &Batch<D>,
     ) -> Result<Vec<(Term, TermStats)>> {
-        let parts = if objective.per_sample() {
-            D::training_parts(batch.size())
-        } else {
-            1
-        };
+        let parts = D::training_parts(batch.size());
         // On the CPU the parts run on rayon's threads. dfdx's CUDA device is neither Send nor
         // Sync, so the generic path cannot ask for that: the CPU is picked out by type, where
         // the compiler checks the thread bounds on the concrete types.
@@ -392,6 +396,9 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
             &mut self.rng,
         );
         let parts = parts.clamp(1, n.max(1));
+        // The contrastive term compares every pair of the batch: parts see the whole of it.
+        let whole = (parts > 1 && self.model.config().contrastive > 0.0)
+            .then(|| WholeBatch::of(&self.model, batch));
         let ctx = PartContext {
             objective,
             model: &self.model,
@@ -401,6 +408,7 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
             noise: &noise,
             choices: &choices,
             samples,
+            whole,
         };
         let ranges = (0..parts)
             .map(|p| p * n / parts..(p + 1) * n / parts)
@@ -502,11 +510,19 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
     }
 }
 
+/// How an epoch's statistics group the terms of its steps.
+#[derive(Clone, Copy, PartialEq)]
+enum TermGroup {
+    Joint,
+    Single(Subset),
+    /// The random subsets, pooled.
+    Subsets,
+    Contrastive,
+}
+
 /// Running sums of one term's statistics, weighted by participating samples.
 struct TermSum {
-    /// `None` for the joint term and for the pooled random subsets.
-    subset: Option<Subset>,
-    joint: bool,
+    group: TermGroup,
     loss: f64,
     samples: usize,
     nll: Vec<f64>,
@@ -537,21 +553,17 @@ impl TermAccumulator {
         let batch = stats.first().map_or(0, |(_, s)| s.samples);
         let mut step_loss = 0.0;
         for (term, s) in stats {
-            let (subset, joint) = match term {
-                Term::Joint => (None, true),
-                Term::Subset(sub) if sub.len() == 1 => (Some(*sub), false),
-                Term::Subset(_) => (None, false),
+            let group = match term {
+                Term::Joint => TermGroup::Joint,
+                Term::Subset(sub) if sub.len() == 1 => TermGroup::Single(*sub),
+                Term::Subset(_) => TermGroup::Subsets,
+                Term::Contrastive => TermGroup::Contrastive,
             };
-            let idx = match self
-                .sums
-                .iter()
-                .position(|x| x.subset == subset && x.joint == joint)
-            {
+            let idx = match self.sums.iter().position(|x| x.group == group) {
                 Some(p) => p,
                 None => {
                     self.sums.push(TermSum {
-                        subset,
-                        joint,
+                        group,
                         loss: 0.0,
                         samples: 0,
                         nll: vec![0.0; self.mods],
@@ -587,16 +599,20 @@ impl TermAccumulator {
             .iter()
             .map(|t| {
                 let d = t.samples.max(1) as f64;
-                let name = match (t.subset, t.joint) {
-                    (_, true) => "joint".to_string(),
-                    (Some(s), _) => s.iter().map(|i| names[i]).collect::<Vec<_>>().join("+"),
-                    (None, false) => "subsets".to_string(),
+                let (name, scored) = match t.group {
+                    TermGroup::Joint => ("joint".to_string(), None),
+                    TermGroup::Single(s) => (
+                        s.iter().map(|i| names[i]).collect::<Vec<_>>().join("+"),
+                        Some(s),
+                    ),
+                    TermGroup::Subsets => ("subsets".to_string(), None),
+                    TermGroup::Contrastive => ("contrastive".to_string(), Some(Subset::default())),
                 };
                 let nll = t
                     .nll
                     .iter()
                     .enumerate()
-                    .filter(|(i, _)| t.subset.is_none_or(|s| s.contains(*i)))
+                    .filter(|(i, _)| scored.is_none_or(|s| s.contains(*i)))
                     .map(|(i, v)| (names[i].to_string(), v / d))
                     .collect();
                 TermMetrics {
@@ -685,28 +701,29 @@ mod tests {
             .collect();
         let lab_present: Vec<bool> = (0..n).map(|i| i % 4 != 1).collect();
         let vec_present: Vec<bool> = (0..n).map(|i| i % 5 != 2).collect();
-        Batch::from_host(
-            model.modalities(),
-            model.device(),
-            &[
-                HostValues {
-                    name: "image",
-                    values: &img,
-                    present: None,
-                },
-                HostValues {
-                    name: "label",
-                    values: &lab,
-                    present: Some(&lab_present),
-                },
-                HostValues {
-                    name: "vec",
-                    values: &vec,
-                    present: Some(&vec_present),
-                },
-            ],
-        )
-        .unwrap()
+        let columns = [
+            HostValues {
+                name: "image",
+                values: &img,
+                present: None,
+            },
+            HostValues {
+                name: "label",
+                values: &lab,
+                present: Some(&lab_present),
+            },
+            HostValues {
+                name: "vec",
+                values: &vec,
+                present: Some(&vec_present),
+            },
+        ];
+        // A model of fewer modalities takes the columns it has.
+        let columns: Vec<HostValues<'_>> = columns
+            .into_iter()
+            .filter(|c| model.modality_index(c.name).is_ok())
+            .collect();
+        Batch::from_host(model.modalities(), model.device(), &columns).unwrap()
     }
 
     /// A batch cut into parts on rayon's threads gives the gradient of the batch run as one
@@ -731,6 +748,27 @@ mod tests {
         }
     }
 
+    /// The contrastive term compares every pair of a batch, yet its parts give the loss and
+    /// the gradient of the batch computed as one part, for every aggregation (MMVAE+ aligning
+    /// only the shared part), with K samples per data point, and with the logit scale among
+    /// the parameters.
+    #[test]
+    fn contrastive_parts_give_the_loss_and_gradient_of_the_whole_batch() {
+        use crate::aggregation::AggregationKind;
+        use crate::objective::Estimator;
+        for kind in AggregationKind::ALL {
+            let mut cfg = three_modalities();
+            if kind == AggregationKind::MmvaePlus {
+                // Two modalities, so that the latent of 4 keeps a shared part of 2 (the
+                // cosine of 1-dimensional rows is their sign, whose gradient is 0 or huge).
+                cfg.modalities.truncate(2);
+            }
+            let cfg = cfg.aggregation(kind).contrastive(3.0);
+            parts_equal_the_whole(&cfg, 1, Estimator::Elbo);
+            parts_equal_the_whole(&cfg, 3, Estimator::Dreg);
+        }
+    }
+
     fn parts_equal_the_whole(
         cfg: &ModelConfig,
         samples: usize,
@@ -751,18 +789,32 @@ mod tests {
         let (mut one, mut three) = (make(), make());
         let batch = batch_of_70(&one.model);
         let obj = one.cfg.objective.clone();
-        let (mut g1, _) = one
+        let (mut g1, s1) = one
             .batch_gradients(&obj, &batch, 1, |ctx, ranges| {
                 ranges.into_iter().map(|r| ctx.run(r)).collect()
             })
             .unwrap();
-        let (mut g3, _) = rayon::scope(|_| {
+        let (mut g3, s3) = rayon::scope(|_| {
             three.batch_gradients(&obj, &batch, 3, |ctx, ranges| {
                 ranges.into_par_iter().map(|r| ctx.run(r)).collect()
             })
         })
         .unwrap();
         assert_eq!((g1.len(), g3.len()), (1, 3));
+        assert_eq!(s1.len(), s3.len(), "{what}: terms");
+        for ((term, x), (_, y)) in s1.iter().zip(&s3) {
+            assert!(
+                (x.loss - y.loss).abs() <= 1e-5 * (1.0 + x.loss.abs()),
+                "{what}: {term:?}: loss {} in one part, {} in three",
+                x.loss,
+                y.loss
+            );
+        }
+        assert_eq!(
+            s1.iter().any(|(t, _)| *t == Term::Contrastive),
+            cfg.contrastive > 0.0,
+            "{what}: a contrastive term where the model has a weight"
+        );
         let a = gradients(&mut one.model, &mut g1);
         let b = gradients(&mut three.model, &mut g3);
         assert_eq!(a.len(), b.len());
@@ -779,105 +831,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    /// The ELBO plus a term that couples the samples of a batch: `|sum_i mean_i|^2 / n` over
-    /// the image expert's means (not a sum over samples: half a batch gives about half the
-    /// gradient per sample).
-    #[derive(Clone)]
-    struct Coupled(ObjectiveConfig);
-
-    impl Objective for Coupled {
-        fn plan(&self, model: &ModelConfig, rng: &mut impl Rng) -> Vec<TermPlan> {
-            self.0.plan(model, rng)
-        }
-
-        fn beta_at(&self, step: usize) -> f32 {
-            self.0.beta_at(step)
-        }
-
-        fn per_sample(&self) -> bool {
-            false
-        }
-
-        fn batch_term<const L: usize, D: Backend>(
-            &self,
-            experts: &crate::aggregation::Experts<L, D, OwnedTape<f32, D>>,
-        ) -> Option<Tensor<Rank0, f32, D, OwnedTape<f32, D>>> {
-            let mean = experts.get(0)?.gaussian.mean.with_empty_tape();
-            let n = experts.batch() as f32;
-            Some(mean.sum::<Rank1<L>, Axis<0>>().square().sum() * (1.0 / n))
-        }
-    }
-
-    /// Model weights in visitor order.
-    fn weights(model: &mut Mvae<4, Cpu>) -> Vec<f32> {
-        let mut out = Vec::new();
-        let mut f = |_: &str, p: ParamMut<'_, Cpu>| out.extend(p.to_vec());
-        model.visit_params(&mut ParamVisitor::new(&mut f));
-        out
-    }
-
-    /// An objective that is not a sum over samples runs in one part: `step_with` on a batch
-    /// the CPU would split in two gives the weights of a step computed as one part, bit for
-    /// bit, while the same step computed in two parts gives other weights (so the test sees
-    /// a split if there were one).
-    #[test]
-    fn a_batch_coupled_objective_runs_as_one_part() {
-        let cfg = three_modalities();
-        let coupled = Coupled(ObjectiveConfig::default());
-        let make = || {
-            let model = Mvae::<4, Cpu>::new(&cfg, &Cpu::default(), 5).unwrap();
-            Trainer::new(model, TrainConfig::default()).unwrap()
-        };
-        let mut stepped = make();
-        let batch = batch_of_70(&stepped.model);
-        assert_eq!(
-            Cpu::training_parts(batch.size()),
-            2,
-            "the CPU splits this batch"
-        );
-        stepped.step_with(&coupled, &batch).unwrap();
-        let run = |parts: usize| {
-            let mut t = make();
-            let (grads, _) = t
-                .batch_gradients(&coupled, &batch, parts, |ctx, ranges| {
-                    ranges.into_iter().map(|r| ctx.run(r)).collect()
-                })
-                .unwrap();
-            (t, grads)
-        };
-        let weights_after = |parts: usize| {
-            let (mut t, grads) = run(parts);
-            t.update(grads);
-            weights(&mut t.model)
-        };
-        let gradient = |parts: usize| {
-            let (mut t, mut grads) = run(parts);
-            gradients(&mut t.model, &mut grads)
-                .into_iter()
-                .flat_map(|(_, g)| g)
-                .collect::<Vec<f32>>()
-        };
-        let (stepped, one) = (weights(&mut stepped.model), weights_after(1));
-        let differ = stepped.iter().zip(&one).filter(|(a, b)| a != b).count();
-        assert_eq!(
-            differ, 0,
-            "step_with differs from one part in {differ} weights"
-        );
-        let (g1, g2) = (gradient(1), gradient(2));
-        let scale = g1.iter().fold(0.0f32, |m, g| m.max(g.abs()));
-        let apart = g1
-            .iter()
-            .zip(&g2)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        assert!(
-            apart > 1e-2 * scale,
-            "two parts gave the gradient of one ({apart} of {scale})"
-        );
-        // The plain ELBO does split: its two-part step equals its one-part step (to float
-        // order), which `parts_give_the_gradient_of_the_whole_batch` checks per gradient.
-        assert!(ObjectiveConfig::default().per_sample());
     }
 }

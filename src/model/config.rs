@@ -39,10 +39,20 @@ pub struct ModelConfig {
         skip_serializing_if = "is_default_components"
     )]
     pub components: usize,
+    /// Weight `W` of the contrastive term: CLIP's symmetric InfoNCE between the unimodal
+    /// posterior means of every pair of modalities, added to the training loss (0 = off, the
+    /// default; configs without the field read as 0). A model with a weight holds the term's
+    /// learnable logit scale; see [`crate::objective::contrastive`].
+    #[serde(default, skip_serializing_if = "is_zero_f32")]
+    pub contrastive: f32,
 }
 
 fn is_zero(x: &usize) -> bool {
     *x == 0
+}
+
+fn is_zero_f32(x: &f32) -> bool {
+    *x == 0.0
 }
 
 fn default_components() -> usize {
@@ -62,8 +72,19 @@ impl ModelConfig {
             aggregation: AggregationKind::default(),
             private: 0,
             components: SubsetDraw::DEFAULT_LIMIT,
+            contrastive: 0.0,
         }
     }
+
+    /// Sets the weight of the contrastive term (0 = off); see [`ModelConfig::contrastive`].
+    pub fn contrastive(mut self, weight: f32) -> Self {
+        self.contrastive = weight;
+        self
+    }
+
+    /// The most a contrastive weight may be (the term is about `ln(batch)` nats per sample at
+    /// the start; far larger weights only drown the likelihood).
+    pub const MAX_CONTRASTIVE: f32 = 1e4;
 
     /// Sets the most mixture components per sample (MoPoE: subsets drawn per step beyond it).
     pub fn components(mut self, limit: usize) -> Self {
@@ -175,7 +196,10 @@ impl ModelConfig {
             Some(l) => l.decoder_input(),
             None => latent,
         };
-        let mut n = self.private.checked_mul(self.modalities.len())?;
+        let mut n = self
+            .private
+            .checked_mul(self.modalities.len())?
+            .checked_add(usize::from(self.contrastive > 0.0))?;
         for m in &self.modalities {
             let (eh, dh) = (&m.encoder_hidden, &m.decoder_hidden);
             let (first, last) = (*eh.first()?, *eh.last()?);
@@ -242,6 +266,15 @@ impl ModelConfig {
         }
         if self.components == 0 {
             return Err(Error::config("components", 0, "at least 1"));
+        }
+        if !(self.contrastive.is_finite()
+            && (0.0..=Self::MAX_CONTRASTIVE).contains(&self.contrastive))
+        {
+            return Err(Error::config(
+                "contrastive",
+                self.contrastive,
+                &format!("a weight from 0 (off) to {}", Self::MAX_CONTRASTIVE),
+            ));
         }
         if self.components != SubsetDraw::DEFAULT_LIMIT
             && self.aggregation != AggregationKind::MixtureOfProductsOfExperts

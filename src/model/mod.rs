@@ -36,6 +36,14 @@ pub use encoder::{Encoder, InputLayer};
 // The decoder's output type, defined with the likelihoods that read it.
 pub use crate::likelihood::DecoderOutput;
 
+/// The contrastive term's log logit scale `t` at the start of training: `ln(1 / 0.07)`, CLIP's
+/// initial temperature of 0.07 (see [`crate::objective::contrastive`]).
+pub const INITIAL_LOG_SCALE: f32 = 2.659_26;
+
+/// The largest log logit scale the contrastive term uses: `ln 100` (temperature 0.01), CLIP's
+/// clamp.
+pub const MAX_LOG_SCALE: f32 = 4.605_17;
+
 /// A multimodal VAE with latent size `L` on device `D`.
 #[derive(Clone, Debug)]
 pub struct Mvae<const L: usize, D: Backend> {
@@ -47,6 +55,9 @@ pub struct Mvae<const L: usize, D: Backend> {
     /// Per modality, the log-variance of its private latent's learned prior `(P,)` (MMVAE+;
     /// empty without private latents).
     pub private_prior: Vec<Vector<D>>,
+    /// The contrastive term's learnable log logit scale `t` `(1,)` (a model with a
+    /// contrastive weight; `None` otherwise).
+    pub contrastive_scale: Option<Vector<D>>,
     layout: Option<PrivateLayout>,
     /// Per modality, the 0/1 matrix that picks the columns its decoder reads (with private
     /// latents; empty where every decoder reads the whole latent), built once.
@@ -97,11 +108,14 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
                     .collect()
             })
             .unwrap_or_default();
+        let contrastive_scale =
+            (config.contrastive > 0.0).then(|| dev.tensor_from_vec(vec![INITIAL_LOG_SCALE], (1,)));
         Ok(Self {
             config: config.clone(),
             encoders,
             decoders,
             private_prior,
+            contrastive_scale,
             layout,
             decoder_selections,
             dev: dev.clone(),
@@ -206,6 +220,19 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
         }
     }
 
+    /// The contrastive term's log logit scale `t` (`(1,)`), if the model has a contrastive
+    /// weight.
+    pub fn contrastive_log_scale(&self) -> Option<&Vector<D>> {
+        self.contrastive_scale.as_ref()
+    }
+
+    /// The contrastive term's temperature `1 / exp(min(t, ln 100))` now (CLIP starts at 0.07
+    /// and stops at 0.01), if the model has a contrastive weight.
+    pub fn contrastive_temperature(&self) -> Option<f32> {
+        let t = self.contrastive_scale.as_ref()?.as_vec()[0];
+        Some((-t.min(MAX_LOG_SCALE)).exp())
+    }
+
     /// Where the shared and private parts of the latent lie, if the model has private
     /// latents (MMVAE+).
     pub fn private_layout(&self) -> Option<PrivateLayout> {
@@ -301,6 +328,11 @@ impl<const L: usize, D: Backend> Parameters<D> for Mvae<L, D> {
                 for (lv, name) in self.private_prior.iter_mut().zip(&names) {
                     v.visit(name, crate::nn::ParamMut::Vector(lv));
                 }
+            });
+        }
+        if let Some(t) = &mut self.contrastive_scale {
+            v.scope("contrastive", |v| {
+                v.visit("log_scale", crate::nn::ParamMut::Vector(t));
             });
         }
     }

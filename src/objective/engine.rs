@@ -5,6 +5,7 @@
 
 use dfdx::prelude::*;
 
+use super::contrastive::{self, PartOf};
 use super::{mean_where, Estimator, Objective, Term, TermPlan, TermStats};
 use crate::aggregation::{Aggregation, SubsetDraw};
 use crate::backend::{Backend, Latent, Matrix, Vector};
@@ -21,12 +22,13 @@ pub struct Loss<D: Backend> {
     pub terms: Vec<(Term, TermStats)>,
 }
 
-/// The loss of `plan` on `batch` with KL weight `beta`, the reparameterisation's draws given:
-/// `noise[t]` holds `batch x K x L` values for term `t` (`K` = [`Objective::samples`], the
+/// The loss of `plan` on `batch` with KL weight `beta`, the reparameterisation's draws given
+/// ([`Draws`]): `noise[t]` holds `batch x K x L` values for term `t` (`K` = [`Objective::samples`], the
 /// draws of sample `i` in rows `i K .. i K + K`), and, for an aggregation whose posterior is a
 /// mixture, `choices[t]` one uniform per row that picks its component (empty: the positional
 /// default, see [`crate::posterior::Mixture`]); the `K` samples of a term make its bound by
-/// [`Objective::estimator`]; plus `objective`'s batch-coupled term, if it has one.
+/// [`Objective::estimator`]; plus the model's contrastive term, if it has a weight (computed
+/// over the whole batch where `batch` is a part of it, see [`contrastive`](super::contrastive)).
 ///
 /// # Panics
 /// If `noise` does not hold one slice of `batch x K x L` values per term, or `choices` is
@@ -37,10 +39,9 @@ pub fn loss_with_noise<const L: usize, D: Backend, O: Objective>(
     batch: &Batch<D>,
     plan: &[TermPlan],
     beta: f32,
-    noise: &[&[f32]],
-    choices: &[&[f32]],
+    draws: &Draws<'_, L, D>,
 ) -> Loss<D> {
-    let draws = Draws { noise, choices };
+    let draws = *draws;
     match objective.estimator() {
         Estimator::Dreg => {
             // DReG weighs each sample's gradient by its normalised importance weight, known
@@ -64,11 +65,34 @@ pub fn loss_with_noise<const L: usize, D: Backend, O: Objective>(
     }
 }
 
-/// The reparameterisation's draws of a step, per term.
-struct Draws<'a> {
-    noise: &'a [&'a [f32]],
-    choices: &'a [&'a [f32]],
+/// The reparameterisation's draws of a step, per term, and the batch they belong to.
+pub struct Draws<'a, const L: usize, D: Backend> {
+    /// Per term, `batch x K x L` standard-normal values.
+    pub noise: &'a [&'a [f32]],
+    /// Per term, one uniform per row that picks its mixture component (or none).
+    pub choices: &'a [&'a [f32]],
+    /// The whole batch, where the loss is of a part of it.
+    pub part: Option<PartOf<'a, L, D>>,
 }
+
+impl<'a, const L: usize, D: Backend> Draws<'a, L, D> {
+    /// The draws of a whole batch.
+    pub fn new(noise: &'a [&'a [f32]], choices: &'a [&'a [f32]]) -> Self {
+        Self {
+            noise,
+            choices,
+            part: None,
+        }
+    }
+}
+
+impl<const L: usize, D: Backend> Clone for Draws<'_, L, D> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<const L: usize, D: Backend> Copy for Draws<'_, L, D> {}
 
 /// Per term, the softmax over each data point's `k` log weights (empty for an inactive term).
 fn normalised(log_weights: &[Vec<f32>], k: usize) -> Vec<Vec<f32>> {
@@ -111,7 +135,7 @@ fn forward<const L: usize, D: Backend, O: Objective>(
     batch: &Batch<D>,
     plan: &[TermPlan],
     beta: f32,
-    draws: &Draws<'_>,
+    draws: &Draws<'_, L, D>,
     dreg: Option<&[Vec<f32>]>,
 ) -> (Loss<D>, Vec<Vec<f32>>) {
     let (noise, choices) = (draws.noise, draws.choices);
@@ -339,7 +363,16 @@ fn forward<const L: usize, D: Backend, O: Objective>(
             Some(t) => t + term_total,
         });
     }
-    if let Some(coupled) = objective.batch_term(&experts) {
+    if let Some((coupled, info_nce)) = contrastive::term(model, &experts, k, draws.part) {
+        stats.push((
+            Term::Contrastive,
+            TermStats {
+                samples: n,
+                loss: f64::from(model.config().contrastive * info_nce),
+                nll: vec![0.0; mods],
+                kl: 0.0,
+            },
+        ));
         total = Some(match total {
             None => coupled,
             Some(t) => t + coupled,

@@ -21,14 +21,14 @@
 //! objective whose terms score every modality from each subset's latent (MMVAE, MoPoE) is a
 //! different plan for the same engine.
 
-use dfdx::prelude::*;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+pub mod contrastive;
 mod engine;
 
-use crate::aggregation::{AggregationKind, Experts};
+use crate::aggregation::AggregationKind;
 use crate::backend::Backend;
 use crate::batch::Batch;
 use crate::model::{ModelConfig, Mvae};
@@ -36,7 +36,7 @@ use crate::posterior;
 use crate::subset::Subset;
 use crate::{Error, Result};
 
-pub use engine::{loss_with_noise, Loss};
+pub use engine::{loss_with_noise, Draws, Loss};
 
 /// Settings of the training objective.
 ///
@@ -187,25 +187,19 @@ pub fn terms(m: usize, cfg: &ObjectiveConfig, rng: &mut impl Rng) -> Vec<Term> {
     out
 }
 
-/// What a training objective computes: a plan of ELBO-like terms per step, the KL weight, and
-/// optionally a term that couples the samples of a batch.
+/// What a training objective computes: a plan of ELBO-like terms per step, the KL weight and
+/// the estimator.
 ///
 /// The trainer draws the plan and the noise for the whole batch, then hands them to the engine
-/// ([`loss_with_noise`]). A loss that is a sum over samples ([`Objective::per_sample`]) may be
-/// computed in parts of the batch on several threads with the same result up to float order;
-/// one that is not (a contrastive loss compares every pair of the batch) runs in one part.
+/// ([`loss_with_noise`]), which may compute the batch in parts on several threads with the
+/// same result up to float order. The model's contrastive term, which couples the samples of a
+/// batch, is added by the engine ([`contrastive`]).
 pub trait Objective {
     /// The terms of one step for a model of this config (random ones drawn from `rng`).
     fn plan(&self, model: &ModelConfig, rng: &mut impl Rng) -> Vec<TermPlan>;
 
     /// The KL weight at optimisation step `step` (0-based).
     fn beta_at(&self, step: usize) -> f32;
-
-    /// Whether the loss is a sum of per-sample losses, so that a batch may be split into parts
-    /// (true unless [`Objective::batch_term`] is used).
-    fn per_sample(&self) -> bool {
-        true
-    }
 
     /// Latent samples `K` per data point in every term (default 1).
     fn samples(&self) -> usize {
@@ -215,17 +209,6 @@ pub trait Objective {
     /// How a term's `K` samples make its bound (default: the ELBO).
     fn estimator(&self) -> Estimator {
         Estimator::Elbo
-    }
-
-    /// A term computed from the whole batch's experts and added to the loss (default: none).
-    /// Its value is part of [`Loss::value`], not of the per-term statistics. An objective that
-    /// returns one must say `per_sample() == false`.
-    fn batch_term<const L: usize, D: Backend>(
-        &self,
-        experts: &Experts<L, D, OwnedTape<f32, D>>,
-    ) -> Option<Tensor<Rank0, f32, D, OwnedTape<f32, D>>> {
-        let _ = experts;
-        None
     }
 }
 
@@ -308,10 +291,14 @@ pub struct TermPlan {
 impl TermPlan {
     /// MVAE's ELBO term: the joint term encodes and scores everything each sample has; a subset
     /// term encodes and scores exactly its modalities, for the samples that have all of them.
+    ///
+    /// # Panics
+    /// For [`Term::Contrastive`], which is not an ELBO term (the engine adds it by itself).
     pub fn elbo(term: Term, modalities: usize) -> Self {
         let (given, required) = match term {
             Term::Joint => (Subset::all(modalities), Subset::default()),
             Term::Subset(s) => (s, s),
+            Term::Contrastive => panic!("the contrastive term has no ELBO plan"),
         };
         Self {
             term,
@@ -344,13 +331,16 @@ impl TermPlan {
     }
 }
 
-/// One ELBO term of the objective.
+/// One term of the objective.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Term {
     /// Every modality each sample has.
     Joint,
     /// Exactly these modalities (samples lacking one of them sit this term out).
     Subset(Subset),
+    /// The contrastive term between the modalities' experts ([`contrastive`]); its
+    /// statistics hold only the loss (weight times the InfoNCE).
+    Contrastive,
 }
 
 /// Statistics of one ELBO term on one batch (means over the samples that took part).
@@ -413,8 +403,7 @@ pub fn loss<const L: usize, D: Backend>(
         batch,
         &plan,
         beta,
-        &noise,
-        &choices,
+        &Draws::new(&noise, &choices),
     )
 }
 
@@ -467,6 +456,7 @@ mod tests {
     use crate::modality::{Continuous, Image, Label, ModalitySpec};
     use crate::model::ModelConfig;
     use crate::nn::{ParamMut, ParamVisitor, Parameters};
+    use dfdx::prelude::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
@@ -555,10 +545,17 @@ mod tests {
         let all: Vec<&[f32]> = noise.iter().map(Vec::as_slice).collect();
         let plan: Vec<TermPlan> = terms.iter().map(|&t| TermPlan::elbo(t, 4)).collect();
         let cfg = ObjectiveConfig::default();
-        let together = loss_with_noise(&cfg, &model, &b, &plan, 0.7, &all, &[]);
+        let together = loss_with_noise(&cfg, &model, &b, &plan, 0.7, &Draws::new(&all, &[]));
         let mut total = 0.0;
         for (t, term) in terms.iter().enumerate() {
-            let alone = loss_with_noise(&cfg, &model, &b, &plan[t..=t], 0.7, &all[t..=t], &[]);
+            let alone = loss_with_noise(
+                &cfg,
+                &model,
+                &b,
+                &plan[t..=t],
+                0.7,
+                &Draws::new(&all[t..=t], &[]),
+            );
             total += alone.value.as_vec()[0];
             let (got, want) = (&together.terms[t].1, &alone.terms[0].1);
             assert_eq!(got.samples, want.samples, "{term:?}");

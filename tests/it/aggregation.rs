@@ -3,7 +3,8 @@
 //! parts of a batch give the rows of the whole, the KL in closed form is the mean log-ratio,
 //! and the training loss's gradients match finite differences. A new kind is added to
 //! `AggregationKind::ALL` and runs through all of it; so does MoPoE with fewer components than
-//! subsets (its mixtures over a seeded sample of subsets, [`models`]).
+//! subsets (its mixtures over a seeded sample of subsets, [`models`]), and models with a
+//! contrastive term.
 
 use dfdx::prelude::*;
 use mvae::aggregation::SubsetDraw;
@@ -25,8 +26,8 @@ pub(crate) fn model(kind: AggregationKind) -> Mvae<L, Cpu> {
     Mvae::new(&config(kind), &Cpu::default(), 7).unwrap()
 }
 
-/// The contract's models: one per kind, and MoPoE mixing 3 of the 7 subsets of a sample that
-/// has all three modalities.
+/// The contract's models: one per kind, MoPoE mixing 3 of the 7 subsets of a sample that
+/// has all three modalities, and the product of experts and MMVAE+ with a contrastive term.
 fn models() -> Vec<(AggregationKind, Mvae<L, Cpu>)> {
     let mut out: Vec<_> = AggregationKind::ALL
         .into_iter()
@@ -35,6 +36,14 @@ fn models() -> Vec<(AggregationKind, Mvae<L, Cpu>)> {
     let mopoe = AggregationKind::MixtureOfProductsOfExperts;
     let sampled = config(mopoe).components(SAMPLED);
     out.push((mopoe, Mvae::new(&sampled, &Cpu::default(), 7).unwrap()));
+    // With the contrastive term in the loss (the mixture of experts' shared part only).
+    for kind in [
+        AggregationKind::ProductOfExperts,
+        AggregationKind::MmvaePlus,
+    ] {
+        let cfg = config(kind).contrastive(2.0);
+        out.push((kind, Mvae::new(&cfg, &Cpu::default(), 7).unwrap()));
+    }
     out
 }
 
@@ -371,7 +380,14 @@ fn with_one_modality_every_aggregation_is_a_plain_vae() {
         assert_eq!(plan.len(), 1, "{kind}: one term");
         let eps = normal_draws(N * L, &mut ChaCha8Rng::seed_from_u64(4));
         let beta = 0.6;
-        let loss = loss_with_noise(&obj, &m, &b, &plan, beta, &[&eps], &[]);
+        let loss = loss_with_noise(
+            &obj,
+            &m,
+            &b,
+            &plan,
+            beta,
+            &objective::Draws::new(&[&eps], &[]),
+        );
         // by hand: the single Gaussian, z from eps, decode, KL
         let q = m.encode(&b, Subset::all(1));
         let g: Gaussian<L, Cpu> = match &q {

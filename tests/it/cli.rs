@@ -531,6 +531,58 @@ fn samples_and_estimator_are_chosen_stored_and_checked() {
     assert!(err.contains("samples"), "{err}");
 }
 
+/// `--contrastive W` adds CLIP's InfoNCE to the loss: stored in the config and checkpoint, its
+/// term reported per epoch by name, its learned temperature in the JSON; the run resumes and
+/// evaluates; a negative weight is refused naming the setting.
+#[test]
+fn contrastive_term_is_trained_stored_and_checked() {
+    let dir = scratch("contrastive");
+    let d = dir.to_str().unwrap();
+    let mut args = vec![
+        "train",
+        "--epochs",
+        "1",
+        "--contrastive",
+        "5",
+        "--no-pictures",
+        "--out",
+        d,
+    ];
+    args.extend(TINY);
+    let v = ok_json(&args);
+    assert_eq!(v["contrastive"], 5.0);
+    let temperature = v["temperature"].as_f64().unwrap();
+    assert!(
+        temperature > 0.01 && temperature < 0.2 && (temperature - 0.07).abs() > 1e-6,
+        "a learned temperature near CLIP's 0.07: {v}"
+    );
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(config.contains("contrastive = 5"), "{config}");
+    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    assert!(metrics.contains("\"contrastive\""), "{metrics}");
+    let resumed = ok_json(&["train", "--resume", d, "--epochs", "2", "--no-pictures"]);
+    assert_eq!(resumed["epochs"], 2);
+    assert_eq!(resumed["contrastive"], 5.0);
+    let eval = ok_json(&["eval", "--checkpoint", d, "--k", "2", "--samples", "20"]);
+    assert!(
+        eval["retrieval"].is_array() || eval["retrieval"].is_object(),
+        "{eval}"
+    );
+
+    let other = scratch("contrastive_negative");
+    let mut bad = vec![
+        "train",
+        "--contrastive=-1",
+        "--out",
+        other.to_str().unwrap(),
+    ];
+    bad.extend(TINY);
+    let out = mvae(&bad);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("contrastive"), "{err}");
+}
+
 /// `impute --folder` on a three-modality model hands each filled modality to its own files,
 /// whatever the order of the model's modalities and the folder's columns.
 #[test]

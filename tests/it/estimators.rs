@@ -51,7 +51,15 @@ fn engine_loss(
 ) -> Tensor<Rank0, f32, Cpu, OwnedTape<f32, Cpu>> {
     let noise: Vec<&[f32]> = s.noise.iter().map(Vec::as_slice).collect();
     let choices: Vec<&[f32]> = s.choices.iter().map(Vec::as_slice).collect();
-    objective::loss_with_noise(&s.objective, m, b, &s.plan, BETA, &noise, &choices).value
+    objective::loss_with_noise(
+        &s.objective,
+        m,
+        b,
+        &s.plan,
+        BETA,
+        &objective::Draws::new(&noise, &choices),
+    )
+    .value
 }
 
 /// One term's data points: each one's factor in the loss (`w share weight / N`) and its `K`

@@ -91,6 +91,9 @@ pub struct ModelSection {
     /// 10 modalities); a sample with more modalities mixes a seeded uniform sample of this
     /// many subsets, a new one every step.
     pub components: Option<usize>,
+    /// Weight of the contrastive term (CLIP's symmetric InfoNCE between the modalities'
+    /// posterior means, with a learnable temperature); 0 or absent = off.
+    pub contrastive: Option<f32>,
     /// Likelihood weights by modality name (default 1; `label` 50 as in the paper).
     pub weights: BTreeMap<String, f32>,
 }
@@ -105,6 +108,7 @@ impl Default for ModelSection {
             aggregation: None,
             private: None,
             components: None,
+            contrastive: None,
             weights: BTreeMap::new(),
         }
     }

@@ -117,6 +117,13 @@ pub struct TrainArgs {
     /// many subsets of the modalities it has, a new one every step (fewer: faster steps).
     #[arg(long, value_name = "N")]
     components: Option<usize>,
+    /// Weight W of a contrastive term added to the loss: CLIP's symmetric InfoNCE between the
+    /// posterior means of each modality's own expert, for every pair of modalities a sample
+    /// has, with a learnable temperature (from 0.07, as CLIP). Pulls a sample's modalities to
+    /// the same place in the latent space and pushes the rest of the batch away, for search
+    /// across modalities (`mvae search`) and coherence. 0 = off (the default).
+    #[arg(long, value_name = "W")]
+    contrastive: Option<f32>,
     /// Likelihood weight of a modality, e.g. `--weight label=50` (repeatable).
     #[arg(long, value_name = "NAME=W", value_parser = config::key_value::<f32>)]
     weight: Vec<(String, f32)>,
@@ -174,6 +181,8 @@ impl TrainArgs {
             ("--decoder-hidden", self.decoder_hidden.is_some()),
             ("--aggregation", self.aggregation.is_some()),
             ("--private", self.private.is_some()),
+            ("--components", self.components.is_some()),
+            ("--contrastive", self.contrastive.is_some()),
             ("--weight", !self.weight.is_empty()),
             ("--batch-size", self.batch_size.is_some()),
             ("--lr", self.lr.is_some()),
@@ -220,6 +229,7 @@ impl TrainArgs {
         m.aggregation = self.aggregation.or(m.aggregation);
         m.private = self.private.or(m.private);
         m.components = self.components.or(m.components);
+        m.contrastive = self.contrastive.or(m.contrastive);
         m.weights.extend(self.weight.iter().cloned());
         let t = &mut cfg.train;
         t.epochs = self.epochs.unwrap_or(t.epochs);
@@ -363,6 +373,7 @@ fn model_config(cfg: &RunConfig, specs: Vec<mvae::ModalitySpec>) -> Result<Model
         aggregation: cfg.aggregation(),
         private: 0,
         components: cfg.model.components.unwrap_or(SubsetDraw::DEFAULT_LIMIT),
+        contrastive: cfg.model.contrastive.unwrap_or(0.0),
     };
     if mc.aggregation == AggregationKind::MmvaePlus {
         mc.private = cfg
@@ -490,6 +501,8 @@ fn train_on<const L: usize, D: Backend>(
         "aggregation": trainer.model.config().aggregation.name(),
         "estimator": trainer.config().objective.estimator.name(),
         "samples": trainer.config().objective.samples,
+        "contrastive": trainer.model.config().contrastive,
+        "temperature": trainer.model.contrastive_temperature(),
         "epochs": trainer.epochs_done(),
         "steps": trainer.steps(),
         "train_samples": prepared.train.len(),
