@@ -46,6 +46,7 @@ pub mod posterior;
 // part of the documented API.
 #[doc(hidden)]
 pub mod profile;
+pub mod similarity;
 pub mod subset;
 pub mod train;
 

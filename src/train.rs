@@ -766,6 +766,8 @@ mod tests {
             let cfg = cfg.aggregation(kind).contrastive(3.0);
             parts_equal_the_whole(&cfg, 1, Estimator::Elbo);
             parts_equal_the_whole(&cfg, 3, Estimator::Dreg);
+            let euclidean = cfg.contrastive_similarity(crate::similarity::Similarity::Euclidean);
+            parts_equal_the_whole(&euclidean, 1, Estimator::Elbo);
         }
     }
 

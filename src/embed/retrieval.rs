@@ -18,53 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::Embeddings;
 use crate::{Error, Result};
 
-/// How two embeddings are compared.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Similarity {
-    /// The cosine of the angle between the means (a zero vector is at cosine 0 to all).
-    #[default]
-    Cosine,
-    /// Minus the Euclidean distance between the means.
-    Euclidean,
-}
-
-impl std::fmt::Display for Similarity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Similarity::Cosine => "cosine",
-            Similarity::Euclidean => "euclidean",
-        })
-    }
-}
-
-impl Similarity {
-    /// The similarity of `a` and `b` (larger is closer).
-    pub fn of(self, a: &[f32], b: &[f32]) -> f64 {
-        match self {
-            Similarity::Cosine => {
-                let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
-                for (&x, &y) in a.iter().zip(b) {
-                    let (x, y) = (f64::from(x), f64::from(y));
-                    ab += x * y;
-                    aa += x * x;
-                    bb += y * y;
-                }
-                if aa == 0.0 || bb == 0.0 {
-                    0.0
-                } else {
-                    ab / (aa.sqrt() * bb.sqrt())
-                }
-            }
-            Similarity::Euclidean => -a
-                .iter()
-                .zip(b)
-                .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
-                .sum::<f64>()
-                .sqrt(),
-        }
-    }
-}
+pub use crate::similarity::Similarity;
 
 /// Recall at one cut-off.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

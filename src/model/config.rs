@@ -8,6 +8,7 @@ use crate::aggregation::{AggregationKind, PrivateLayout, SubsetDraw};
 use crate::likelihood::{Likelihood, Variance};
 use crate::modality::{EncoderInput, Modality, ModalitySpec};
 use crate::nn::Activation;
+use crate::similarity::Similarity;
 use crate::subset::Subset;
 use crate::{Error, Result};
 
@@ -45,6 +46,15 @@ pub struct ModelConfig {
     /// learnable logit scale; see [`crate::objective::contrastive`].
     #[serde(default, skip_serializing_if = "is_zero_f32")]
     pub contrastive: f32,
+    /// How the contrastive term compares two means: the cosine (CLIP's; the default, and
+    /// configs without the field) or minus half the squared Euclidean distance, which also
+    /// pulls a pair's means to the same place, not only the same direction.
+    #[serde(default, skip_serializing_if = "is_cosine")]
+    pub contrastive_similarity: Similarity,
+}
+
+fn is_cosine(s: &Similarity) -> bool {
+    *s == Similarity::Cosine
 }
 
 fn is_zero(x: &usize) -> bool {
@@ -73,12 +83,19 @@ impl ModelConfig {
             private: 0,
             components: SubsetDraw::DEFAULT_LIMIT,
             contrastive: 0.0,
+            contrastive_similarity: Similarity::Cosine,
         }
     }
 
     /// Sets the weight of the contrastive term (0 = off); see [`ModelConfig::contrastive`].
     pub fn contrastive(mut self, weight: f32) -> Self {
         self.contrastive = weight;
+        self
+    }
+
+    /// Sets how the contrastive term compares two means.
+    pub fn contrastive_similarity(mut self, similarity: Similarity) -> Self {
+        self.contrastive_similarity = similarity;
         self
     }
 

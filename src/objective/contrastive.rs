@@ -2,11 +2,17 @@
 //! posterior means of every pair of modalities.
 //!
 //! For modalities `a` and `b` and the `c` samples of the batch that have both, with `u_i` and
-//! `v_i` the L2-normalised means of `q(z | x_a,i)` and `q(z | x_b,i)` (with private latents,
-//! of their shared part only: a private slice belongs to one modality and has nothing to
-//! align) and `s = exp(t)` the learnable logit scale:
+//! `v_i` the means of `q(z | x_a,i)` and `q(z | x_b,i)` (with private latents, of their shared
+//! part only: a private slice belongs to one modality and has nothing to align), `sim` their
+//! similarity and `s = exp(t)` the learnable logit scale:
 //!
-//! `loss_ab = (1 / 2c) sum_i [ -log softmax_j(s u_i . v_j)_i - log softmax_j(s u_j . v_i)_i ]`
+//! `loss_ab = (1 / 2c) sum_i [ -log softmax_j(s sim(u_i, v_j))_i - log softmax_j(s sim(u_j, v_i))_i ]`
+//!
+//! `sim` is the cosine (CLIP's; [`Similarity::Cosine`]) or minus half the squared Euclidean
+//! distance ([`Similarity::Euclidean`]; for unit vectors it is the cosine minus 1). The cosine
+//! aligns directions only; decoding one modality from another's posterior needs the means in
+//! the same place, which the Euclidean form asks for
+//! ([`ModelConfig::contrastive_similarity`](crate::model::ModelConfig::contrastive_similarity)).
 //!
 //! The term is `W` times the mean of `loss_ab` over the pairs with at least two such samples
 //! ([`ModelConfig::contrastive`](crate::model::ModelConfig::contrastive)). It aligns the
@@ -34,6 +40,7 @@ use crate::aggregation::Experts;
 use crate::backend::Backend;
 use crate::batch::Batch;
 use crate::model::Mvae;
+use crate::similarity::Similarity;
 use crate::subset::Subset;
 use crate::tensor::{realize, Latent, Matrix, Vector};
 
@@ -193,7 +200,7 @@ pub fn term<const L: usize, D: Backend>(
     } else {
         t
     };
-    let (loss, pairs) = info_nce(embedded, t)?;
+    let (loss, pairs) = info_nce(embedded, t, model.config().contrastive_similarity)?;
     let mean = loss * (1.0 / pairs as f32);
     let value = mean.as_vec()[0];
     // Divided by the part's share; the constant makes the value the batch's, as the trainer
@@ -203,19 +210,27 @@ pub fn term<const L: usize, D: Backend>(
 }
 
 /// The sum over pairs of modalities of the symmetric InfoNCE of their rows `features` (per
-/// modality, `None` where absent: its rows and which samples have it), with the logit scale
-/// `exp(t)`, and the number of pairs summed (`None`: no pair has two samples that have both).
+/// modality, `None` where absent: its rows and which samples have it), compared by
+/// `similarity` with the logit scale `exp(t)`, and the number of pairs summed (`None`: no pair
+/// has two samples that have both).
 pub fn info_nce<D: Backend>(
     features: Vec<Option<Rows<D>>>,
     t: Tensor<Rank0, f32, D, OwnedTape<f32, D>>,
+    similarity: Similarity,
 ) -> Option<(Scalar<D>, usize)> {
     let dev = t.device().clone();
-    // Each modality's rows normalised once; its pairs use copies with empty tapes, and the
-    // operations that made them join the loss once at the end.
+    // Each modality's rows prepared once (normalised for the cosine); its pairs use copies
+    // with empty tapes, and the operations that made them join the loss once at the end.
     let (normalised, present): (Vec<_>, Vec<_>) = features
         .into_iter()
         .map(|f| match f {
-            Some((x, p)) => (Some(normalise(x)), p),
+            Some((x, p)) => (
+                Some(match similarity {
+                    Similarity::Cosine => normalise(x),
+                    Similarity::Euclidean => x,
+                }),
+                p,
+            ),
             None => (None, Vec::new()),
         })
         .unzip();
@@ -240,6 +255,7 @@ pub fn info_nce<D: Backend>(
                 v.with_empty_tape(),
                 &both,
                 scale.with_empty_tape(),
+                similarity,
                 &dev,
             );
             pairs += 1;
@@ -273,14 +289,16 @@ fn normalise<D: Backend>(x: Matrix<D, OwnedTape<f32, D>>) -> Matrix<D, OwnedTape
     x / norm.broadcast_like::<_, Axis<1>>(&shape)
 }
 
-/// The symmetric InfoNCE of one pair: rows `u` and `v` (normalised), compared where `both`.
+/// The symmetric InfoNCE of one pair: rows `u` and `v` (normalised for the cosine), compared
+/// where `both`.
 fn pair_loss<D: Backend>(
     u: Matrix<D, OwnedTape<f32, D>>,
     v: Matrix<D, OwnedTape<f32, D>>,
     both: &[bool],
-    scale: Tensor<Rank0, f32, D, OwnedTape<f32, D>>,
+    scale: Scalar<D>,
+    similarity: Similarity,
     dev: &D,
-) -> Tensor<Rank0, f32, D, OwnedTape<f32, D>> {
+) -> Scalar<D> {
     let n = both.len();
     let c = both.iter().filter(|&&x| x).count();
     let mut bias = vec![0.0f32; n * n];
@@ -297,8 +315,18 @@ fn pair_loss<D: Backend>(
     let eye: Matrix<D> = dev.tensor_from_vec(eye, (n, n));
     let w: Vector<D> =
         dev.tensor_from_vec(both.iter().map(|&b| f32::from(u8::from(b))).collect(), (n,));
-    let similarity = u.matmul(v.permute::<(usize, usize), Axes2<1, 0>>());
-    let logits = similarity * scale.broadcast_like(&(n, n)) + bias;
+    let shape = (n, n);
+    let similarity = match similarity {
+        Similarity::Cosine => u.matmul(v.permute::<(usize, usize), Axes2<1, 0>>()),
+        Similarity::Euclidean => {
+            // u.v - |u|^2 / 2 - |v|^2 / 2 = -|u - v|^2 / 2.
+            let uu = u.with_empty_tape().square().sum::<(usize,), Axis<1>>() * 0.5;
+            let vv = v.with_empty_tape().square().sum::<(usize,), Axis<1>>() * 0.5;
+            let dot = u.matmul(v.permute::<(usize, usize), Axes2<1, 0>>());
+            dot - uu.broadcast_like::<_, Axis<1>>(&shape) - vv.broadcast_like::<_, Axis<0>>(&shape)
+        }
+    };
+    let logits = similarity * scale.broadcast_like(&shape) + bias;
     let rows = logits.with_empty_tape().logsumexp::<(usize,), Axis<1>>();
     let cols = logits.with_empty_tape().logsumexp::<(usize,), Axis<0>>();
     let diagonal = (logits * eye).sum::<(usize,), Axis<1>>();
@@ -355,8 +383,12 @@ mod tests {
             ),
         ];
         for (i, (u, v, pu, pv)) in cases.into_iter().enumerate() {
-            let (loss, pairs) =
-                info_nce(vec![Some((u, pu)), None, Some((v, pv))], scale(&dev, t)).unwrap();
+            let (loss, pairs) = info_nce(
+                vec![Some((u, pu)), None, Some((v, pv))],
+                scale(&dev, t),
+                Similarity::Cosine,
+            )
+            .unwrap();
             assert_eq!(pairs, 1);
             let got = f64::from(loss.as_vec()[0]);
             assert!((got - want).abs() < 1e-6, "case {i}: {got} vs {want}");
@@ -368,14 +400,49 @@ mod tests {
                 Some((rows(&dev, &[[1.0, 0.0], [0.0, 1.0]]), vec![true, true])),
             ],
             scale(&dev, 0.0),
+            Similarity::Cosine,
         );
         assert!(none.is_none());
     }
 
+    /// The Euclidean form by hand: `u = (2,0), (0,1)`, `v = (1,0), (0,3)`, `s = 1`: the logits
+    /// `-|u_i - v_j|^2 / 2` are [[-0.5, -6.5], [-1, -2]]. Lengths matter here.
+    #[test]
+    fn the_euclidean_form_gives_the_hand_computed_loss() {
+        let dev = Cpu::default();
+        let want = (lse(&[-0.5, -6.5])
+            + 0.5
+            + lse(&[-1.0, -2.0])
+            + 2.0
+            + lse(&[-0.5, -1.0])
+            + 0.5
+            + lse(&[-6.5, -2.0])
+            + 2.0)
+            / 4.0;
+        let (loss, _) = info_nce(
+            vec![
+                Some((rows(&dev, &[[2.0, 0.0], [0.0, 1.0]]), vec![true, true])),
+                Some((rows(&dev, &[[1.0, 0.0], [0.0, 3.0]]), vec![true, true])),
+            ],
+            scale(&dev, 0.0),
+            Similarity::Euclidean,
+        )
+        .unwrap();
+        let got = f64::from(loss.as_vec()[0]);
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+
     /// The gradient with respect to every input value and the log scale against central
-    /// differences, three modalities (three pairs), one sample missing a modality.
+    /// differences, three modalities (three pairs), one sample missing a modality, for both
+    /// similarities.
     #[test]
     fn gradients_match_finite_differences() {
+        for similarity in Similarity::ALL {
+            gradients_match_finite_differences_for(similarity);
+        }
+    }
+
+    fn gradients_match_finite_differences_for(similarity: Similarity) {
         let dev = Cpu::default();
         let a: Vec<[f32; 2]> = vec![[0.3, -1.2], [1.1, 0.4], [-0.7, 0.9], [0.2, 0.5]];
         let b: Vec<[f32; 2]> = vec![[0.8, 0.1], [-0.2, 1.3], [0.5, -0.6], [1.0, 1.0]];
@@ -388,7 +455,12 @@ mod tests {
                 .zip(&present)
                 .map(|(v, p)| Some((rows(&dev, v), p.clone())))
                 .collect();
-            f64::from(info_nce(features, scale(&dev, t)).unwrap().0.as_vec()[0])
+            f64::from(
+                info_nce(features, scale(&dev, t), similarity)
+                    .unwrap()
+                    .0
+                    .as_vec()[0],
+            )
         };
         let x = [a, b, c];
         let inputs: Vec<Taped> = x.iter().map(|v| rows(&dev, v)).collect();
@@ -400,7 +472,7 @@ mod tests {
             .zip(&present)
             .map(|(v, p)| Some((v, p.clone())))
             .collect();
-        let grads = info_nce(features, t).unwrap().0.backward();
+        let grads = info_nce(features, t, similarity).unwrap().0.backward();
         let h = 1e-3f32;
         for m in 0..3 {
             let g = grads.get(&ids[m]).as_vec();
@@ -413,7 +485,7 @@ mod tests {
                     let got = f64::from(g[i * 2 + d]);
                     assert!(
                         (got - fd).abs() <= 2e-3 * (1.0 + fd.abs()),
-                        "modality {m} row {i} dim {d}: {got} vs {fd}"
+                        "{similarity}: modality {m} row {i} dim {d}: {got} vs {fd}"
                     );
                 }
             }

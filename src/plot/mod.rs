@@ -10,7 +10,7 @@
 //! |---|---|
 //! | [`curves`] | losses, KL and beta over epochs from [`EpochMetrics`](crate::train::EpochMetrics) |
 //! | [`pca`] | (no picture) a two-component PCA, to flatten latents for [`scatter`] |
-//! | [`scatter`] | 2-D points coloured by class, with a legend |
+//! | [`scatter`] | 2-D points coloured by class, with a legend; several groups (modalities) by marker |
 //! | [`grid`] | grey or RGB images tiled into one picture, with optional row labels |
 //! | [`spectrogram`] | log-magnitude spectrograms as heat maps, alone or tiled |
 //! | [`colour`] | the class palette and the heat-map colour maps |
@@ -27,5 +27,5 @@ pub use colour::Colormap;
 pub use curves::training_curves;
 pub use grid::{image_grid, image_grid_channels, GridOptions};
 pub use pca::{pca2, Pca2};
-pub use scatter::{latent_scatter, latent_scatter_with, ScatterOptions};
+pub use scatter::{grouped_scatter, latent_scatter, latent_scatter_with, ScatterOptions};
 pub use spectrogram::{spectrogram_grid, spectrogram_image, ColourScale, SpectrogramOptions};

@@ -62,11 +62,50 @@ pub fn latent_scatter_with(
     labels: &[usize],
     options: &ScatterOptions,
 ) -> Result<()> {
+    grouped_scatter(path, points, labels, &vec![0; points.len()], &[], options)
+}
+
+/// The marker shapes of [`grouped_scatter`]'s groups, in order.
+pub const MARKERS: [&str; 3] = ["filled circle", "cross", "hollow circle"];
+
+/// [`latent_scatter_with`] for points of several groups (say, the embeddings of two
+/// modalities): point `i` is drawn with the marker of `groups[i]` ([`MARKERS`]: a filled
+/// circle, a cross, a hollow circle), coloured by its class, and the legend names the groups
+/// by `group_names` (none when empty) below the classes.
+///
+/// # Errors
+/// No points, a non-finite point, `labels` or `groups` of another length than `points`, a
+/// group beyond [`MARKERS`] or without a name (where names are given), or a failed write.
+pub fn grouped_scatter(
+    path: &Path,
+    points: &[[f32; 2]],
+    labels: &[usize],
+    groups: &[usize],
+    group_names: &[String],
+    options: &ScatterOptions,
+) -> Result<()> {
     if points.is_empty() {
         return Err(invalid("scatter points", "no points"));
     }
     if labels.len() != points.len() {
         return Err(Error::shape("scatter labels", points.len(), labels.len()));
+    }
+    if groups.len() != points.len() {
+        return Err(Error::shape("scatter groups", points.len(), groups.len()));
+    }
+    let group_count = groups.iter().max().map_or(0, |g| g + 1);
+    if group_count > MARKERS.len() {
+        return Err(invalid(
+            "scatter groups",
+            format!("{group_count} groups, at most {}", MARKERS.len()),
+        ));
+    }
+    if !group_names.is_empty() && group_names.len() < group_count {
+        return Err(Error::shape(
+            "scatter group names",
+            group_count,
+            group_names.len(),
+        ));
     }
     if let Some(i) = points
         .iter()
@@ -106,7 +145,9 @@ pub fn latent_scatter_with(
     let legend_px = 14.0;
     let legend_w = names
         .iter()
-        .map(|(_, n)| text_size(n, legend_px).0 + 40)
+        .map(|(_, n)| n)
+        .chain(group_names)
+        .map(|n| text_size(n, legend_px).0 + 40)
         .max()
         .unwrap_or(0)
         .min(options.size.0 / 3);
@@ -135,18 +176,32 @@ pub fn latent_scatter_with(
             .map_err(&err)?;
         // All points in data order, so that no class is hidden under the last one drawn.
         let r = options.point_radius.max(1);
-        chart
-            .draw_series(points.iter().zip(labels).map(|(p, &l)| {
-                Circle::new(
-                    (p[0] as f64, p[1] as f64),
-                    r,
-                    rgb(class_colour(l)).mix(0.75).filled(),
-                )
-            }))
+        // Group by group (each marker is its own series), in data order within a group.
+        for g in 0..group_count {
+            let members = points
+                .iter()
+                .zip(labels)
+                .zip(groups)
+                .filter(move |(_, &pg)| pg == g)
+                .map(|((p, &l), _)| ((p[0] as f64, p[1] as f64), rgb(class_colour(l)).mix(0.75)));
+            match g {
+                0 => chart.draw_series(members.map(|(at, c)| Circle::new(at, r, c.filled()))),
+                1 => chart
+                    .draw_series(members.map(|(at, c)| Cross::new(at, r + 1, c.stroke_width(2)))),
+                _ => chart
+                    .draw_series(members.map(|(at, c)| Circle::new(at, r + 1, c.stroke_width(1)))),
+            }
             .map_err(&err)?;
+        }
         // The legend in its own strip right of the plot, so that it hides no point.
         let (_, legend_h) = legend.dim_in_pixel();
-        let row = ((legend_h as i32 - 30) / names.len().max(1) as i32).clamp(8, 22);
+        let lines = names.len()
+            + if group_names.is_empty() {
+                0
+            } else {
+                group_names.len() + 1
+            };
+        let row = ((legend_h as i32 - 30) / lines.max(1) as i32).clamp(8, 22);
         let style = TextStyle::from((FONT, legend_px))
             .color(&BLACK)
             .pos(Pos::new(HPos::Left, VPos::Center));
@@ -155,6 +210,16 @@ pub fn latent_scatter_with(
             legend
                 .draw(&Circle::new((12, y), 5, rgb(class_colour(*class)).filled()))
                 .map_err(&err)?;
+            legend.draw_text(name, &style, (24, y)).map_err(&err)?;
+        }
+        for (g, name) in group_names.iter().enumerate().take(group_count) {
+            let y = 25 + row * (names.len() + 1 + g) as i32;
+            match g {
+                0 => legend.draw(&Circle::new((12, y), 5, BLACK.filled())),
+                1 => legend.draw(&Cross::new((12, y), 5, BLACK.stroke_width(2))),
+                _ => legend.draw(&Circle::new((12, y), 5, BLACK.stroke_width(1))),
+            }
+            .map_err(&err)?;
             legend.draw_text(name, &style, (24, y)).map_err(&err)?;
         }
         root.present().map_err(&err)?;
@@ -254,5 +319,33 @@ mod tests {
             Err(Error::Shape { .. })
         ));
         assert!(!path.exists());
+    }
+
+    /// Two groups by marker: the cross group's pixels are there in its class colour and the
+    /// picture differs from the one-group drawing of the same points; a third name-less group,
+    /// a fourth group or groups of another length are errors.
+    #[test]
+    fn groups_are_drawn_with_their_own_markers() {
+        let dir = out_dir(concat!(module_path!(), "-", line!()));
+        let (points, labels) = clusters();
+        let groups: Vec<usize> = (0..points.len()).map(|i| i % 2).collect();
+        let names = vec!["image".to_string(), "audio".to_string()];
+        let two = dir.path().join("two.png");
+        let one = dir.path().join("one.png");
+        let options = ScatterOptions::default();
+        grouped_scatter(&two, &points, &labels, &groups, &names, &options).unwrap();
+        latent_scatter_with(&one, &points, &labels, &options).unwrap();
+        let (a, b) = (
+            decode(&two, Some((800, 700))),
+            decode(&one, Some((800, 700))),
+        );
+        let differ = a.pixels().zip(b.pixels()).filter(|(x, y)| x != y).count();
+        assert!(differ > 1000, "only {differ} pixels differ");
+        assert!(colours(&a) > 10);
+        let three: Vec<usize> = (0..points.len()).map(|i| i % 3).collect();
+        assert!(grouped_scatter(&two, &points, &labels, &three, &names, &options).is_err());
+        let four: Vec<usize> = (0..points.len()).map(|i| i % 4).collect();
+        assert!(grouped_scatter(&two, &points, &labels, &four, &[], &options).is_err());
+        assert!(grouped_scatter(&two, &points, &labels, &groups[1..], &names, &options).is_err());
     }
 }

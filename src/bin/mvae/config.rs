@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use mvae::objective::Estimator;
+use mvae::similarity::Similarity;
 use mvae::{Activation, AggregationKind};
 use serde::{Deserialize, Serialize};
 
@@ -94,6 +95,9 @@ pub struct ModelSection {
     /// Weight of the contrastive term (CLIP's symmetric InfoNCE between the modalities'
     /// posterior means, with a learnable temperature); 0 or absent = off.
     pub contrastive: Option<f32>,
+    /// How the contrastive term compares two means: "cosine" (CLIP's, the default) or
+    /// "euclidean" (minus half the squared distance).
+    pub contrastive_similarity: Option<Similarity>,
     /// Likelihood weights by modality name (default 1; `label` 50 as in the paper).
     pub weights: BTreeMap<String, f32>,
 }
@@ -109,6 +113,7 @@ impl Default for ModelSection {
             private: None,
             components: None,
             contrastive: None,
+            contrastive_similarity: None,
             weights: BTreeMap::new(),
         }
     }

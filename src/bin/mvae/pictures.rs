@@ -79,6 +79,9 @@ pub fn draw<const L: usize, D: Backend>(
             "latent means (joint posterior), first two principal components",
         )?;
         files.push(path);
+        if let Some(path) = embeddings(model, data, &names, &out)? {
+            files.push(path);
+        }
     }
     pb.inc(1);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -399,4 +402,50 @@ pub fn draws(
         _ => return Ok(Vec::new()),
     };
     Ok(vec![path])
+}
+
+/// `embeddings.png`: the test set's embeddings of two modalities, each from its modality alone
+/// (the posterior mean given only it), in one PCA plot, coloured by class, a marker per
+/// modality. The two are the first two modalities that are not the class label, or the two
+/// modalities of a two-modality model. `None` where the model has one modality.
+fn embeddings<const L: usize, D: Backend>(
+    model: &Mvae<L, D>,
+    data: &Prepared,
+    names: &[&str],
+    out: &Path,
+) -> Result<Option<PathBuf>> {
+    let others: Vec<usize> = (0..names.len()).filter(|&m| names[m] != "label").collect();
+    let (a, b) = match (others.as_slice(), names.len()) {
+        ([a, b, ..], _) => (*a, *b),
+        (_, 2) => (0, 1),
+        _ => return Ok(None),
+    };
+    let mut values = Vec::new();
+    let mut labels = Vec::new();
+    let mut groups = Vec::new();
+    for (g, m) in [a, b].into_iter().enumerate() {
+        let z = latents(
+            model,
+            &data.test,
+            Subset::single(m),
+            "label",
+            Some(LATENT_POINTS / 2),
+        )?;
+        values.extend_from_slice(z.column("z").expect("latents has z").values());
+        let ys = z.column("label").expect("latents has label").values();
+        labels.extend(ys.iter().map(|&v| v as usize));
+        groups.extend(std::iter::repeat_n(g, ys.len()));
+    }
+    let points = plot::pca2(&values, L)?;
+    let path = out.join("embeddings.png");
+    let options = plot::ScatterOptions {
+        title: format!(
+            "embeddings of {} and {} (each alone), first two principal components",
+            names[a], names[b]
+        ),
+        ..Default::default()
+    };
+    let group_names = [names[a].to_string(), names[b].to_string()];
+    plot::grouped_scatter(&path, &points, &labels, &groups, &group_names, &options)?;
+    Ok(Some(path))
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use mvae::aggregation::SubsetDraw;
 use mvae::objective::Estimator;
+use mvae::similarity::Similarity;
 use mvae::train::EpochMetrics;
 use mvae::{
     eval, AdamSettings, AggregationKind, Backend, ModelConfig, Mvae, ObjectiveConfig, Subset,
@@ -124,6 +125,11 @@ pub struct TrainArgs {
     /// across modalities (`mvae search`) and coherence. 0 = off (the default).
     #[arg(long, value_name = "W")]
     contrastive: Option<f32>,
+    /// How the contrastive term compares two posterior means: cosine (CLIP's; the default) or
+    /// euclidean (minus half the squared distance, which also pulls a pair to the same place,
+    /// what decoding one modality from another's posterior needs).
+    #[arg(long, value_name = "KIND")]
+    contrastive_similarity: Option<Similarity>,
     /// Likelihood weight of a modality, e.g. `--weight label=50` (repeatable).
     #[arg(long, value_name = "NAME=W", value_parser = config::key_value::<f32>)]
     weight: Vec<(String, f32)>,
@@ -183,6 +189,10 @@ impl TrainArgs {
             ("--private", self.private.is_some()),
             ("--components", self.components.is_some()),
             ("--contrastive", self.contrastive.is_some()),
+            (
+                "--contrastive-similarity",
+                self.contrastive_similarity.is_some(),
+            ),
             ("--weight", !self.weight.is_empty()),
             ("--batch-size", self.batch_size.is_some()),
             ("--lr", self.lr.is_some()),
@@ -230,6 +240,7 @@ impl TrainArgs {
         m.private = self.private.or(m.private);
         m.components = self.components.or(m.components);
         m.contrastive = self.contrastive.or(m.contrastive);
+        m.contrastive_similarity = self.contrastive_similarity.or(m.contrastive_similarity);
         m.weights.extend(self.weight.iter().cloned());
         let t = &mut cfg.train;
         t.epochs = self.epochs.unwrap_or(t.epochs);
@@ -374,6 +385,7 @@ fn model_config(cfg: &RunConfig, specs: Vec<mvae::ModalitySpec>) -> Result<Model
         private: 0,
         components: cfg.model.components.unwrap_or(SubsetDraw::DEFAULT_LIMIT),
         contrastive: cfg.model.contrastive.unwrap_or(0.0),
+        contrastive_similarity: cfg.model.contrastive_similarity.unwrap_or_default(),
     };
     if mc.aggregation == AggregationKind::MmvaePlus {
         mc.private = cfg
