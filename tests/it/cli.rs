@@ -583,6 +583,102 @@ fn contrastive_term_is_trained_stored_and_checked() {
     assert!(err.contains("contrastive"), "{err}");
 }
 
+/// `embed` takes the user's own data: a folder of paired files (rows named by their ids, the
+/// posterior mean the same as from the same values in a CSV table), and a CSV table (row
+/// indices, only the rows that have the given modality).
+#[test]
+fn embed_reads_a_folder_and_a_csv_table() {
+    let run = av_run().to_str().unwrap().to_string();
+    let dir = scratch("embed_own");
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let digit = image::GrayImage::from_fn(28, 28, |x, y| image::Luma([((x * y) % 256) as u8]));
+    digit.save(input.join("b,1_image.png")).unwrap();
+    std::fs::copy(a_wav(), input.join("b,1_audio.wav")).unwrap();
+    std::fs::copy(a_wav(), input.join("a0_audio.wav")).unwrap();
+    std::fs::write(input.join("c2_label.txt"), "3\n").unwrap();
+    let out = dir.join("audio.csv");
+    let v = ok_json(&[
+        "embed",
+        "--checkpoint",
+        &run,
+        "--given",
+        "audio",
+        "--folder",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(v["rows"], 2, "{v}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("id,label,z0,"), "{text}");
+    assert!(lines[1].starts_with("a0,"), "{text}");
+    assert!(lines[2].starts_with("\"b,1\","), "{text}");
+    // The same clip gives the same embedding, whatever sample it is in.
+    let tail = |l: &str| {
+        l.rsplit_once('"')
+            .map_or(l.split_once(',').unwrap().1, |x| x.1)
+            .trim_start_matches(',')
+            .to_string()
+    };
+    assert_eq!(tail(lines[1]), tail(lines[2]), "{text}");
+    let st = dir.join("audio.safetensors");
+    ok_json(&[
+        "embed",
+        "--checkpoint",
+        &run,
+        "--given",
+        "audio",
+        "--folder",
+        input.to_str().unwrap(),
+        "--out",
+        st.to_str().unwrap(),
+    ]);
+    let bytes = std::fs::read(&st).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let ids = meta.metadata().as_ref().unwrap()["ids"].clone();
+    assert_eq!(ids, r#"["a0","b,1"]"#);
+
+    let table = dir.join("table.csv");
+    std::fs::write(&table, "a,b,c\n0.5,0.1,0.6\n,0.3,0.2\n-0.2,0.4,0.2\n").unwrap();
+    let csv_out = dir.join("table_a.csv");
+    let v = ok_json(&[
+        "embed",
+        "--checkpoint",
+        csv_run().to_str().unwrap(),
+        "--given",
+        "a",
+        "--csv",
+        table.to_str().unwrap(),
+        "--out",
+        csv_out.to_str().unwrap(),
+    ]);
+    assert_eq!(v["rows"], 2, "{v}");
+    let text = std::fs::read_to_string(&csv_out).unwrap();
+    let rows: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(rows, ["0", "2"], "{text}");
+    // Own data and the run's data set are one or the other.
+    let both = mvae(&[
+        "embed",
+        "--checkpoint",
+        &run,
+        "--given",
+        "audio",
+        "--folder",
+        input.to_str().unwrap(),
+        "--data",
+        "x",
+        "--out",
+        dir.join("x.csv").to_str().unwrap(),
+    ]);
+    assert_eq!(both.status.code(), Some(2));
+}
+
 /// `impute --folder` on a three-modality model hands each filled modality to its own files,
 /// whatever the order of the model's modalities and the folder's columns.
 #[test]

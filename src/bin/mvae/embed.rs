@@ -11,16 +11,20 @@ use mvae::{Backend, Mvae};
 use crate::config::RunConfig;
 use crate::output::{refuse_existing, refuse_input, report};
 use crate::{checkpoint_file, data, Common};
+use mvae::data::MultimodalDataset;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Reads the data set from the run's config.toml beside the checkpoint and embeds \
-each row of the chosen split that has every modality of --given: the mean of the posterior the \
-model forms from them (its aggregation's), one row per data row. --out FILE.csv writes a table \
-with the row's index in the split, its class where the data have a label, and z0..z{L-1} (and \
-var0.. with --variances); --out FILE.safetensors writes the tensors `rows` (I64), `means` (F32, \
-rows x L) and `variances`. The file is written atomically; an existing one is replaced only \
-with --force."
+    after_help = "Embeds each row that has every modality of --given: the mean of the posterior \
+the model forms from them (its aggregation's), one row per data row. The rows come from the run's \
+data set (config.toml beside the checkpoint; --split test or train), or from your own data: \
+--csv FILE (a table with the model's columns, as `impute --csv` reads it; row 0 is the first \
+line after the header) or --folder DIR (files named <id>_<modality>.<ext>, as `impute --folder` \
+reads them). --out FILE.csv writes a table with the row's index (or, for --folder, its id), its \
+class where the data have a label, and z0..z{L-1} (and var0.. with --variances); --out \
+FILE.safetensors writes the tensors `rows` (I64), `means` (F32, rows x L) and `variances`, with \
+the folder's ids in the metadata (`ids`, JSON). The file is written atomically; an existing one \
+is replaced only with --force."
 )]
 pub struct EmbedArgs {
     /// A run directory or its checkpoint file.
@@ -29,9 +33,15 @@ pub struct EmbedArgs {
     /// The modalities to embed from, comma-separated (e.g. `image` or `image,label`).
     #[arg(long, value_name = "NAMES", value_delimiter = ',', required = true)]
     given: Vec<String>,
-    /// Which part of the data set: `test` or `train`.
+    /// Which part of the run's data set: `test` or `train`.
     #[arg(long, value_name = "SPLIT", default_value = "test")]
     split: String,
+    /// Embed the rows of this CSV table instead of the run's data set.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["folder", "data"])]
+    csv: Option<PathBuf>,
+    /// Embed the samples of this folder of paired files instead of the run's data set.
+    #[arg(long, value_name = "DIR", conflicts_with = "data")]
+    folder: Option<PathBuf>,
     /// Embed only among the first N rows of the split.
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
@@ -78,33 +88,78 @@ pub fn run(common: &Common, args: EmbedArgs) -> Result<()> {
     }
     let ckpt = checkpoint_file(&args.checkpoint);
     let info = mvae::checkpoint::read_info(&ckpt)?;
-    let cfg = crate::eval::run_config(&ckpt, args.data.as_ref())?;
     let config = ckpt.with_file_name(crate::train::CONFIG);
     let mut inputs = vec![("--checkpoint", ckpt.as_path()), ("--checkpoint", &config)];
     inputs.extend(args.data.as_deref().map(|p| ("--data", p)));
+    inputs.extend(args.csv.as_deref().map(|p| ("--csv", p)));
+    inputs.extend(args.folder.as_deref().map(|p| ("--folder", p)));
     refuse_input(&args.out, &inputs)?;
     refuse_existing(&args.out, args.force)?;
+    // Own data (read with the checkpoint's codecs, as impute reads it) or the run's split.
+    let source = match (&args.csv, &args.folder) {
+        (Some(csv), _) => {
+            let (_, codecs) = crate::generate::codecs_of(&ckpt)?;
+            let raw = crate::impute::read_raw_csv(csv, &codecs)?;
+            Source::Own {
+                data: crate::impute::csv_data(csv, &raw.table, &codecs)?,
+                ids: None,
+            }
+        }
+        (None, Some(dir)) => {
+            let (_, codecs) = crate::generate::codecs_of(&ckpt)?;
+            let folder = crate::impute::read_folder(dir, &codecs)?;
+            Source::Own {
+                data: folder.data,
+                ids: Some(folder.ids),
+            }
+        }
+        (None, None) => Source::Run(crate::eval::run_config(&ckpt, args.data.as_ref())?),
+    };
     crate::dispatch!(
         common,
         info.latent_size,
-        embed_on(common, &cfg, &ckpt, &args, format)
+        embed_on(common, &source, &ckpt, &args, format)
     )
+}
+
+/// Where the rows come from.
+enum Source {
+    /// A split of the run's data set.
+    Run(RunConfig),
+    /// The user's own table or folder (with the folder's sample ids).
+    Own {
+        data: MultimodalDataset,
+        ids: Option<Vec<String>>,
+    },
 }
 
 fn embed_on<const L: usize, D: Backend>(
     dev: D,
     common: &Common,
-    cfg: &RunConfig,
+    source: &Source,
     ckpt: &Path,
     args: &EmbedArgs,
     format: Format,
 ) -> Result<()> {
     let model = Mvae::<L, D>::load(ckpt, &dev)?;
-    let prepared = data::prepare(cfg)?;
-    let split = if args.split == "train" {
-        &prepared.train
-    } else {
-        &prepared.test
+    let prepared;
+    let (split, ids, from) = match source {
+        Source::Run(cfg) => {
+            prepared = data::prepare(cfg)?;
+            let split = if args.split == "train" {
+                &prepared.train
+            } else {
+                &prepared.test
+            };
+            (split, None, args.split.clone())
+        }
+        Source::Own { data, ids } => {
+            let from = match (&args.csv, &args.folder) {
+                (Some(p), _) | (None, Some(p)) => p.display().to_string(),
+                (None, None) => unreachable!("own data come from --csv or --folder"),
+            };
+            (data, ids.as_deref(), from)
+        }
     };
     let given: Vec<&str> = args.given.iter().map(String::as_str).collect();
     let opts = EmbedOptions {
@@ -126,16 +181,18 @@ fn embed_on<const L: usize, D: Backend>(
             })
             .collect()
     });
+    // The folder's sample ids, in the rows' order.
+    let ids: Option<Vec<&str>> = ids.map(|ids| e.rows.iter().map(|&r| ids[r].as_str()).collect());
     let bytes = match format {
-        Format::Csv => csv(&e, classes.as_deref()).into_bytes(),
-        Format::Safetensors => safetensors(&e)?,
+        Format::Csv => csv(&e, classes.as_deref(), ids.as_deref()).into_bytes(),
+        Format::Safetensors => safetensors(&e, ids.as_deref())?,
     };
     mvae::data::atomic::write_bytes(&args.out, &bytes)
         .with_context(|| format!("writing {}", args.out.display()))?;
     let doc = serde_json::json!({
         "checkpoint": ckpt,
         "given": e.given,
-        "split": args.split,
+        "from": from,
         "rows": e.len(),
         "dim": e.dim,
         "variances": e.variances.is_some(),
@@ -143,9 +200,9 @@ fn embed_on<const L: usize, D: Backend>(
     });
     report(common, &doc, || {
         println!(
-            "embedded {} {} rows from {} ({} coordinates) into {}",
+            "embedded {} rows of {} from {} ({} coordinates) into {}",
             e.len(),
-            args.split,
+            from,
             e.given.join(", "),
             e.dim,
             args.out.display()
@@ -154,9 +211,10 @@ fn embed_on<const L: usize, D: Backend>(
     Ok(())
 }
 
-/// The CSV table: `row`, `label` where known, `z0..`, then `var0..` if present.
-fn csv(e: &Embeddings, classes: Option<&[String]>) -> String {
-    let mut s = String::from("row");
+/// The CSV table: `row` (or `id`, given the rows' ids), `label` where known, `z0..`, then
+/// `var0..` if present.
+fn csv(e: &Embeddings, classes: Option<&[String]>, ids: Option<&[&str]>) -> String {
+    let mut s = String::from(if ids.is_some() { "id" } else { "row" });
     if classes.is_some() {
         s.push_str(",label");
     }
@@ -170,7 +228,12 @@ fn csv(e: &Embeddings, classes: Option<&[String]>) -> String {
     }
     s.push('\n');
     for (i, &r) in e.rows.iter().enumerate() {
-        let _ = write!(s, "{r}");
+        match ids {
+            Some(ids) => s.push_str(&quoted(ids[i])),
+            None => {
+                let _ = write!(s, "{r}");
+            }
+        }
         if let Some(c) = classes {
             let _ = write!(s, ",{}", c[i]);
         }
@@ -187,8 +250,18 @@ fn csv(e: &Embeddings, classes: Option<&[String]>) -> String {
     s
 }
 
-/// The safetensors file: `rows` (I64), `means` and `variances` (F32, rows x dim).
-fn safetensors(e: &Embeddings) -> Result<Vec<u8>> {
+/// A CSV cell holding `text`, quoted where it needs to be.
+fn quoted(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+/// The safetensors file: `rows` (I64), `means` and `variances` (F32, rows x dim), and in the
+/// metadata the modalities given and the rows' ids (JSON) where known.
+fn safetensors(e: &Embeddings, ids: Option<&[&str]>) -> Result<Vec<u8>> {
     use safetensors::tensor::{serialize, TensorView};
     use safetensors::Dtype;
     let n = e.len();
@@ -210,6 +283,9 @@ fn safetensors(e: &Embeddings) -> Result<Vec<u8>> {
     if let Some(v) = &variances {
         views.push(("variances", TensorView::new(Dtype::F32, vec![n, e.dim], v)?));
     }
-    let meta = std::collections::HashMap::from([("given".to_string(), e.given.join(","))]);
+    let mut meta = std::collections::HashMap::from([("given".to_string(), e.given.join(","))]);
+    if let Some(ids) = ids {
+        meta.insert("ids".to_string(), serde_json::to_string(ids)?);
+    }
     Ok(serialize(views, &Some(meta))?)
 }

@@ -126,7 +126,7 @@ fn impute_on<const L: usize, D: Backend>(
 
 /// The table as a data set: `Columns` modalities standardised, a `Label` modality from the
 /// column of its name.
-fn csv_data(file: &Path, table: &Table, codecs: &Codecs) -> Result<MultimodalDataset> {
+pub(crate) fn csv_data(file: &Path, table: &Table, codecs: &Codecs) -> Result<MultimodalDataset> {
     let columns = data::csv_dataset(file, table, codecs)?;
     let mut b = DatasetBuilder::new();
     for c in columns.columns() {
@@ -168,7 +168,7 @@ fn csv_data(file: &Path, table: &Table, codecs: &Codecs) -> Result<MultimodalDat
 }
 
 /// A CSV input as written, with the model's columns parsed.
-struct RawCsv {
+pub(crate) struct RawCsv {
     /// Every record after the header, cells as their bytes in the file (quotes removed).
     rows: Vec<csv::ByteRecord>,
     /// The header record as written.
@@ -178,7 +178,7 @@ struct RawCsv {
     /// For each column of `table`, its index in the records.
     at: Vec<usize>,
     /// The columns the model reads (its column groups and its label), parsed as numbers.
-    table: Table,
+    pub(crate) table: Table,
 }
 
 /// The names of the CSV columns the model reads.
@@ -196,7 +196,7 @@ fn model_columns(codecs: &Codecs) -> Vec<&str> {
 
 /// Reads `path` keeping every record as written; only the model's columns are parsed (empty or
 /// NaN is missing, anything else must be a finite number), so other columns may hold text.
-fn read_raw_csv(path: &Path, codecs: &Codecs) -> Result<RawCsv> {
+pub(crate) fn read_raw_csv(path: &Path, codecs: &Codecs) -> Result<RawCsv> {
     let file = path.display();
     let bytes = std::fs::read(path).with_context(|| format!("reading {file}"))?;
     let crlf = bytes
@@ -358,14 +358,15 @@ fn write_csv_filled(
 }
 
 /// Paired files read from a folder.
-struct Folder {
-    ids: Vec<String>,
+pub(crate) struct Folder {
+    /// The sample ids (file names' `<id>` parts), in sorted order.
+    pub(crate) ids: Vec<String>,
     /// Input file of each (id, modality), if present.
     files: BTreeMap<(usize, String), PathBuf>,
-    data: MultimodalDataset,
+    pub(crate) data: MultimodalDataset,
 }
 
-fn read_folder(dir: &Path, codecs: &Codecs) -> Result<Folder> {
+pub(crate) fn read_folder(dir: &Path, codecs: &Codecs) -> Result<Folder> {
     let mut found: BTreeMap<String, BTreeMap<String, PathBuf>> = BTreeMap::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
