@@ -113,7 +113,10 @@ pub fn run(common: &Common, args: EmbedArgs) -> Result<()> {
                 ids: Some(folder.ids),
             }
         }
-        (None, None) => Source::Run(crate::eval::run_config(&ckpt, args.data.as_ref())?),
+        (None, None) => Source::Run(Box::new(crate::eval::run_config(
+            &ckpt,
+            args.data.as_ref(),
+        )?)),
     };
     crate::dispatch!(
         common,
@@ -125,7 +128,7 @@ pub fn run(common: &Common, args: EmbedArgs) -> Result<()> {
 /// Where the rows come from.
 enum Source {
     /// A split of the run's data set.
-    Run(RunConfig),
+    Run(Box<RunConfig>),
     /// The user's own table or folder (with the folder's sample ids).
     Own {
         data: MultimodalDataset,
