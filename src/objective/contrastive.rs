@@ -2,8 +2,10 @@
 //! posterior means of every pair of modalities.
 //!
 //! For modalities `a` and `b` and the `c` samples of the batch that have both, with `u_i` and
-//! `v_i` the means of `q(z | x_a,i)` and `q(z | x_b,i)` (with private latents, of their shared
-//! part only: a private slice belongs to one modality and has nothing to align), `sim` their
+//! `v_i` the means of the unimodal posteriors `q(z | x_a,i)` and `q(z | x_b,i)` as the model's
+//! aggregation forms them (for the product of experts, the expert times the prior's; with
+//! private latents, of their shared part only: a private slice belongs to one modality and has
+//! nothing to align), `sim` their
 //! similarity and `s = exp(t)` the learnable logit scale:
 //!
 //! `loss_ab = (1 / 2c) sum_i [ -log softmax_j(s sim(u_i, v_j))_i - log softmax_j(s sim(u_j, v_i))_i ]`
@@ -36,7 +38,7 @@ use std::ops::Range;
 
 use dfdx::prelude::*;
 
-use crate::aggregation::Experts;
+use crate::aggregation::{Aggregation, Experts};
 use crate::backend::Backend;
 use crate::batch::Batch;
 use crate::model::Mvae;
@@ -56,8 +58,8 @@ pub type Rows<D> = (Matrix<D, OwnedTape<f32, D>>, Vec<bool>);
 /// softmax weight is exactly 0 in `f32`, and unlike `-inf` it leaves every sum finite.
 const EXCLUDED: f32 = -1e4;
 
-/// What every part of a batch needs to know about the whole batch: each modality's expert
-/// means and presence, computed once per step without a tape.
+/// What every part of a batch needs to know about the whole batch: each modality's unimodal
+/// posterior means and presence, computed once per step without a tape.
 pub struct WholeBatch<const L: usize, D: Backend> {
     means: Vec<Option<Latent<L, D>>>,
     present: Vec<Option<Vec<bool>>>,
@@ -65,13 +67,17 @@ pub struct WholeBatch<const L: usize, D: Backend> {
 }
 
 impl<const L: usize, D: Backend> WholeBatch<L, D> {
-    /// The experts' means of every modality `batch` has.
+    /// The unimodal posterior means of every modality `batch` has.
     pub fn of(model: &Mvae<L, D>, batch: &Batch<D>) -> Self {
         let experts = model.experts::<NoneTape>(batch, Subset::all(model.modalities().len()));
         let slots = experts.len();
+        let aggregation = model.config().aggregation;
         Self {
             means: (0..slots)
-                .map(|m| experts.get(m).map(|e| e.gaussian.mean.clone()))
+                .map(|m| {
+                    experts.get(m)?;
+                    Some(aggregation.aggregate(&experts, Subset::single(m)).mean())
+                })
                 .collect(),
             present: (0..slots)
                 .map(|m| experts.get(m).map(|e| e.present_host.clone()))
@@ -147,13 +153,21 @@ pub fn term<const L: usize, D: Backend>(
         }
     };
     // Per modality: the whole batch's features (the part's rows on the tape) and presence.
+    let aggregation = model.config().aggregation;
     let mut embedded: Vec<Option<Rows<D>>> = Vec::new();
+    // The unimodal posteriors, whose tapes (the aggregation's operations) join the loss.
+    let mut posteriors = Vec::new();
     for m in 0..experts.len() {
         let Some(e) = experts.get(m) else {
             embedded.push(None);
             continue;
         };
-        let own: Latent<L, D, OwnedTape<f32, D>> = e.gaussian.mean.with_empty_tape();
+        // The modality's own posterior (for the product of experts, with the prior's expert):
+        // the embedding people export and search. An expert's raw mean would not do: where
+        // its precision is near 0 its mean is free, and the term would align those values.
+        let q = aggregation.aggregate(experts, Subset::single(m));
+        let own: Latent<L, D, OwnedTape<f32, D>> = q.mean();
+        posteriors.push(q);
         let own = match &pick {
             Some(p) => p.clone().put_tape(OwnedTape::default()).matmul(own),
             None => own,
@@ -205,7 +219,11 @@ pub fn term<const L: usize, D: Backend>(
     let value = mean.as_vec()[0];
     // Divided by the part's share; the constant makes the value the batch's, as the trainer
     // expects of every part.
-    let scaled = mean * (weight / share) + weight * value * (1.0 - 1.0 / share);
+    let mut scaled = mean * (weight / share) + weight * value * (1.0 - 1.0 / share);
+    for q in posteriors {
+        let (v, tape) = scaled.split_tape();
+        scaled = v.put_tape(tape.merge(q.into_tape()));
+    }
     Some((scaled, value))
 }
 
