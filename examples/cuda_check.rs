@@ -68,6 +68,9 @@ struct Args {
     /// How experts are combined (poe, moe, mopoe, mmvae-plus), and with it the objective
     #[arg(long, value_name = "KIND", default_value = "poe")]
     aggregation: AggregationKind,
+    /// Weight of the contrastive term (0 = off), compared on both devices like the rest
+    #[arg(long, value_name = "W", default_value_t = 0.0)]
+    contrastive: f32,
     /// Seed of the weights and the noise (the same on both devices)
     #[arg(long, value_name = "S", default_value_t = 0)]
     seed: u64,
@@ -124,7 +127,8 @@ fn run_on<D: Backend>(
 ) -> Result<DeviceRun> {
     let config = ModelConfig::mnist()
         .aggregation(a.aggregation)
-        .with_default_private(64);
+        .with_default_private(64)
+        .contrastive(a.contrastive);
     let model = Mvae::<64, D>::new(&config, &dev, a.seed)?;
     let cfg = TrainConfig {
         seed: a.seed,
@@ -229,6 +233,7 @@ fn main() -> Result<()> {
     let mut report = serde_json::json!({
         "model": "ModelConfig::mnist(), latent 64, batch 100",
         "aggregation": a.aggregation.name(),
+        "contrastive": a.contrastive,
         "data": dir.display().to_string(),
         "steps_compared": a.steps,
         "timed_steps": a.timed_steps,

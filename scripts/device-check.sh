@@ -16,7 +16,7 @@
 # libcublas.so.13, libcublasLt.so.13, libnvrtc.so.13 (CUDA 13), which PyTorch's wheels ship
 # under site-packages/nvidia/cu13/lib. Everything it prints also goes to $OUT (or ./device-out):
 # device-check.log (all of it, nvidia-smi and ldd included), cuda_check.json (and
-# cuda_check-KIND.json per mixture aggregation), mnist.json and,
+# cuda_check-KIND.json per mixture aggregation, cuda_check-contrastive.json), mnist.json and,
 # with MVAE_DATA, mnist-cuda.json, torch-cuda.json, mnist-cpu2.json, torch-cpu2.json.
 #
 # Each step has its own time limit and a failing step does not stop the later ones; the exit
@@ -124,6 +124,11 @@ for kind in moe mopoe mmvae-plus; do
     check 120 "$bin/cuda_check" --data "${data:-examples/data}" --aggregation "$kind" \
         --timed-steps 10 --k 200 ${CHECK_ARGS:-} > >(tee "$out/cuda_check-$kind.json")
 done
+# The contrastive term (a batch-coupled loss) on the same comparison.
+step "cuda_check --contrastive 200"
+# shellcheck disable=SC2086
+check 120 "$bin/cuda_check" --data "${data:-examples/data}" --contrastive 200 \
+    --timed-steps 10 --k 200 ${CHECK_ARGS:-} > >(tee "$out/cuda_check-contrastive.json")
 
 step "mnist --cuda on the bundled 3,000 images, one epoch"
 check 90 "$bin/mnist" --cuda --data examples/data --json > >(tee "$out/mnist.json")
