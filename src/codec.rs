@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::data::griffin_lim::{spectrogram_to_wav, GriffinLimConfig};
-use crate::data::image_folder::{load_image, Channels};
+use crate::data::image_folder::{is_image, load_image, Channels};
 use crate::data::{read_wav_at, Normalizer, Resample, SpectrogramConfig, Stft};
 use crate::{Error, Result};
 
@@ -96,6 +96,19 @@ impl Codec {
             Codec::Image { .. } => Some("png"),
             Codec::Audio { .. } => Some("wav"),
             Codec::Label { .. } | Codec::Columns { .. } => None,
+        }
+    }
+
+    /// Whether this codec reads the file `path` names, by its extension in any case: an image
+    /// codec `.png`, `.jpg` and `.jpeg`, an audio codec `.wav`; the others read no files.
+    pub fn reads_file(&self, path: &Path) -> bool {
+        match self {
+            Codec::Image { .. } => is_image(path),
+            Codec::Audio { .. } => path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.eq_ignore_ascii_case("wav")),
+            Codec::Label { .. } | Codec::Columns { .. } => false,
         }
     }
 
@@ -269,6 +282,24 @@ pub fn write_png(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One rule for which files a codec reads, by extension in any case.
+    #[test]
+    fn codecs_read_files_by_extension_in_any_case() {
+        let image = Codec::grey_image(4, 3);
+        for (name, yes) in [
+            ("a.png", true),
+            ("a.PNG", true),
+            ("a.Jpeg", true),
+            ("a.jpg", true),
+            ("a.wav", false),
+            ("a", false),
+            ("png", false),
+        ] {
+            assert_eq!(image.reads_file(Path::new(name)), yes, "image {name}");
+        }
+        assert!(!Codec::Label { classes: 3 }.reads_file(Path::new("a.txt")));
+    }
 
     #[test]
     fn image_round_trip_through_png() {

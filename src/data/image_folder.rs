@@ -49,7 +49,8 @@ pub struct ImageFolder {
     pub channels: Channels,
 }
 
-fn is_image(path: &Path) -> bool {
+/// Whether `path` names an image this crate reads: `.png`, `.jpg` or `.jpeg`, in any case.
+pub fn is_image(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .map(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))

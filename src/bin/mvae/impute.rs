@@ -373,13 +373,14 @@ pub(crate) fn read_folder(dir: &Path, codecs: &Codecs) -> Result<Folder> {
         let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
             continue;
         };
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
         let hit = codecs.iter().find(|(name, codec)| {
             stem.ends_with(&format!("_{name}"))
                 && match codec {
-                    Codec::Image { .. } => matches!(ext, "png" | "jpg" | "jpeg"),
-                    Codec::Audio { .. } => ext == "wav",
-                    _ => ext == "txt",
+                    Codec::Image { .. } | Codec::Audio { .. } => codec.reads_file(&path),
+                    _ => path
+                        .extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| e.eq_ignore_ascii_case("txt")),
                 }
         });
         if let Some((name, _)) = hit {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use mvae::embed::retrieval::Similarity;
-use mvae::{Backend, Codec, Codecs, HostValues, Mvae};
+use mvae::{Backend, Codecs, HostValues, Mvae};
 use serde::{Deserialize, Serialize};
 
 use crate::generate::{codecs_of, Given, GivenArgs};
@@ -92,18 +92,6 @@ fn content_hash(path: &Path) -> Result<String> {
     Ok(format!("{h:016x}"))
 }
 
-/// Whether `codec` reads files with `path`'s extension.
-fn reads(codec: &Codec, path: &Path) -> bool {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    matches!(
-        (codec, ext.as_deref()),
-        (Codec::Image { .. }, Some("png" | "jpg" | "jpeg")) | (Codec::Audio { .. }, Some("wav"))
-    )
-}
-
 /// Runs `mvae search`.
 pub fn run(common: &Common, args: SearchArgs) -> Result<()> {
     let ckpt = checkpoint_file(&args.checkpoint);
@@ -120,7 +108,7 @@ pub fn run(common: &Common, args: SearchArgs) -> Result<()> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(&args.gallery)
         .with_context(|| format!("reading {}", args.gallery.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && reads(codec, p))
+        .filter(|p| p.is_file() && codec.reads_file(p))
         .collect();
     files.sort();
     if files.is_empty() {
