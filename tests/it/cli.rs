@@ -597,18 +597,23 @@ fn embed_reads_a_folder_and_a_csv_table() {
     std::fs::copy(a_wav(), input.join("b,1_audio.wav")).unwrap();
     std::fs::copy(a_wav(), input.join("a0_audio.wav")).unwrap();
     std::fs::write(input.join("c2_label.txt"), "3\n").unwrap();
+    let folder = input.to_str().unwrap();
+    // `embed` of `given` from `source` (`--folder DIR` or `--csv FILE`) into `out`.
+    let embed = |run: &str, given: &str, source: [&str; 2], out: &std::path::Path| {
+        ok_json(&[
+            "embed",
+            "--checkpoint",
+            run,
+            "--given",
+            given,
+            source[0],
+            source[1],
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
     let out = dir.join("audio.csv");
-    let v = ok_json(&[
-        "embed",
-        "--checkpoint",
-        &run,
-        "--given",
-        "audio",
-        "--folder",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let v = embed(&run, "audio", ["--folder", folder], &out);
     assert_eq!(v["rows"], 2, "{v}");
     let text = std::fs::read_to_string(&out).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -624,17 +629,7 @@ fn embed_reads_a_folder_and_a_csv_table() {
     };
     assert_eq!(tail(lines[1]), tail(lines[2]), "{text}");
     let st = dir.join("audio.safetensors");
-    ok_json(&[
-        "embed",
-        "--checkpoint",
-        &run,
-        "--given",
-        "audio",
-        "--folder",
-        input.to_str().unwrap(),
-        "--out",
-        st.to_str().unwrap(),
-    ]);
+    embed(&run, "audio", ["--folder", folder], &st);
     let bytes = std::fs::read(&st).unwrap();
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let ids = meta.metadata().as_ref().unwrap()["ids"].clone();
@@ -643,17 +638,8 @@ fn embed_reads_a_folder_and_a_csv_table() {
     let table = dir.join("table.csv");
     std::fs::write(&table, "a,b,c\n0.5,0.1,0.6\n,0.3,0.2\n-0.2,0.4,0.2\n").unwrap();
     let csv_out = dir.join("table_a.csv");
-    let v = ok_json(&[
-        "embed",
-        "--checkpoint",
-        csv_run().to_str().unwrap(),
-        "--given",
-        "a",
-        "--csv",
-        table.to_str().unwrap(),
-        "--out",
-        csv_out.to_str().unwrap(),
-    ]);
+    let csv_model = csv_run().to_str().unwrap();
+    let v = embed(csv_model, "a", ["--csv", table.to_str().unwrap()], &csv_out);
     assert_eq!(v["rows"], 2, "{v}");
     let text = std::fs::read_to_string(&csv_out).unwrap();
     let rows: Vec<&str> = text
@@ -670,7 +656,7 @@ fn embed_reads_a_folder_and_a_csv_table() {
         "--given",
         "audio",
         "--folder",
-        input.to_str().unwrap(),
+        folder,
         "--data",
         "x",
         "--out",
