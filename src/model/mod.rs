@@ -23,6 +23,7 @@ use crate::likelihood::Input;
 use crate::modality::{Modality, ModalitySpec};
 use crate::nn::{ParamVisitor, Parameters};
 use crate::posterior::{self, Gaussian, Posterior};
+use crate::similarity::Similarity;
 use crate::subset::Subset;
 use crate::{Error, Result};
 
@@ -36,9 +37,21 @@ pub use encoder::{Encoder, InputLayer};
 // The decoder's output type, defined with the likelihoods that read it.
 pub use crate::likelihood::DecoderOutput;
 
-/// The contrastive term's log logit scale `t` at the start of training: `ln(1 / 0.07)`, CLIP's
-/// initial temperature of 0.07 (see [`crate::objective::contrastive`]).
+/// The contrastive term's log logit scale `t` at the start of training with the cosine:
+/// `ln(1 / 0.07)`, CLIP's initial temperature of 0.07 (see [`crate::objective::contrastive`]).
 pub const INITIAL_LOG_SCALE: f32 = 2.659_26;
+
+/// The contrastive term's log logit scale at the start of training for `similarity`: CLIP's
+/// [`INITIAL_LOG_SCALE`] for the cosine, whose values lie in [-1, 1]; 0 (temperature 1) for
+/// the Euclidean form, whose squared distances are in the latent's own units, those of the
+/// prior's unit variance. Measured (`docs/results.md`): the Euclidean form started at CLIP's
+/// 0.07 spoils the image likelihood, started at 1 it costs nothing at the same weight.
+pub fn initial_log_scale(similarity: Similarity) -> f32 {
+    match similarity {
+        Similarity::Cosine => INITIAL_LOG_SCALE,
+        Similarity::Euclidean => 0.0,
+    }
+}
 
 /// The largest log logit scale the contrastive term uses: `ln 100` (temperature 0.01), CLIP's
 /// clamp.
@@ -108,8 +121,10 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
                     .collect()
             })
             .unwrap_or_default();
-        let contrastive_scale =
-            (config.contrastive > 0.0).then(|| dev.tensor_from_vec(vec![INITIAL_LOG_SCALE], (1,)));
+        let contrastive_scale = (config.contrastive > 0.0).then(|| {
+            let t = initial_log_scale(config.contrastive_similarity);
+            dev.tensor_from_vec(vec![t], (1,))
+        });
         Ok(Self {
             config: config.clone(),
             encoders,
@@ -346,6 +361,32 @@ mod tests {
 
     /// Names address the same modalities as indices; an unknown name is an error that lists
     /// the model's modalities.
+    /// A contrastive weight gives the model one more parameter, the logit scale, starting at
+    /// CLIP's temperature 0.07 for the cosine and at 1 for the Euclidean form; without a
+    /// weight there is none, and the parameter count says so before the model is built.
+    #[test]
+    fn a_contrastive_weight_adds_the_temperature() {
+        let cfg = ModelConfig::new(vec![
+            ModalitySpec::new(Image::new("image", 2, 2)),
+            ModalitySpec::new(Label::new("label", 3)),
+        ])
+        .hidden(&[3], &[3]);
+        let dev = Cpu::default();
+        let mut plain = Mvae::<2, Cpu>::new(&cfg, &dev, 1).unwrap();
+        assert_eq!(plain.contrastive_temperature(), None);
+        for (similarity, want) in [(Similarity::Cosine, 0.07), (Similarity::Euclidean, 1.0)] {
+            let with = cfg
+                .clone()
+                .contrastive(5.0)
+                .contrastive_similarity(similarity);
+            let mut model = Mvae::<2, Cpu>::new(&with, &dev, 1).unwrap();
+            let t = model.contrastive_temperature().unwrap();
+            assert!((t - want).abs() < 1e-4, "{similarity}: {t}");
+            assert_eq!(model.param_count(), plain.param_count() + 1);
+            assert_eq!(with.parameter_count(2), Some(model.param_count()));
+        }
+    }
+
     #[test]
     fn modalities_by_name_equal_modalities_by_index() {
         let cfg = ModelConfig::new(vec![

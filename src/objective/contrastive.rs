@@ -21,8 +21,9 @@
 //! posterior means themselves, not a projection of them: the means are what
 //! [`crate::embed`] exports and what retrieval compares, so the term trains exactly the
 //! space people search (CLIP's heads map pretrained features of different widths into one
-//! space; here every expert already emits into the shared latent). `t` starts at
-//! `ln(1 / 0.07)` and is clamped at `ln 100`, as in CLIP.
+//! space; here every expert already emits into the shared latent). With the cosine `t`
+//! starts at `ln(1 / 0.07)` and is clamped at `ln 100`, as in CLIP; the Euclidean form starts
+//! at temperature 1, the latent's own scale ([`initial_log_scale`]).
 //!
 //! # Parts of a batch
 //! The term couples the samples of a batch, yet the CPU computes a step in parts on several
@@ -46,7 +47,7 @@ use crate::similarity::Similarity;
 use crate::subset::Subset;
 use crate::tensor::{realize, Latent, Matrix, Vector};
 
-pub use crate::model::{INITIAL_LOG_SCALE, MAX_LOG_SCALE};
+pub use crate::model::{initial_log_scale, INITIAL_LOG_SCALE, MAX_LOG_SCALE};
 
 /// A scalar on the loss's tape.
 type Scalar<D> = Tensor<Rank0, f32, D, OwnedTape<f32, D>>;
