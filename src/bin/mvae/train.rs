@@ -119,10 +119,11 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N")]
     components: Option<usize>,
     /// Weight W of a contrastive term added to the loss: CLIP's symmetric InfoNCE between the
-    /// posterior means of each modality's own expert, for every pair of modalities a sample
-    /// has, with a learnable temperature (from 0.07, as CLIP). Pulls a sample's modalities to
-    /// the same place in the latent space and pushes the rest of the batch away, for search
-    /// across modalities (`mvae search`) and coherence. 0 = off (the default).
+    /// posterior means of each modality alone, for every pair of modalities a sample has, with
+    /// a learnable temperature (from 0.07 as CLIP; from 1 with `--contrastive-similarity
+    /// euclidean`). Pulls a sample's modalities together in the latent space and pushes the
+    /// rest of the batch away, for search across modalities (`mvae search`) and coherence.
+    /// 0 = off (the default).
     #[arg(long, value_name = "W")]
     contrastive: Option<f32>,
     /// How the contrastive term compares two posterior means: cosine (CLIP's; the default) or
