@@ -51,6 +51,12 @@ pub struct ModelConfig {
     /// pulls a pair's means to the same place, not only the same direction.
     #[serde(default, skip_serializing_if = "is_cosine")]
     pub contrastive_similarity: Similarity,
+    /// The contrastive term's temperature at the start of training, learned from there (`None`:
+    /// the similarity's default, CLIP's 0.07 for the cosine and 1 for the Euclidean form; see
+    /// [`crate::model::initial_log_scale`]). A softer start pulls a pair's means closer
+    /// (`docs/results.md`). 0.01 to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contrastive_temperature: Option<f32>,
 }
 
 fn is_cosine(s: &Similarity) -> bool {
@@ -84,6 +90,7 @@ impl ModelConfig {
             components: SubsetDraw::DEFAULT_LIMIT,
             contrastive: 0.0,
             contrastive_similarity: Similarity::Cosine,
+            contrastive_temperature: None,
         }
     }
 
@@ -96,6 +103,12 @@ impl ModelConfig {
     /// Sets how the contrastive term compares two means.
     pub fn contrastive_similarity(mut self, similarity: Similarity) -> Self {
         self.contrastive_similarity = similarity;
+        self
+    }
+
+    /// Sets the contrastive term's temperature at the start of training.
+    pub fn contrastive_temperature(mut self, temperature: f32) -> Self {
+        self.contrastive_temperature = Some(temperature);
         self
     }
 
@@ -283,6 +296,16 @@ impl ModelConfig {
         }
         if self.components == 0 {
             return Err(Error::config("components", 0, "at least 1"));
+        }
+        if let Some(t) = self
+            .contrastive_temperature
+            .filter(|t| !(t.is_finite() && (0.01..=100.0).contains(t)))
+        {
+            return Err(Error::config(
+                "contrastive_temperature",
+                t,
+                "a temperature from 0.01 to 100",
+            ));
         }
         if !(self.contrastive.is_finite()
             && (0.0..=Self::MAX_CONTRASTIVE).contains(&self.contrastive))

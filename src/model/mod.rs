@@ -122,7 +122,10 @@ impl<const L: usize, D: Backend> Mvae<L, D> {
             })
             .unwrap_or_default();
         let contrastive_scale = (config.contrastive > 0.0).then(|| {
-            let t = initial_log_scale(config.contrastive_similarity);
+            let t = config.contrastive_temperature.map_or_else(
+                || initial_log_scale(config.contrastive_similarity),
+                |t| -t.ln(),
+            );
             dev.tensor_from_vec(vec![t], (1,))
         });
         Ok(Self {
@@ -362,8 +365,9 @@ mod tests {
     /// Names address the same modalities as indices; an unknown name is an error that lists
     /// the model's modalities.
     /// A contrastive weight gives the model one more parameter, the logit scale, starting at
-    /// CLIP's temperature 0.07 for the cosine and at 1 for the Euclidean form; without a
-    /// weight there is none, and the parameter count says so before the model is built.
+    /// the chosen temperature, by default CLIP's 0.07 for the cosine and 1 for the Euclidean
+    /// form; a temperature out of range is refused; without a weight there is no parameter,
+    /// and the parameter count says so before the model is built.
     #[test]
     fn a_contrastive_weight_adds_the_temperature() {
         let cfg = ModelConfig::new(vec![
@@ -374,6 +378,14 @@ mod tests {
         let dev = Cpu::default();
         let mut plain = Mvae::<2, Cpu>::new(&cfg, &dev, 1).unwrap();
         assert_eq!(plain.contrastive_temperature(), None);
+        let chosen = cfg.clone().contrastive(5.0).contrastive_temperature(0.5);
+        let model = Mvae::<2, Cpu>::new(&chosen, &dev, 1).unwrap();
+        assert!((model.contrastive_temperature().unwrap() - 0.5).abs() < 1e-4);
+        for bad in [0.001, f32::NAN, 1000.0] {
+            let err = cfg.clone().contrastive(5.0).contrastive_temperature(bad);
+            let message = format!("{}", err.validate().unwrap_err());
+            assert!(message.contains("contrastive_temperature"), "{message}");
+        }
         for (similarity, want) in [(Similarity::Cosine, 0.07), (Similarity::Euclidean, 1.0)] {
             let with = cfg
                 .clone()

@@ -568,6 +568,26 @@ fn contrastive_term_is_trained_stored_and_checked() {
         eval["retrieval"].is_array() || eval["retrieval"].is_object(),
         "{eval}"
     );
+    // A chosen starting temperature, stored in the config.
+    let soft = scratch("contrastive_soft");
+    let mut args = vec![
+        "train",
+        "--epochs",
+        "1",
+        "--contrastive",
+        "5",
+        "--contrastive-temperature",
+        "0.5",
+        "--no-pictures",
+        "--out",
+        soft.to_str().unwrap(),
+    ];
+    args.extend(TINY);
+    let v = ok_json(&args);
+    let t = v["temperature"].as_f64().unwrap();
+    assert!(t > 0.3 && t < 0.7 && t != 0.5, "learned from 0.5: {v}");
+    let config = std::fs::read_to_string(soft.join("config.toml")).unwrap();
+    assert!(config.contains("contrastive_temperature = 0.5"), "{config}");
 
     let other = scratch("contrastive_negative");
     let mut bad = vec![

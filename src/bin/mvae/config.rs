@@ -98,6 +98,9 @@ pub struct ModelSection {
     /// How the contrastive term compares two means: "cosine" (CLIP's, the default) or
     /// "euclidean" (minus half the squared distance).
     pub contrastive_similarity: Option<Similarity>,
+    /// The contrastive term's temperature at the start of training (learned from there; by
+    /// default 0.07 for "cosine", as CLIP, and 1 for "euclidean").
+    pub contrastive_temperature: Option<f32>,
     /// Likelihood weights by modality name (default 1; `label` 50 as in the paper).
     pub weights: BTreeMap<String, f32>,
 }
@@ -114,6 +117,7 @@ impl Default for ModelSection {
             components: None,
             contrastive: None,
             contrastive_similarity: None,
+            contrastive_temperature: None,
             weights: BTreeMap::new(),
         }
     }

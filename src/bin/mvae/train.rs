@@ -131,6 +131,12 @@ pub struct TrainArgs {
     /// what decoding one modality from another's posterior needs).
     #[arg(long, value_name = "KIND")]
     contrastive_similarity: Option<Similarity>,
+    /// The contrastive term's temperature at the start of training, learned from there
+    /// (default 0.07 with cosine, as CLIP; 1 with euclidean). A softer start (1) pulls a
+    /// pair's means closer together, which decoding one modality from another needs
+    /// (docs/results.md).
+    #[arg(long, value_name = "T")]
+    contrastive_temperature: Option<f32>,
     /// Likelihood weight of a modality, e.g. `--weight label=50` (repeatable).
     #[arg(long, value_name = "NAME=W", value_parser = config::key_value::<f32>)]
     weight: Vec<(String, f32)>,
@@ -194,6 +200,10 @@ impl TrainArgs {
                 "--contrastive-similarity",
                 self.contrastive_similarity.is_some(),
             ),
+            (
+                "--contrastive-temperature",
+                self.contrastive_temperature.is_some(),
+            ),
             ("--weight", !self.weight.is_empty()),
             ("--batch-size", self.batch_size.is_some()),
             ("--lr", self.lr.is_some()),
@@ -242,6 +252,7 @@ impl TrainArgs {
         m.components = self.components.or(m.components);
         m.contrastive = self.contrastive.or(m.contrastive);
         m.contrastive_similarity = self.contrastive_similarity.or(m.contrastive_similarity);
+        m.contrastive_temperature = self.contrastive_temperature.or(m.contrastive_temperature);
         m.weights.extend(self.weight.iter().cloned());
         let t = &mut cfg.train;
         t.epochs = self.epochs.unwrap_or(t.epochs);
@@ -387,6 +398,7 @@ fn model_config(cfg: &RunConfig, specs: Vec<mvae::ModalitySpec>) -> Result<Model
         components: cfg.model.components.unwrap_or(SubsetDraw::DEFAULT_LIMIT),
         contrastive: cfg.model.contrastive.unwrap_or(0.0),
         contrastive_similarity: cfg.model.contrastive_similarity.unwrap_or_default(),
+        contrastive_temperature: cfg.model.contrastive_temperature,
     };
     if mc.aggregation == AggregationKind::MmvaePlus {
         mc.private = cfg
