@@ -57,6 +57,15 @@ pub struct ModelConfig {
     /// (`docs/results.md`). 0.01 to 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contrastive_temperature: Option<f32>,
+    /// Whether the contrastive term's temperature stays at its start instead of being learned
+    /// (configs without the field: learned, as CLIP). Learned, it sharpens as training goes on
+    /// and the pull between a pair's means weakens (`docs/results.md`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub contrastive_hold_temperature: bool,
+}
+
+fn is_false(x: &bool) -> bool {
+    !*x
 }
 
 fn is_cosine(s: &Similarity) -> bool {
@@ -91,6 +100,7 @@ impl ModelConfig {
             contrastive: 0.0,
             contrastive_similarity: Similarity::Cosine,
             contrastive_temperature: None,
+            contrastive_hold_temperature: false,
         }
     }
 
@@ -109,6 +119,12 @@ impl ModelConfig {
     /// Sets the contrastive term's temperature at the start of training.
     pub fn contrastive_temperature(mut self, temperature: f32) -> Self {
         self.contrastive_temperature = Some(temperature);
+        self
+    }
+
+    /// Holds the contrastive term's temperature at its start (`true`) or learns it.
+    pub fn contrastive_hold_temperature(mut self, hold: bool) -> Self {
+        self.contrastive_hold_temperature = hold;
         self
     }
 

@@ -204,8 +204,14 @@ pub fn term<const L: usize, D: Backend>(
         embedded.push(Some((features, present)));
     }
     // The logit scale, its gradient scaled by the part's share.
-    let t: Tensor<Rank0, f32, D, OwnedTape<f32, D>> = log_scale
-        .clone()
+    // A held temperature is a constant: a copy of the parameter with an id of its own, so no
+    // gradient reaches the parameter and it keeps its start.
+    let t = if model.config().contrastive_hold_temperature {
+        dev.tensor_from_vec(log_scale.as_vec(), (1,))
+    } else {
+        log_scale.clone()
+    };
+    let t: Tensor<Rank0, f32, D, OwnedTape<f32, D>> = t
         .put_tape(OwnedTape::default())
         .reshape_like(&())
         .clamp(f32::NEG_INFINITY, MAX_LOG_SCALE);

@@ -588,6 +588,30 @@ fn contrastive_term_is_trained_stored_and_checked() {
     assert!(t > 0.3 && t < 0.7 && t != 0.5, "learned from 0.5: {v}");
     let config = std::fs::read_to_string(soft.join("config.toml")).unwrap();
     assert!(config.contains("contrastive_temperature = 0.5"), "{config}");
+    // Held, it stays where it started.
+    let held = scratch("contrastive_held");
+    let mut args = vec![
+        "train",
+        "--epochs",
+        "1",
+        "--contrastive",
+        "5",
+        "--contrastive-temperature",
+        "0.5",
+        "--contrastive-hold-temperature",
+        "--no-pictures",
+        "--out",
+        held.to_str().unwrap(),
+    ];
+    args.extend(TINY);
+    let v = ok_json(&args);
+    let t = v["temperature"].as_f64().unwrap();
+    assert!((t - 0.5).abs() < 1e-6, "held at 0.5: {v}");
+    let config = std::fs::read_to_string(held.join("config.toml")).unwrap();
+    assert!(
+        config.contains("contrastive_hold_temperature = true"),
+        "{config}"
+    );
 
     let other = scratch("contrastive_negative");
     let mut bad = vec![

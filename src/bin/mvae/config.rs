@@ -101,6 +101,8 @@ pub struct ModelSection {
     /// The contrastive term's temperature at the start of training (learned from there; by
     /// default 0.07 for "cosine", as CLIP, and 1 for "euclidean").
     pub contrastive_temperature: Option<f32>,
+    /// Hold the contrastive term's temperature at its start instead of learning it.
+    pub contrastive_hold_temperature: bool,
     /// Likelihood weights by modality name (default 1; `label` 50 as in the paper).
     pub weights: BTreeMap<String, f32>,
 }
@@ -118,6 +120,7 @@ impl Default for ModelSection {
             contrastive: None,
             contrastive_similarity: None,
             contrastive_temperature: None,
+            contrastive_hold_temperature: false,
             weights: BTreeMap::new(),
         }
     }

@@ -137,6 +137,11 @@ pub struct TrainArgs {
     /// (docs/results.md).
     #[arg(long, value_name = "T")]
     contrastive_temperature: Option<f32>,
+    /// Hold the contrastive term's temperature at its start instead of learning it (learned,
+    /// it sharpens as training goes on and the pull between a pair's means weakens; held at 1
+    /// the product of experts generates across modalities better: docs/results.md).
+    #[arg(long)]
+    contrastive_hold_temperature: bool,
     /// Likelihood weight of a modality, e.g. `--weight label=50` (repeatable).
     #[arg(long, value_name = "NAME=W", value_parser = config::key_value::<f32>)]
     weight: Vec<(String, f32)>,
@@ -204,6 +209,10 @@ impl TrainArgs {
                 "--contrastive-temperature",
                 self.contrastive_temperature.is_some(),
             ),
+            (
+                "--contrastive-hold-temperature",
+                self.contrastive_hold_temperature,
+            ),
             ("--weight", !self.weight.is_empty()),
             ("--batch-size", self.batch_size.is_some()),
             ("--lr", self.lr.is_some()),
@@ -253,6 +262,7 @@ impl TrainArgs {
         m.contrastive = self.contrastive.or(m.contrastive);
         m.contrastive_similarity = self.contrastive_similarity.or(m.contrastive_similarity);
         m.contrastive_temperature = self.contrastive_temperature.or(m.contrastive_temperature);
+        m.contrastive_hold_temperature |= self.contrastive_hold_temperature;
         m.weights.extend(self.weight.iter().cloned());
         let t = &mut cfg.train;
         t.epochs = self.epochs.unwrap_or(t.epochs);
@@ -399,6 +409,7 @@ fn model_config(cfg: &RunConfig, specs: Vec<mvae::ModalitySpec>) -> Result<Model
         contrastive: cfg.model.contrastive.unwrap_or(0.0),
         contrastive_similarity: cfg.model.contrastive_similarity.unwrap_or_default(),
         contrastive_temperature: cfg.model.contrastive_temperature,
+        contrastive_hold_temperature: cfg.model.contrastive_hold_temperature,
     };
     if mc.aggregation == AggregationKind::MmvaePlus {
         mc.private = cfg
