@@ -38,7 +38,7 @@ struct PartContext<'a, const L: usize, D: Backend, O> {
     choices: &'a [Vec<f32>],
     /// Latent samples per data point (the noise and choices hold this many per sample).
     samples: usize,
-    /// The whole batch's expert means, where a contrastive term couples the parts.
+    /// The whole batch's unimodal posterior means, where a contrastive term couples the parts.
     whole: Option<WholeBatch<L, D>>,
 }
 

@@ -64,13 +64,30 @@ impl PrivateLayout {
         if width == latent {
             return None;
         }
-        let mut select = vec![0.0f32; latent * width];
         let columns = (0..self.shared).chain(self.slice(m));
-        for (to, from) in columns.enumerate() {
-            select[from * width + to] = 1.0;
-        }
-        Some(dev.tensor_from_vec(select, (latent, width)))
+        Some(selection(latent, width, columns, dev))
     }
+
+    /// The 0/1 matrix `(latent, shared)` whose product with latents gives their shared part
+    /// (what the contrastive term aligns). A product, as [`PrivateLayout::decoder_selection`].
+    pub fn shared_selection<D: Backend>(&self, latent: usize, dev: &D) -> Matrix<D> {
+        selection(latent, self.shared, 0..self.shared, dev)
+    }
+}
+
+/// The 0/1 matrix `(latent, width)` whose product with latents gives the `width` `columns`,
+/// in order.
+fn selection<D: Backend>(
+    latent: usize,
+    width: usize,
+    columns: impl Iterator<Item = usize>,
+    dev: &D,
+) -> Matrix<D> {
+    let mut select = vec![0.0f32; latent * width];
+    for (to, from) in columns.enumerate() {
+        select[from * width + to] = 1.0;
+    }
+    dev.tensor_from_vec(select, (latent, width))
 }
 
 /// The shared mixture of experts with private latents; see the module doc.

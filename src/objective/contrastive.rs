@@ -62,27 +62,23 @@ const EXCLUDED: f32 = -1e4;
 /// What every part of a batch needs to know about the whole batch: each modality's unimodal
 /// posterior means and presence, computed once per step without a tape.
 pub struct WholeBatch<const L: usize, D: Backend> {
-    means: Vec<Option<Latent<L, D>>>,
-    present: Vec<Option<Vec<bool>>>,
+    /// Per modality the batch has: the means of `q(z | x_m)` and which samples have `m`.
+    modalities: Vec<Option<(Latent<L, D>, Vec<bool>)>>,
     size: usize,
 }
 
 impl<const L: usize, D: Backend> WholeBatch<L, D> {
     /// The unimodal posterior means of every modality `batch` has.
     pub fn of(model: &Mvae<L, D>, batch: &Batch<D>) -> Self {
-        let experts = model.experts::<NoneTape>(batch, Subset::all(model.modalities().len()));
-        let slots = experts.len();
-        let aggregation = model.config().aggregation;
+        let modalities = (0..model.modalities().len())
+            .map(|m| {
+                let column = batch.column(m)?;
+                let mean = model.encode(batch, Subset::single(m)).mean();
+                Some((mean, column.present_host.clone()))
+            })
+            .collect();
         Self {
-            means: (0..slots)
-                .map(|m| {
-                    experts.get(m)?;
-                    Some(aggregation.aggregate(&experts, Subset::single(m)).mean())
-                })
-                .collect(),
-            present: (0..slots)
-                .map(|m| experts.get(m).map(|e| e.present_host.clone()))
-                .collect(),
+            modalities,
             size: batch.size(),
         }
     }
@@ -139,20 +135,7 @@ pub fn term<const L: usize, D: Backend>(
         }
         dev.tensor_from_vec(v, (n_part, n_part * k))
     });
-    let shared = model.private_layout().map(|l| l.shared);
-    let select: Option<Tensor<(Const<L>, usize), f32, D>> = shared.map(|s| {
-        let mut v = vec![0.0f32; L * s];
-        for d in 0..s {
-            v[d * s + d] = 1.0;
-        }
-        dev.tensor_from_vec(v, (Const::<L>, s))
-    });
-    let to_features = |z: Latent<L, D>| -> Matrix<D> {
-        match &select {
-            Some(s) => z.matmul(s.clone()),
-            None => realize(z),
-        }
-    };
+    let select = model.private_layout().map(|l| l.shared_selection(L, &dev));
     // Per modality: the whole batch's features (the part's rows on the tape) and presence.
     let aggregation = model.config().aggregation;
     let mut embedded: Vec<Option<Rows<D>>> = Vec::new();
@@ -173,21 +156,17 @@ pub fn term<const L: usize, D: Backend>(
             Some(p) => p.clone().put_tape(OwnedTape::default()).matmul(own),
             None => own,
         };
-        let own: Matrix<D, OwnedTape<f32, D>> = match &select {
-            Some(s) => own.matmul(s.clone()),
-            None => realize(own),
-        };
+        let own = shared_part(own, select.as_ref());
         let own_present: Vec<bool> = e.present_host.iter().step_by(k.max(1)).copied().collect();
         let (features, present) = match part {
             None => (own, own_present),
             Some(p) => {
-                let Some(whole) = p.whole.means[m].clone() else {
+                let Some((whole, present)) = p.whole.modalities[m].clone() else {
                     embedded.push(None);
                     continue;
                 };
-                let present = p.whole.present[m].clone().unwrap_or_default();
                 let rows = p.rows.clone();
-                let all = to_features(whole);
+                let all = shared_part(whole, select.as_ref());
                 let mut features = own;
                 if rows.start > 0 {
                     let before = all.clone().slice((0..rows.start, ..));
@@ -228,10 +207,22 @@ pub fn term<const L: usize, D: Backend>(
     // expects of every part.
     let mut scaled = mean * (weight / share) + weight * value * (1.0 - 1.0 / share);
     for q in posteriors {
-        let (v, tape) = scaled.split_tape();
-        scaled = v.put_tape(tape.merge(q.into_tape()));
+        scaled = attach(scaled, q.into_tape());
     }
     Some((scaled, value))
+}
+
+/// The columns of `z` the term compares: the shared part where `select` picks it (private
+/// latents), all of them otherwise.
+fn shared_part<const L: usize, D: Backend, T: Tape<f32, D> + Merge<NoneTape>>(
+    z: Latent<L, D, T>,
+    select: Option<&Matrix<D>>,
+) -> Matrix<D, T> {
+    let z: Matrix<D, T> = realize(z);
+    match select {
+        Some(s) => z.matmul(s.clone()),
+        None => z,
+    }
 }
 
 /// The sum over pairs of modalities of the symmetric InfoNCE of their rows `features` (per
@@ -292,19 +283,18 @@ pub fn info_nce<D: Backend>(
     }
     let mut total = total?;
     for x in normalised.into_iter().flatten() {
-        total = merge(total, x);
+        total = attach(total, x.split_tape().1);
     }
-    Some((merge(total, scale), pairs))
+    Some((attach(total, scale.split_tape().1), pairs))
 }
 
-/// `into` with `from`'s tape merged into its own (`from`'s value is dropped).
-fn merge<S: Shape, S2: Shape, D: Backend>(
-    into: Tensor<S, f32, D, OwnedTape<f32, D>>,
-    from: Tensor<S2, f32, D, OwnedTape<f32, D>>,
+/// `loss` with `tape` (operations recorded elsewhere) merged into its own.
+fn attach<S: Shape, D: Backend>(
+    loss: Tensor<S, f32, D, OwnedTape<f32, D>>,
+    tape: OwnedTape<f32, D>,
 ) -> Tensor<S, f32, D, OwnedTape<f32, D>> {
-    let (v, tape) = into.split_tape();
-    let (_, other) = from.split_tape();
-    v.put_tape(tape.merge(other))
+    let (v, own) = loss.split_tape();
+    v.put_tape(own.merge(tape))
 }
 
 /// Each row divided by its Euclidean norm.

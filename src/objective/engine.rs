@@ -23,8 +23,9 @@ pub struct Loss<D: Backend> {
 }
 
 /// The loss of `plan` on `batch` with KL weight `beta`, the reparameterisation's draws given
-/// ([`Draws`]): `noise[t]` holds `batch x K x L` values for term `t` (`K` = [`Objective::samples`], the
-/// draws of sample `i` in rows `i K .. i K + K`), and, for an aggregation whose posterior is a
+/// ([`Draws`]): `noise[t]` holds `batch x K x L` values for term `t` (`K` =
+/// [`Objective::samples`], the draws of sample `i` in rows `i K .. i K + K`), and, for an
+/// aggregation whose posterior is a
 /// mixture, `choices[t]` one uniform per row that picks its component (empty: the positional
 /// default, see [`crate::posterior::Mixture`]); the `K` samples of a term make its bound by
 /// [`Objective::estimator`]; plus the model's contrastive term, if it has a weight (computed
