@@ -536,20 +536,24 @@ fn samples_and_estimator_are_chosen_stored_and_checked() {
 /// evaluates; a negative weight is refused naming the setting.
 #[test]
 fn contrastive_term_is_trained_stored_and_checked() {
+    // One epoch of the tiny model with `--contrastive 5` and `flags` into `dir`.
+    let train = |dir: &std::path::Path, flags: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--epochs",
+            "1",
+            "--contrastive",
+            "5",
+            "--no-pictures",
+        ];
+        args.extend(flags);
+        args.extend(["--out", dir.to_str().unwrap()]);
+        args.extend(TINY);
+        ok_json(&args)
+    };
     let dir = scratch("contrastive");
     let d = dir.to_str().unwrap();
-    let mut args = vec![
-        "train",
-        "--epochs",
-        "1",
-        "--contrastive",
-        "5",
-        "--no-pictures",
-        "--out",
-        d,
-    ];
-    args.extend(TINY);
-    let v = ok_json(&args);
+    let v = train(&dir, &[]);
     assert_eq!(v["contrastive"], 5.0);
     let temperature = v["temperature"].as_f64().unwrap();
     assert!(
@@ -570,41 +574,21 @@ fn contrastive_term_is_trained_stored_and_checked() {
     );
     // A chosen starting temperature, stored in the config.
     let soft = scratch("contrastive_soft");
-    let mut args = vec![
-        "train",
-        "--epochs",
-        "1",
-        "--contrastive",
-        "5",
-        "--contrastive-temperature",
-        "0.5",
-        "--no-pictures",
-        "--out",
-        soft.to_str().unwrap(),
-    ];
-    args.extend(TINY);
-    let v = ok_json(&args);
+    let v = train(&soft, &["--contrastive-temperature", "0.5"]);
     let t = v["temperature"].as_f64().unwrap();
     assert!(t > 0.3 && t < 0.7 && t != 0.5, "learned from 0.5: {v}");
     let config = std::fs::read_to_string(soft.join("config.toml")).unwrap();
     assert!(config.contains("contrastive_temperature = 0.5"), "{config}");
     // Held, it stays where it started.
     let held = scratch("contrastive_held");
-    let mut args = vec![
-        "train",
-        "--epochs",
-        "1",
-        "--contrastive",
-        "5",
-        "--contrastive-temperature",
-        "0.5",
-        "--contrastive-hold-temperature",
-        "--no-pictures",
-        "--out",
-        held.to_str().unwrap(),
-    ];
-    args.extend(TINY);
-    let v = ok_json(&args);
+    let v = train(
+        &held,
+        &[
+            "--contrastive-temperature",
+            "0.5",
+            "--contrastive-hold-temperature",
+        ],
+    );
     let t = v["temperature"].as_f64().unwrap();
     assert!((t - 0.5).abs() < 1e-6, "held at 0.5: {v}");
     let config = std::fs::read_to_string(held.join("config.toml")).unwrap();
