@@ -18,7 +18,7 @@ use crate::codec::Codecs;
 use crate::data::{BatchOptions, HostBatch, MultimodalDataset};
 use crate::kernels::{PartGradients, WeightFactors};
 use crate::model::Mvae;
-use crate::objective::contrastive::{PartOf, WholeBatch};
+use crate::objective::contrastive::{self, PartOf, WholeBatch};
 use crate::objective::{self, Objective, ObjectiveConfig, Term, TermPlan, TermStats};
 use crate::optim::{Adam, AdamSettings};
 use crate::profile::{self, Phase};
@@ -38,7 +38,11 @@ struct PartContext<'a, const L: usize, D: Backend, O> {
     choices: &'a [Vec<f32>],
     /// Latent samples per data point (the noise and choices hold this many per sample).
     samples: usize,
-    /// The whole batch's unimodal posterior means, where a contrastive term couples the parts.
+    /// Per modality, the contrastive term's draws for the whole batch (none where it is off or
+    /// compares means).
+    contrastive: &'a [Vec<f32>],
+    /// The whole batch's unimodal posterior draws (or means), where a contrastive term couples
+    /// the parts.
     whole: Option<WholeBatch<L, D>>,
 }
 
@@ -58,6 +62,11 @@ impl<const L: usize, D: Backend, O: Objective> PartContext<'_, L, D, O> {
             .iter()
             .map(|v| &v[rows.start * k..rows.end * k])
             .collect();
+        let coupled: Vec<&[f32]> = self
+            .contrastive
+            .iter()
+            .map(|v| &v[rows.start * L..rows.end * L])
+            .collect();
         // On the CPU the dense layers' weight gradients come back as factors, formed for the
         // whole batch in the update (`kernels::deferred`).
         let ((value, terms, grads), factors) = D::deferring_weight_gradients(|| {
@@ -71,6 +80,7 @@ impl<const L: usize, D: Backend, O: Objective> PartContext<'_, L, D, O> {
                 &objective::Draws {
                     noise: &eps,
                     choices: &choices,
+                    contrastive: &coupled,
                     part: part
                         .as_ref()
                         .and(self.whole.as_ref())
@@ -395,10 +405,11 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
             n * samples,
             &mut self.rng,
         );
+        let coupled = contrastive::draw_noise(self.model.config(), n, L, &mut self.rng);
         let parts = parts.clamp(1, n.max(1));
         // The contrastive term compares every pair of the batch: parts see the whole of it.
         let whole = (parts > 1 && self.model.config().contrastive > 0.0)
-            .then(|| WholeBatch::of(&self.model, batch));
+            .then(|| WholeBatch::of(&self.model, batch, &coupled));
         let ctx = PartContext {
             objective,
             model: &self.model,
@@ -407,6 +418,7 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
             beta,
             noise: &noise,
             choices: &choices,
+            contrastive: &coupled,
             samples,
             whole,
         };
@@ -766,8 +778,57 @@ mod tests {
             let cfg = cfg.aggregation(kind).contrastive(3.0);
             parts_equal_the_whole(&cfg, 1, Estimator::Elbo);
             parts_equal_the_whole(&cfg, 3, Estimator::Dreg);
-            let euclidean = cfg.contrastive_similarity(crate::similarity::Similarity::Euclidean);
+            let euclidean = cfg
+                .clone()
+                .contrastive_similarity(crate::similarity::Similarity::Euclidean);
             parts_equal_the_whole(&euclidean, 1, Estimator::Elbo);
+            let means = cfg.contrastive_input(crate::model::ContrastiveInput::Mean);
+            parts_equal_the_whole(&means, 1, Estimator::Elbo);
+        }
+    }
+
+    /// The term on posterior draws: with zero noise a draw is the mean, so the term equals
+    /// the one on means (the product of experts and MMVAE+); other noise changes it, and the
+    /// same noise gives the same value.
+    #[test]
+    fn contrastive_draws_at_zero_noise_are_the_means() {
+        use crate::aggregation::AggregationKind;
+        use crate::model::ContrastiveInput;
+        use crate::objective::contrastive::term;
+        for kind in [
+            AggregationKind::ProductOfExperts,
+            AggregationKind::MmvaePlus,
+        ] {
+            let mut cfg = three_modalities().aggregation(kind).contrastive(3.0);
+            if kind == AggregationKind::MmvaePlus {
+                cfg.modalities.truncate(2);
+            }
+            let value = |input: ContrastiveInput, noise: &[Vec<f32>]| {
+                let cfg = cfg.clone().contrastive_input(input);
+                let model = Mvae::<4, Cpu>::new(&cfg, &Cpu::default(), 5).unwrap();
+                let batch = batch_of_70(&model);
+                let experts = model.experts::<OwnedTape<f32, Cpu>>(&batch, Subset::all(3));
+                let noise: Vec<&[f32]> = noise.iter().map(Vec::as_slice).collect();
+                term(&model, &experts, 1, &noise, None).unwrap().1
+            };
+            let m = cfg.modalities.len();
+            let zeros = vec![vec![0.0f32; 70 * 4]; m];
+            let mut rng = ChaCha8Rng::seed_from_u64(3);
+            let noise: Vec<Vec<f32>> = (0..m)
+                .map(|_| crate::posterior::normal_draws(70 * 4, &mut rng))
+                .collect();
+            let mean = value(ContrastiveInput::Mean, &[]);
+            let at_zero = value(ContrastiveInput::Draw, &zeros);
+            assert!(
+                (mean - at_zero).abs() <= 1e-5 * (1.0 + mean.abs()),
+                "{kind}: {mean} on means, {at_zero} on draws of zero noise"
+            );
+            let drawn = value(ContrastiveInput::Draw, &noise);
+            assert!(
+                (drawn - mean).abs() > 1e-3,
+                "{kind}: noise changes nothing ({drawn})"
+            );
+            assert_eq!(drawn, value(ContrastiveInput::Draw, &noise), "{kind}");
         }
     }
 

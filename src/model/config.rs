@@ -62,6 +62,59 @@ pub struct ModelConfig {
     /// and the pull between a pair's means weakens (`docs/results.md`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub contrastive_hold_temperature: bool,
+    /// What the contrastive term compares of each unimodal posterior: a reparameterised draw
+    /// (the default, and configs without the field) or its mean. A draw also asks each
+    /// posterior to be sure of where it puts a sample, which generating one modality from
+    /// another's posterior draws needs (`docs/results.md`).
+    #[serde(default, skip_serializing_if = "is_draw")]
+    pub contrastive_input: ContrastiveInput,
+}
+
+/// What the contrastive term compares of each modality's unimodal posterior
+/// ([`ModelConfig::contrastive_input`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContrastiveInput {
+    /// A reparameterised draw `mu + sigma eps`: the pair must agree where the posteriors put
+    /// their samples, so an unsure posterior (a wide one) pays for its spread.
+    #[default]
+    Draw,
+    /// The mean `mu`, the embedding that [`crate::embed`] exports; the spread is free.
+    Mean,
+}
+
+impl ContrastiveInput {
+    /// Both, in the order `--help` lists them.
+    pub const ALL: [ContrastiveInput; 2] = [ContrastiveInput::Draw, ContrastiveInput::Mean];
+
+    /// The name used by the CLI, configs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ContrastiveInput::Draw => "draw",
+            ContrastiveInput::Mean => "mean",
+        }
+    }
+}
+
+impl std::fmt::Display for ContrastiveInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ContrastiveInput {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        ContrastiveInput::ALL
+            .into_iter()
+            .find(|x| x.name() == s)
+            .ok_or_else(|| Error::config("contrastive_input", s, "draw or mean"))
+    }
+}
+
+fn is_draw(x: &ContrastiveInput) -> bool {
+    *x == ContrastiveInput::Draw
 }
 
 fn is_false(x: &bool) -> bool {
@@ -101,6 +154,7 @@ impl ModelConfig {
             contrastive_similarity: Similarity::Cosine,
             contrastive_temperature: None,
             contrastive_hold_temperature: false,
+            contrastive_input: ContrastiveInput::Draw,
         }
     }
 
@@ -125,6 +179,12 @@ impl ModelConfig {
     /// Holds the contrastive term's temperature at its start (`true`) or learns it.
     pub fn contrastive_hold_temperature(mut self, hold: bool) -> Self {
         self.contrastive_hold_temperature = hold;
+        self
+    }
+
+    /// Sets what the contrastive term compares of each unimodal posterior.
+    pub fn contrastive_input(mut self, input: ContrastiveInput) -> Self {
+        self.contrastive_input = input;
         self
     }
 

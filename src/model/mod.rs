@@ -31,7 +31,7 @@ mod config;
 mod decoder;
 mod encoder;
 
-pub use config::ModelConfig;
+pub use config::{ContrastiveInput, ModelConfig};
 pub use decoder::Decoder;
 pub use encoder::{Encoder, InputLayer};
 // The decoder's output type, defined with the likelihoods that read it.

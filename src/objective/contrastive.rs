@@ -1,34 +1,40 @@
 //! Contrastive alignment: CLIP's symmetric InfoNCE (Radford et al. 2021) between the unimodal
-//! posterior means of every pair of modalities.
+//! posteriors of every pair of modalities.
 //!
 //! For modalities `a` and `b` and the `c` samples of the batch that have both, with `u_i` and
-//! `v_i` the means of the unimodal posteriors `q(z | x_a,i)` and `q(z | x_b,i)` as the model's
+//! `v_i` points of the unimodal posteriors `q(z | x_a,i)` and `q(z | x_b,i)` as the model's
 //! aggregation forms them (for the product of experts, the expert times the prior's; with
 //! private latents, of their shared part only: a private slice belongs to one modality and has
-//! nothing to align), `sim` their
-//! similarity and `s = exp(t)` the learnable logit scale:
+//! nothing to align), `sim` their similarity and `s = exp(t)` the learnable logit scale:
 //!
 //! `loss_ab = (1 / 2c) sum_i [ -log softmax_j(s sim(u_i, v_j))_i - log softmax_j(s sim(u_j, v_i))_i ]`
 //!
+//! The points are reparameterised draws `mu + sigma eps` by default, or the means `mu`
+//! ([`ModelConfig::contrastive_input`]). On means the spread of a posterior is free: the
+//! product of experts' audio posterior learns to point at its images while staying so wide
+//! that its draws, decoded into images, show the right digit a third of the time (measured,
+//! `docs/results.md`). On draws a pair agrees only where both posteriors are sure of the
+//! place, and generation across modalities follows retrieval.
+//!
 //! `sim` is the cosine (CLIP's; [`Similarity::Cosine`]) or minus half the squared Euclidean
 //! distance ([`Similarity::Euclidean`]; for unit vectors it is the cosine minus 1). The cosine
-//! aligns directions only; decoding one modality from another's posterior needs the means in
-//! the same place, which the Euclidean form asks for
+//! aligns directions only; the Euclidean form also asks for the same place
 //! ([`ModelConfig::contrastive_similarity`](crate::model::ModelConfig::contrastive_similarity)).
 //!
 //! The term is `W` times the mean of `loss_ab` over the pairs with at least two such samples
 //! ([`ModelConfig::contrastive`](crate::model::ModelConfig::contrastive)). It aligns the
-//! posterior means themselves, not a projection of them: the means are what
-//! [`crate::embed`] exports and what retrieval compares, so the term trains exactly the
-//! space people search (CLIP's heads map pretrained features of different widths into one
-//! space; here every expert already emits into the shared latent). With the cosine `t`
-//! starts at `ln(1 / 0.07)` and is clamped at `ln 100`, as in CLIP; the Euclidean form starts
-//! at temperature 1, the latent's own scale ([`initial_log_scale`]).
+//! posteriors themselves, not a projection of them: their means are what [`crate::embed`]
+//! exports and what retrieval compares, so the term trains exactly the space people search
+//! (CLIP's heads map pretrained features of different widths into one space; here every
+//! expert already emits into the shared latent). With the cosine `t` starts at
+//! `ln(1 / 0.07)` and is clamped at `ln 100`, as in CLIP; the Euclidean form starts at
+//! temperature 1, the latent's own scale ([`initial_log_scale`]).
 //!
 //! # Parts of a batch
 //! The term couples the samples of a batch, yet the CPU computes a step in parts on several
-//! threads. A part therefore sees the whole batch ([`WholeBatch`]: every expert's means,
-//! computed once per step without a tape) and recomputes only its own rows on the tape. The
+//! threads. A part therefore sees the whole batch ([`WholeBatch`]: every modality's draws (or
+//! means), computed once per step without a tape from the step's noise, [`draw_noise`]) and
+//! recomputes only its own rows on the tape, from the same noise. The
 //! loss of the whole batch, with the part's rows taped and the rest held constant, has the
 //! whole loss's gradient with respect to those rows; the trainer blends the parts' gradients
 //! by their share of the batch, so the part's term is divided by its share, and the logit
@@ -38,11 +44,13 @@
 use std::ops::Range;
 
 use dfdx::prelude::*;
+use rand::Rng;
 
 use crate::aggregation::{Aggregation, Experts};
 use crate::backend::Backend;
 use crate::batch::Batch;
-use crate::model::Mvae;
+use crate::model::{ContrastiveInput, ModelConfig, Mvae};
+use crate::posterior::normal_draws;
 use crate::similarity::Similarity;
 use crate::subset::Subset;
 use crate::tensor::{realize, Latent, Matrix, Vector};
@@ -60,21 +68,31 @@ pub type Rows<D> = (Matrix<D, OwnedTape<f32, D>>, Vec<bool>);
 const EXCLUDED: f32 = -1e4;
 
 /// What every part of a batch needs to know about the whole batch: each modality's unimodal
-/// posterior means and presence, computed once per step without a tape.
+/// posterior draws (or means) and presence, computed once per step without a tape.
 pub struct WholeBatch<const L: usize, D: Backend> {
-    /// Per modality the batch has: the means of `q(z | x_m)` and which samples have `m`.
+    /// Per modality the batch has: the draws (or means) of `q(z | x_m)` and which samples
+    /// have `m`.
     modalities: Vec<Option<(Latent<L, D>, Vec<bool>)>>,
     size: usize,
 }
 
 impl<const L: usize, D: Backend> WholeBatch<L, D> {
-    /// The unimodal posterior means of every modality `batch` has.
-    pub fn of(model: &Mvae<L, D>, batch: &Batch<D>) -> Self {
+    /// The points the term compares of every modality `batch` has: draws from `noise` (per
+    /// modality of the model, `batch x L` standard-normal values, as [`draw_noise`] makes
+    /// them), or the means where the model's term compares means.
+    ///
+    /// # Panics
+    /// If the term compares draws and `noise` does not hold them.
+    pub fn of(model: &Mvae<L, D>, batch: &Batch<D>, noise: &[Vec<f32>]) -> Self {
         let modalities = (0..model.modalities().len())
             .map(|m| {
                 let column = batch.column(m)?;
-                let mean = model.encode(batch, Subset::single(m)).mean();
-                Some((mean, column.present_host.clone()))
+                let q = model.encode(batch, Subset::single(m));
+                let point = match model.config().contrastive_input {
+                    ContrastiveInput::Mean => q.mean(),
+                    ContrastiveInput::Draw => q.rsample_with(noise_of(noise, m, batch.size(), L)),
+                };
+                Some((point, column.present_host.clone()))
             })
             .collect();
         Self {
@@ -105,14 +123,55 @@ impl<const L: usize, D: Backend> Clone for PartOf<'_, L, D> {
 
 impl<const L: usize, D: Backend> Copy for PartOf<'_, L, D> {}
 
+/// The standard-normal draws of the contrastive term for a batch of `samples` data points: one
+/// slice of `samples x L` values per modality of the model, where the term compares draws;
+/// nothing where it compares means or the model has no contrastive weight (so those runs'
+/// random streams are unchanged).
+pub fn draw_noise(
+    config: &ModelConfig,
+    samples: usize,
+    latent: usize,
+    rng: &mut impl Rng,
+) -> Vec<Vec<f32>> {
+    if config.contrastive <= 0.0 || config.contrastive_input != ContrastiveInput::Draw {
+        return Vec::new();
+    }
+    (0..config.modalities.len())
+        .map(|_| normal_draws(samples * latent, rng))
+        .collect()
+}
+
+/// Modality `m`'s draws for `n` data points.
+///
+/// # Panics
+/// If `noise` does not hold `n x L` values for `m`.
+fn noise_of<T: AsRef<[f32]>>(noise: &[T], m: usize, n: usize, latent: usize) -> &[f32] {
+    let eps = noise
+        .get(m)
+        .map(AsRef::as_ref)
+        .expect("the contrastive term compares draws: one noise slice per modality");
+    assert_eq!(
+        eps.len(),
+        n * latent,
+        "contrastive draws: n x L per modality"
+    );
+    eps
+}
+
 /// The contrastive term of a batch (or of a part of one, see the module doc), `W` times the
 /// mean InfoNCE over the pairs of modalities, on the loss's tape; `None` where the model has
 /// no contrastive weight or no pair of modalities has two samples. Also returns the InfoNCE
-/// mean itself (unweighted). `experts` are the step's, of `k` rows per data point.
+/// mean itself (unweighted). `experts` are the step's, of `k` rows per data point; `noise`
+/// holds, per modality of the model, the draws of the batch's (or part's) data points
+/// ([`draw_noise`]; unused where the term compares means).
+///
+/// # Panics
+/// If the term compares draws and `noise` does not hold them.
 pub fn term<const L: usize, D: Backend>(
     model: &Mvae<L, D>,
     experts: &Experts<L, D, OwnedTape<f32, D>>,
     k: usize,
+    noise: &[&[f32]],
     part: Option<PartOf<'_, L, D>>,
 ) -> Option<(Scalar<D>, f32)> {
     let weight = model.config().contrastive;
@@ -150,8 +209,22 @@ pub fn term<const L: usize, D: Backend>(
         // the embedding people export and search. An expert's raw mean would not do: where
         // its precision is near 0 its mean is free, and the term would align those values.
         let q = aggregation.aggregate(experts, Subset::single(m));
-        let own: Latent<L, D, OwnedTape<f32, D>> = q.mean();
-        posteriors.push(q);
+        let own: Latent<L, D, OwnedTape<f32, D>> = match model.config().contrastive_input {
+            ContrastiveInput::Mean => {
+                let mean = q.mean();
+                posteriors.push(q);
+                mean
+            }
+            ContrastiveInput::Draw => {
+                // A data point's k rows share its draw; `pick` keeps one of them.
+                let eps: Vec<f32> = noise_of(noise, m, n_part, L)
+                    .chunks(L)
+                    .flat_map(|row| std::iter::repeat_n(row, k.max(1)).flatten())
+                    .copied()
+                    .collect();
+                q.rsample_with(&eps)
+            }
+        };
         let own = match &pick {
             Some(p) => p.clone().put_tape(OwnedTape::default()).matmul(own),
             None => own,

@@ -72,6 +72,9 @@ pub struct Draws<'a, const L: usize, D: Backend> {
     pub noise: &'a [&'a [f32]],
     /// Per term, one uniform per row that picks its mixture component (or none).
     pub choices: &'a [&'a [f32]],
+    /// Per modality, the contrastive term's `batch x L` draws (none where the term is off or
+    /// compares means; see [`contrastive::draw_noise`]).
+    pub contrastive: &'a [&'a [f32]],
     /// The whole batch, where the loss is of a part of it.
     pub part: Option<PartOf<'a, L, D>>,
 }
@@ -82,7 +85,16 @@ impl<'a, const L: usize, D: Backend> Draws<'a, L, D> {
         Self {
             noise,
             choices,
+            contrastive: &[],
             part: None,
+        }
+    }
+
+    /// The same draws with the contrastive term's.
+    pub fn with_contrastive(self, contrastive: &'a [&'a [f32]]) -> Self {
+        Self {
+            contrastive,
+            ..self
         }
     }
 }
@@ -364,7 +376,9 @@ fn forward<const L: usize, D: Backend, O: Objective>(
             Some(t) => t + term_total,
         });
     }
-    if let Some((coupled, info_nce)) = contrastive::term(model, &experts, k, draws.part) {
+    if let Some((coupled, info_nce)) =
+        contrastive::term(model, &experts, k, draws.contrastive, draws.part)
+    {
         stats.push((
             Term::Contrastive,
             TermStats {

@@ -397,13 +397,15 @@ pub fn loss<const L: usize, D: Backend>(
     let noise: Vec<&[f32]> = noise.iter().map(Vec::as_slice).collect();
     let choices = draw_choices(model.config().aggregation, plan.len(), batch.size(), rng);
     let choices: Vec<&[f32]> = choices.iter().map(Vec::as_slice).collect();
+    let coupled = contrastive::draw_noise(model.config(), batch.size(), L, rng);
+    let coupled: Vec<&[f32]> = coupled.iter().map(Vec::as_slice).collect();
     loss_with_noise(
         &ObjectiveConfig::default(),
         model,
         batch,
         &plan,
         beta,
-        &Draws::new(&noise, &choices),
+        &Draws::new(&noise, &choices).with_contrastive(&coupled),
     )
 }
 

@@ -9,6 +9,7 @@
 use dfdx::prelude::*;
 use mvae::aggregation::SubsetDraw;
 use mvae::likelihood::Variance;
+use mvae::model::ContrastiveInput;
 use mvae::nn::{ParamMut, ParamVisitor, Parameters};
 use mvae::objective::{self, Term};
 use mvae::posterior::{normal_draws, standard_normal_log_prob, standard_normal_log_prob_masked};
@@ -44,6 +45,12 @@ fn models() -> Vec<(AggregationKind, Mvae<L, Cpu>)> {
         let cfg = config(kind).contrastive(2.0);
         out.push((kind, Mvae::new(&cfg, &Cpu::default(), 7).unwrap()));
     }
+    // The term on the posterior means rather than draws.
+    let poe = AggregationKind::ProductOfExperts;
+    let means = config(poe)
+        .contrastive(2.0)
+        .contrastive_input(ContrastiveInput::Mean);
+    out.push((poe, Mvae::new(&means, &Cpu::default(), 7).unwrap()));
     out
 }
 

@@ -532,8 +532,10 @@ fn samples_and_estimator_are_chosen_stored_and_checked() {
 }
 
 /// `--contrastive W` adds CLIP's InfoNCE to the loss: stored in the config and checkpoint, its
-/// term reported per epoch by name, its learned temperature in the JSON; the run resumes and
-/// evaluates; a negative weight is refused naming the setting.
+/// term reported per epoch by name, its learned temperature in the JSON, on posterior draws
+/// unless `--contrastive-input mean` says means; the run resumes and evaluates (coherence from
+/// draws, or from means with `--coherence-from-mean`); a negative weight is refused naming the
+/// setting.
 #[test]
 fn contrastive_term_is_trained_stored_and_checked() {
     // One epoch of the tiny model with `--contrastive 5` and `flags` into `dir`.
@@ -555,6 +557,7 @@ fn contrastive_term_is_trained_stored_and_checked() {
     let d = dir.to_str().unwrap();
     let v = train(&dir, &[]);
     assert_eq!(v["contrastive"], 5.0);
+    assert_eq!(v["contrastive_input"], "draw");
     let temperature = v["temperature"].as_f64().unwrap();
     assert!(
         temperature > 0.01 && temperature < 0.2 && (temperature - 0.07).abs() > 1e-6,
@@ -572,6 +575,27 @@ fn contrastive_term_is_trained_stored_and_checked() {
         eval["retrieval"].is_array() || eval["retrieval"].is_object(),
         "{eval}"
     );
+    assert_eq!(eval["coherence_from"], "draw");
+    let means = scratch("contrastive_eval_means");
+    let eval = ok_json(&[
+        "eval",
+        "--checkpoint",
+        d,
+        "--k",
+        "2",
+        "--samples",
+        "20",
+        "--coherence-from-mean",
+        "--out",
+        means.to_str().unwrap(),
+    ]);
+    assert_eq!(eval["coherence_from"], "mean");
+    // On means, stored in the config.
+    let on_means = scratch("contrastive_means");
+    let v = train(&on_means, &["--contrastive-input", "mean"]);
+    assert_eq!(v["contrastive_input"], "mean");
+    let config = std::fs::read_to_string(on_means.join("config.toml")).unwrap();
+    assert!(config.contains("contrastive_input = \"mean\""), "{config}");
     // A chosen starting temperature, stored in the config.
     let soft = scratch("contrastive_soft");
     let v = train(&soft, &["--contrastive-temperature", "0.5"]);

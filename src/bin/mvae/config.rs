@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use mvae::model::ContrastiveInput;
 use mvae::objective::Estimator;
 use mvae::similarity::Similarity;
 use mvae::{Activation, AggregationKind};
@@ -103,6 +104,9 @@ pub struct ModelSection {
     pub contrastive_temperature: Option<f32>,
     /// Hold the contrastive term's temperature at its start instead of learning it.
     pub contrastive_hold_temperature: bool,
+    /// What the contrastive term compares of each posterior: "draw" (a reparameterised
+    /// sample, the default) or "mean".
+    pub contrastive_input: Option<ContrastiveInput>,
     /// Likelihood weights by modality name (default 1; `label` 50 as in the paper).
     pub weights: BTreeMap<String, f32>,
 }
@@ -121,6 +125,7 @@ impl Default for ModelSection {
             contrastive_similarity: None,
             contrastive_temperature: None,
             contrastive_hold_temperature: false,
+            contrastive_input: None,
             weights: BTreeMap::new(),
         }
     }

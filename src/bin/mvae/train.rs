@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use mvae::aggregation::SubsetDraw;
+use mvae::model::ContrastiveInput;
 use mvae::objective::Estimator;
 use mvae::similarity::Similarity;
 use mvae::train::EpochMetrics;
@@ -142,6 +143,12 @@ pub struct TrainArgs {
     /// the product of experts generates across modalities better: docs/results.md).
     #[arg(long)]
     contrastive_hold_temperature: bool,
+    /// What the contrastive term compares of each modality's posterior: draw (a
+    /// reparameterised sample; the default: the pair must agree where the posteriors put
+    /// their samples, which generating one modality from another's draws needs) or mean (the
+    /// embedding `mvae embed` exports; the posterior's spread is free).
+    #[arg(long, value_name = "KIND")]
+    contrastive_input: Option<ContrastiveInput>,
     /// Likelihood weight of a modality, e.g. `--weight label=50` (repeatable).
     #[arg(long, value_name = "NAME=W", value_parser = config::key_value::<f32>)]
     weight: Vec<(String, f32)>,
@@ -213,6 +220,7 @@ impl TrainArgs {
                 "--contrastive-hold-temperature",
                 self.contrastive_hold_temperature,
             ),
+            ("--contrastive-input", self.contrastive_input.is_some()),
             ("--weight", !self.weight.is_empty()),
             ("--batch-size", self.batch_size.is_some()),
             ("--lr", self.lr.is_some()),
@@ -263,6 +271,7 @@ impl TrainArgs {
         m.contrastive_similarity = self.contrastive_similarity.or(m.contrastive_similarity);
         m.contrastive_temperature = self.contrastive_temperature.or(m.contrastive_temperature);
         m.contrastive_hold_temperature |= self.contrastive_hold_temperature;
+        m.contrastive_input = self.contrastive_input.or(m.contrastive_input);
         m.weights.extend(self.weight.iter().cloned());
         let t = &mut cfg.train;
         t.epochs = self.epochs.unwrap_or(t.epochs);
@@ -410,6 +419,7 @@ fn model_config(cfg: &RunConfig, specs: Vec<mvae::ModalitySpec>) -> Result<Model
         contrastive_similarity: cfg.model.contrastive_similarity.unwrap_or_default(),
         contrastive_temperature: cfg.model.contrastive_temperature,
         contrastive_hold_temperature: cfg.model.contrastive_hold_temperature,
+        contrastive_input: cfg.model.contrastive_input.unwrap_or_default(),
     };
     if mc.aggregation == AggregationKind::MmvaePlus {
         mc.private = cfg
@@ -538,6 +548,7 @@ fn train_on<const L: usize, D: Backend>(
         "estimator": trainer.config().objective.estimator.name(),
         "samples": trainer.config().objective.samples,
         "contrastive": trainer.model.config().contrastive,
+        "contrastive_input": trainer.model.config().contrastive_input.name(),
         "temperature": trainer.model.contrastive_temperature(),
         "epochs": trainer.epochs_done(),
         "steps": trainer.steps(),
