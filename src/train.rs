@@ -17,6 +17,8 @@ use crate::batch::Batch;
 use crate::codec::Codecs;
 use crate::data::{BatchOptions, HostBatch, MultimodalDataset};
 use crate::kernels::{PartGradients, WeightFactors};
+use crate::likelihood::Likelihood;
+use crate::modality::Modality;
 use crate::model::Mvae;
 use crate::objective::contrastive::{self, PartOf, WholeBatch};
 use crate::objective::{self, Objective, ObjectiveConfig, Term, TermPlan, TermStats};
@@ -142,6 +144,7 @@ fn merge_terms<D: Backend>(parts: &[PartResult<D>]) -> Vec<(Term, TermStats)> {
 /// | `adam` | lr 1e-3 | optimizer | |
 /// | `objective` | joint + unimodal | loss terms, beta and its annealing | |
 /// | `seed` | 0 | weights, shuffling, noise | any |
+/// | `binarize` | false | fresh Bernoulli pixels each batch | |
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     /// Passes over the training set.
@@ -154,6 +157,12 @@ pub struct TrainConfig {
     pub objective: ObjectiveConfig,
     /// Seed of the shuffling and reparameterisation noise.
     pub seed: u64,
+    /// Dynamic binarisation: [`Trainer::fit_epoch`] replaces each batch's values of every
+    /// Bernoulli modality (images) by fresh Bernoulli draws with the grey levels as
+    /// probabilities ([`crate::data::binarize`]), from the trainer's seeded random state, so a
+    /// resumed run draws what an uninterrupted one would. Configs without the field: off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub binarize: bool,
 }
 
 impl Default for TrainConfig {
@@ -164,6 +173,7 @@ impl Default for TrainConfig {
             adam: AdamSettings::default(),
             objective: ObjectiveConfig::default(),
             seed: 0,
+            binarize: false,
         }
     }
 }
@@ -265,6 +275,13 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
     /// If `cfg` does not validate.
     pub fn new(model: Mvae<L, D>, cfg: TrainConfig) -> Result<Self> {
         cfg.validate()?;
+        if cfg.binarize && bernoulli_modalities(&model).is_empty() {
+            return Err(Error::config(
+                "binarize",
+                true,
+                "a model with a Bernoulli (image) modality to binarise",
+            ));
+        }
         crate::flush_denormals();
         Ok(Self {
             adam: Adam::new(&cfg.adam)?,
@@ -490,9 +507,19 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
             .map(|m| m.name().to_string())
             .collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let binarized = if self.cfg.binarize {
+            bernoulli_modalities(&self.model)
+        } else {
+            Vec::new()
+        };
         while batches.next_into(&mut host) {
             // Columns the model lacks (a class column kept for evaluation) stay on the host.
             host.columns.retain(|c| names.contains(&c.name.as_str()));
+            for c in &mut host.columns {
+                if binarized.contains(&c.name) {
+                    crate::data::binarize(&mut c.values, &mut self.rng)?;
+                }
+            }
             let batch =
                 Batch::from_host_batch(self.model.modalities(), self.model.device(), &host)?;
             let stats = self.step(&batch)?;
@@ -520,6 +547,16 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
             samples_per_second: data.len() as f64 / seconds,
         })
     }
+}
+
+/// The names of the model's modalities with a Bernoulli likelihood (what `binarize` draws).
+pub fn bernoulli_modalities<const L: usize, D: Backend>(model: &Mvae<L, D>) -> Vec<String> {
+    model
+        .modalities()
+        .iter()
+        .filter(|m| matches!(m.kind.likelihood(), Likelihood::Bernoulli { .. }))
+        .map(|m| m.name().to_string())
+        .collect()
 }
 
 /// How an epoch's statistics group the terms of its steps.
@@ -785,6 +822,24 @@ mod tests {
             let means = cfg.contrastive_input(crate::model::ContrastiveInput::Mean);
             parts_equal_the_whole(&means, 1, Estimator::Elbo);
         }
+    }
+
+    /// Binarising needs an image (Bernoulli) modality to binarise; without one the trainer
+    /// says so instead of silently training on the values as they are.
+    #[test]
+    fn binarize_without_an_image_modality_is_refused() {
+        let cfg = ModelConfig::new(vec![
+            ModalitySpec::new(Label::new("label", 3)),
+            ModalitySpec::new(Continuous::new("vec", 2, Variance::Learned)),
+        ]);
+        let model = Mvae::<4, Cpu>::new(&cfg, &Cpu::default(), 5).unwrap();
+        let train = TrainConfig {
+            binarize: true,
+            ..TrainConfig::default()
+        };
+        let err = Trainer::new(model.clone(), train).err().unwrap();
+        assert!(err.to_string().contains("binarize"), "{err}");
+        assert!(Trainer::new(model, TrainConfig::default()).is_ok());
     }
 
     /// The term on posterior draws: with zero noise a draw is the mean, so the term equals

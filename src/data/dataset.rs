@@ -245,6 +245,27 @@ impl MultimodalDataset {
         Ok((self.subset(&order[..k])?, self.subset(&order[k..])?))
     }
 
+    /// A copy whose columns `names` are binarised once ([`crate::data::binarize`]): each
+    /// value a Bernoulli draw with its grey level as the probability of a 1. Deterministic in
+    /// `seed`; a fixed test set for models trained on dynamically binarised data.
+    ///
+    /// # Errors
+    /// A name that is not a column, or a value outside `[0, 1]`.
+    pub fn binarized(&self, names: &[&str], seed: u64) -> Result<MultimodalDataset> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut out = self.clone();
+        for &name in names {
+            let Some(c) = out.columns.iter_mut().find(|c| c.name == name) else {
+                return Err(DataError::Dataset(format!("no column named '{name}'")));
+            };
+            crate::data::binarize(&mut c.values, &mut rng).map_err(|e| match e {
+                DataError::Dataset(m) => DataError::Dataset(format!("column '{name}': {m}")),
+                other => other,
+            })?;
+        }
+        Ok(out)
+    }
+
     /// A copy where each modality of each sample is dropped (marked absent,
     /// values zeroed) with the probability given for its column in `rates`
     /// (columns not named keep their presence). A sample never loses every

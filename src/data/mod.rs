@@ -8,6 +8,7 @@
 pub mod atomic;
 pub mod av_digits;
 pub mod batch;
+pub mod binarize;
 pub mod dataset;
 pub mod error;
 #[cfg(test)]
@@ -25,6 +26,7 @@ pub mod wav;
 
 pub use av_digits::{AvDigits, AvDigitsConfig};
 pub use batch::{BatchOptions, Batches, HostBatch, HostColumn};
+pub use binarize::binarize;
 pub use dataset::{Column, DatasetBuilder, MultimodalDataset};
 pub use error::{DataError, Result};
 pub use fsdd::{ClipName, Fsdd, FsddOptions};

@@ -635,6 +635,52 @@ fn contrastive_term_is_trained_stored_and_checked() {
     assert!(err.contains("contrastive"), "{err}");
 }
 
+/// `--binarize` trains on fresh Bernoulli pixels: stored in the config (and kept by a resumed
+/// run), reported in the JSON, evaluated on the once-binarised test set; data without an image
+/// modality are refused with the reason.
+#[test]
+fn binarize_is_stored_resumed_and_refused_without_images() {
+    let dir = scratch("binarize");
+    let d = dir.to_str().unwrap();
+    let mut args = vec![
+        "train",
+        "--epochs",
+        "1",
+        "--binarize",
+        "--no-pictures",
+        "--out",
+        d,
+    ];
+    args.extend(TINY);
+    let v = ok_json(&args);
+    assert_eq!(v["binarize"], true, "{v}");
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(config.contains("binarize = true"), "{config}");
+    let resumed = ok_json(&["train", "--resume", d, "--epochs", "2", "--no-pictures"]);
+    assert_eq!(resumed["binarize"], true, "{resumed}");
+    let eval = ok_json(&["eval", "--checkpoint", d, "--k", "2", "--samples", "20"]);
+    assert!(eval["likelihoods"].is_array(), "{eval}");
+
+    let csv = scratch("binarize_csv");
+    std::fs::create_dir_all(&csv).unwrap();
+    let table = csv.join("t.csv");
+    let rows: String = (0..40).map(|i| format!("{i},{}\n", i % 7)).collect();
+    std::fs::write(&table, format!("a,b\n{rows}")).unwrap();
+    let out = mvae(&[
+        "train",
+        "--csv",
+        table.to_str().unwrap(),
+        "--binarize",
+        "--epochs",
+        "1",
+        "--out",
+        csv.join("run").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("binarize") && err.contains("image"), "{err}");
+}
+
 /// `embed` takes the user's own data: a folder of paired files (rows named by their ids, the
 /// posterior mean the same as from the same values in a CSV table), and a CSV table (row
 /// indices, only the rows that have the given modality).

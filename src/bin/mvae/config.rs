@@ -153,6 +153,9 @@ pub struct TrainSection {
     pub estimator: Estimator,
     /// Seed of weights, split, shuffling, hidden modalities and noise.
     pub seed: u64,
+    /// Dynamic binarisation of the image modalities: fresh Bernoulli pixels every training
+    /// batch, the test set binarised once with a fixed seed.
+    pub binarize: bool,
 }
 
 impl Default for TrainSection {
@@ -167,6 +170,7 @@ impl Default for TrainSection {
             samples: 1,
             estimator: Estimator::Elbo,
             seed: 0,
+            binarize: false,
         }
     }
 }

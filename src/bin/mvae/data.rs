@@ -10,7 +10,8 @@ use mvae::data::{
     read_csv, AvDigits, AvDigitsConfig, DatasetBuilder, Mnist, Normalizer, PolyMnist,
     PolyMnistConfig, Split,
 };
-use mvae::likelihood::Variance;
+use mvae::likelihood::{Likelihood, Variance};
+use mvae::Modality;
 use mvae::{Codec, Codecs, Continuous, Image, Label, ModalitySpec, MultimodalDataset};
 
 use crate::config::{DatasetKind, RunConfig};
@@ -142,6 +143,20 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared> {
             p.test.len()
         );
     }
+    if cfg.train.binarize {
+        // The test set once, with a fixed seed: every evaluation of the run scores the same
+        // binary images. Training batches are drawn afresh by the trainer.
+        let names: Vec<&str> = p
+            .specs
+            .iter()
+            .filter(|s| matches!(s.kind.likelihood(), Likelihood::Bernoulli { .. }))
+            .map(|s| s.name())
+            .collect();
+        if names.is_empty() {
+            bail!("--binarize (or [train] binarize) needs an image modality; this data has none");
+        }
+        p.test = p.test.binarized(&names, BINARIZED_TEST_SEED)?;
+    }
     if !d.missing.is_empty() {
         // Only modalities can be hidden (PolyMNIST's class column is not one).
         let names: Vec<&str> = p.specs.iter().map(|s| s.name()).collect();
@@ -172,6 +187,10 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared> {
     }
     Ok(p)
 }
+
+/// The seed that binarises a test set once (`--binarize`): fixed, so that runs of any seed
+/// are scored on the same binary images.
+pub const BINARIZED_TEST_SEED: u64 = 0x6269_6e61;
 
 fn image_label_codecs() -> Codecs {
     let mut c = Codecs::new();
