@@ -1,6 +1,6 @@
 //! Evaluation on held-out data, one file per metric:
 //!
-//! - [`elbo`]: single-sample ELBO of any subset;
+//! - [`elbo`]: single-sample ELBO of any subset; [`test_loss`]: MVAE's evaluation loss;
 //! - [`accuracy`]: cross-modal classification accuracy from a posterior mean;
 //! - [`likelihood`]: importance-weighted bounds on `log p(x_S)` and `log p(x_A | x_B)`;
 //! - [`coherence`]: do generated samples show the conditioning class, judged by classifiers
@@ -20,7 +20,7 @@ pub mod probe;
 mod report;
 
 pub use accuracy::accuracy;
-pub use elbo::elbo;
+pub use elbo::{elbo, test_loss};
 pub use report::{cross_modal_retrieval, evaluate, EvalConfig, EvalReport, RetrievalConfig};
 
 use crate::data::{BatchOptions, HostBatch, HostColumn};

@@ -681,6 +681,66 @@ fn binarize_is_stored_resumed_and_refused_without_images() {
     assert!(err.contains("binarize") && err.contains("image"), "{err}");
 }
 
+/// Every epoch logs MVAE's test loss; `--keep-best` keeps the model of the epoch with the
+/// lowest one after the warm-up (from warm-up + 2 on, as MultiVae), names it in the JSON, and
+/// `eval` reads it; a resumed run goes on from the best logged so far.
+#[test]
+fn keep_best_keeps_the_epoch_with_the_lowest_test_loss() {
+    let dir = scratch("keep_best");
+    let d = dir.to_str().unwrap();
+    let mut args = vec![
+        "train",
+        "--epochs",
+        "3",
+        "--anneal-epochs",
+        "1",
+        "--keep-best",
+        "--no-pictures",
+        "--out",
+        d,
+    ];
+    args.extend(TINY);
+    ok_json(&args);
+    let v = ok_json(&["train", "--resume", d, "--epochs", "5", "--no-pictures"]);
+    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    let losses: Vec<(u64, f64)> = metrics
+        .lines()
+        .map(|l| {
+            let e: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                e["epoch"].as_u64().unwrap(),
+                e["test_loss"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(losses.len(), 5, "{metrics}");
+    assert!(
+        losses.iter().all(|(_, l)| l.is_finite() && *l > 0.0),
+        "{losses:?}"
+    );
+    // Warm-up 1: epochs 3 to 5 compete.
+    let (epoch, loss) = losses[2..]
+        .iter()
+        .copied()
+        .fold((0, f64::INFINITY), |b, x| if x.1 < b.1 { x } else { b });
+    assert_eq!(v["best"]["epoch"], epoch, "{v} {losses:?}");
+    assert_eq!(v["best"]["test_loss"].as_f64().unwrap(), loss);
+    assert!(dir.join("best.safetensors").exists());
+    let best = dir.join("best.safetensors");
+    let eval = ok_json(&[
+        "eval",
+        "--checkpoint",
+        best.to_str().unwrap(),
+        "--k",
+        "2",
+        "--samples",
+        "20",
+        "--out",
+        scratch("keep_best_eval").to_str().unwrap(),
+    ]);
+    assert!(eval["likelihoods"].is_array(), "{eval}");
+}
+
 /// `embed` takes the user's own data: a folder of paired files (rows named by their ids, the
 /// posterior mean the same as from the same values in a CSV table), and a CSV table (row
 /// indices, only the rows that have the given modality).

@@ -190,3 +190,46 @@ fn full_mnist_suite_with_defaults() {
         assert!(l.log_likelihood >= l.elbo && l.samples == 300, "{l:?}");
     }
 }
+
+/// MVAE's test loss is the sum of the joint's and each modality's negative ELBO: with unit
+/// weights and beta 1 it is minus the sum of [`eval::elbo`] of the three subsets (the same
+/// seeds); it is affine in beta and in the label's likelihood weight (the same draws), so the
+/// weights and the KL weight enter as the training loss has them.
+#[test]
+fn test_loss_is_the_sum_of_the_weighted_negative_elbos() {
+    let dir = common::bundled();
+    let test = common::mnist(&dir, Split::Test, Some(200));
+    let with_label_weight = |w: f32| {
+        let mut cfg = ModelConfig::mnist().hidden(&[32], &[32]);
+        cfg.modalities[1].weight = w;
+        Mvae::<8, Cpu>::new(&cfg, &Cpu::default(), 3).unwrap()
+    };
+    let unit = with_label_weight(1.0);
+    let seed = 5;
+    let by_elbo: f64 = [Subset::all(2), Subset::single(0), Subset::single(1)]
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| -eval::elbo(&unit, &test, s, seed + i as u64).unwrap())
+        .sum();
+    let loss = |m: &Mvae<8, Cpu>, beta: f32| eval::test_loss(m, &test, beta, seed).unwrap();
+    let l1 = loss(&unit, 1.0);
+    assert!(
+        (l1 - by_elbo).abs() <= 1e-9 * by_elbo.abs(),
+        "{l1} vs {by_elbo}"
+    );
+    let (l0, half) = (loss(&unit, 0.0), loss(&unit, 0.5));
+    assert!(l0 < l1, "the KL adds: {l0} vs {l1}");
+    assert!((half - (l0 + l1) / 2.0).abs() <= 1e-6 * l1.abs(), "{half}");
+    let (w2, w3) = (
+        loss(&with_label_weight(2.0), 1.0),
+        loss(&with_label_weight(3.0), 1.0),
+    );
+    assert!(
+        w2 > l1,
+        "the label's weight multiplies its NLL: {w2} vs {l1}"
+    );
+    assert!(
+        ((w3 - l1) - 2.0 * (w2 - l1)).abs() <= 1e-6 * l1.abs(),
+        "{l1} {w2} {w3}"
+    );
+}

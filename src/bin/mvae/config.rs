@@ -156,6 +156,9 @@ pub struct TrainSection {
     /// Dynamic binarisation of the image modalities: fresh Bernoulli pixels every training
     /// batch, the test set binarised once with a fixed seed.
     pub binarize: bool,
+    /// Keep the model of the epoch with the lowest test loss after the KL warm-up in
+    /// best.safetensors.
+    pub keep_best: bool,
 }
 
 impl Default for TrainSection {
@@ -171,6 +174,7 @@ impl Default for TrainSection {
             estimator: Estimator::Elbo,
             seed: 0,
             binarize: false,
+            keep_best: false,
         }
     }
 }

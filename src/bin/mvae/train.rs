@@ -24,6 +24,8 @@ use crate::{data, pictures, Common};
 
 /// The training checkpoint in a run directory.
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
+/// The model of the epoch with the lowest test loss after the KL warm-up (`--keep-best`).
+pub const BEST: &str = "best.safetensors";
 /// The resolved configuration in a run directory.
 pub const CONFIG: &str = "config.toml";
 /// The per-epoch metrics in a run directory.
@@ -189,6 +191,12 @@ pub struct TrainArgs {
     /// Bernoulli targets carry each grey pixel's entropy).
     #[arg(long)]
     binarize: bool,
+    /// Keep the model of the epoch with the lowest test loss (MVAE's evaluation loss, logged
+    /// per epoch as test_loss) among the epochs after the KL warm-up, from warm-up + 2 on as
+    /// MultiVae chooses, in best.safetensors beside the checkpoint (for comparison with
+    /// results chosen that way: it selects on the test set).
+    #[arg(long)]
+    keep_best: bool,
     /// Do not draw pictures at the end.
     #[arg(long)]
     no_pictures: bool,
@@ -238,6 +246,7 @@ impl TrainArgs {
             ("--estimator", self.estimator.is_some()),
             ("--seed", self.seed.is_some()),
             ("--binarize", self.binarize),
+            ("--keep-best", self.keep_best),
         ];
         given
             .into_iter()
@@ -292,15 +301,17 @@ impl TrainArgs {
         t.estimator = self.estimator.unwrap_or(t.estimator);
         t.seed = self.seed.unwrap_or(t.seed);
         t.binarize |= self.binarize;
+        t.keep_best |= self.keep_best;
     }
 }
 
 /// What `train` and `eval` write into a run directory. `train --force` removes these from an
 /// old run before it starts, so no result of the old run stays beside the new one; other files
 /// in the folder are left alone.
-pub const RUN_FILES: [&str; 5] = [
+pub const RUN_FILES: [&str; 6] = [
     CONFIG,
     CHECKPOINT,
+    BEST,
     METRICS,
     crate::eval::EVAL_JSON,
     "pictures",
@@ -513,6 +524,10 @@ fn train_on<const L: usize, D: Backend>(
             dir.display()
         );
     }
+    // `--keep-best`: the epochs after the warm-up, from warm-up + 2 on (MultiVae's
+    // start_keep_best_epoch is warm-up + 1 and excluded), and the best of those logged so far.
+    let first_best = cfg.anneal_epochs().floor() as usize + 2;
+    let mut best = best_epoch(&history, first_best);
     while trainer.epochs_done() < cfg.train.epochs {
         let e = trainer.epochs_done() + 1;
         let steps = prepared.train.len().div_ceil(cfg.train.batch_size.max(1));
@@ -534,14 +549,27 @@ fn train_on<const L: usize, D: Backend>(
         })?;
         pb.finish_and_clear();
         let test_elbo = eval::elbo(&trainer.model, &prepared.test, Subset::all(m), e as u64)?;
+        let test_loss = eval::test_loss(&trainer.model, &prepared.test, cfg.train.beta, e as u64)?;
+        if cfg.train.keep_best && e >= first_best && best.is_none_or(|(_, b)| test_loss < b) {
+            trainer.model.save(dir.join(BEST))?;
+            best = Some((e, test_loss));
+        }
         trainer.save(&ckpt)?;
-        history.push(Epoch { metrics, test_elbo });
+        history.push(Epoch {
+            metrics,
+            test_elbo,
+            test_loss: Some(test_loss),
+        });
         write_metrics(&dir.join(METRICS), &history)?;
         if !common.json {
             let h = history.last().expect("just pushed");
             eprintln!(
-                "epoch {e}: loss {:.2}, beta {:.3}, test ELBO {:.2} ({:.0} samples/s)",
-                h.metrics.loss, h.metrics.beta, h.test_elbo, h.metrics.samples_per_second
+                "epoch {e}: loss {:.2}, beta {:.3}, test ELBO {:.2}, test loss {:.2} ({:.0} samples/s)",
+                h.metrics.loss,
+                h.metrics.beta,
+                h.test_elbo,
+                test_loss,
+                h.metrics.samples_per_second
             );
         }
     }
@@ -560,6 +588,12 @@ fn train_on<const L: usize, D: Backend>(
         "contrastive": trainer.model.config().contrastive,
         "contrastive_input": trainer.model.config().contrastive_input.name(),
         "binarize": trainer.config().binarize,
+        "test_loss": last.and_then(|h| h.test_loss),
+        "best": best.map(|(epoch, test_loss)| serde_json::json!({
+            "epoch": epoch,
+            "test_loss": test_loss,
+            "checkpoint": dir.join(BEST),
+        })),
         "temperature": trainer.model.contrastive_temperature(),
         "epochs": trainer.epochs_done(),
         "steps": trainer.steps(),
@@ -595,6 +629,22 @@ pub struct Epoch {
     pub metrics: EpochMetrics,
     /// Joint ELBO per test sample after the epoch.
     pub test_elbo: f64,
+    /// MVAE's evaluation loss on the test set after the epoch, at full KL weight
+    /// ([`eval::test_loss`]; absent from the metrics of older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_loss: Option<f64>,
+}
+
+/// The epoch from `first` on with the lowest test loss, and that loss.
+fn best_epoch(history: &[Epoch], first: usize) -> Option<(usize, f64)> {
+    history
+        .iter()
+        .filter(|h| h.metrics.epoch >= first)
+        .filter_map(|h| Some((h.metrics.epoch, h.test_loss?)))
+        .fold(None, |best, (e, l)| match best {
+            Some((_, b)) if b <= l => best,
+            _ => Some((e, l)),
+        })
 }
 
 /// Reads `metrics.jsonl` (empty if absent).
