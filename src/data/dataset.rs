@@ -266,6 +266,47 @@ impl MultimodalDataset {
         Ok(out)
     }
 
+    /// A copy where a seeded `share` of the samples that have every modality keep them all
+    /// (paired) and each of the others keeps one of its modalities, chosen uniformly (the
+    /// others marked absent, values zeroed): weak supervision, as the MVAE paper measures it.
+    /// Samples that already lack a modality keep one of those they have. The paired samples
+    /// are `round(share * complete)` of the complete ones, the same for the same `seed`.
+    ///
+    /// # Errors
+    /// A `share` outside `[0, 1]`.
+    pub fn with_paired_share(&self, share: f64, seed: u64) -> Result<MultimodalDataset> {
+        if !(0.0..=1.0).contains(&share) {
+            return Err(DataError::Dataset(format!(
+                "paired share {share} is not in [0, 1]"
+            )));
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let complete: Vec<usize> = (0..self.len)
+            .filter(|&s| self.columns.iter().all(|c| c.present[s]))
+            .collect();
+        let keep = ((complete.len() as f64) * share).round() as usize;
+        let mut paired = vec![false; self.len];
+        for &s in complete.choose_multiple(&mut rng, keep) {
+            paired[s] = true;
+        }
+        let mut out = self.clone();
+        for s in (0..self.len).filter(|&s| !paired[s]) {
+            let have: Vec<usize> = (0..out.columns.len())
+                .filter(|&c| out.columns[c].present[s])
+                .collect();
+            let Some(&kept) = have.choose(&mut rng) else {
+                continue;
+            };
+            for (c, col) in out.columns.iter_mut().enumerate() {
+                if c != kept {
+                    col.present[s] = false;
+                    col.values[s * col.dim..(s + 1) * col.dim].fill(0.0);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// A copy where each modality of each sample is dropped (marked absent,
     /// values zeroed) with the probability given for its column in `rates`
     /// (columns not named keep their presence). A sample never loses every
@@ -316,6 +357,35 @@ impl MultimodalDataset {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// `with_paired_share`: the share of complete samples keeps every column, each other
+    /// sample exactly one, its values untouched; seeded; 0 and 1 at the ends; a bad share is
+    /// refused.
+    #[test]
+    fn paired_share_keeps_that_many_pairs_and_one_modality_elsewhere() {
+        let data = toy(200);
+        for share in [0.0, 0.1, 0.25, 1.0] {
+            let out = data.with_paired_share(share, 4).unwrap();
+            assert_eq!(out, data.with_paired_share(share, 4).unwrap(), "seeded");
+            let kept = |s: usize| out.columns.iter().filter(|c| c.present[s]).count();
+            let paired = (0..200).filter(|&s| kept(s) == 3).count();
+            assert_eq!(paired, (200.0 * share).round() as usize, "share {share}");
+            assert!((0..200).all(|s| kept(s) == 3 || kept(s) == 1));
+            for (c, orig) in out.columns.iter().zip(&data.columns) {
+                for s in 0..200 {
+                    let v = &c.values[s * c.dim..(s + 1) * c.dim];
+                    if c.present[s] {
+                        assert_eq!(v, &orig.values[s * c.dim..(s + 1) * c.dim]);
+                    } else {
+                        assert!(v.iter().all(|&x| x == 0.0));
+                    }
+                }
+            }
+        }
+        let other = data.with_paired_share(0.1, 5).unwrap();
+        assert_ne!(other, data.with_paired_share(0.1, 4).unwrap());
+        assert!(data.with_paired_share(1.5, 0).is_err());
+    }
 
     pub(crate) fn toy(n: usize) -> MultimodalDataset {
         DatasetBuilder::new()

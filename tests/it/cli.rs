@@ -741,6 +741,34 @@ fn keep_best_keeps_the_epoch_with_the_lowest_test_loss() {
     assert!(eval["likelihoods"].is_array(), "{eval}");
 }
 
+/// `--paired SHARE` trains on partly paired data and is stored; a share outside [0, 1] is
+/// refused naming it.
+#[test]
+fn paired_share_is_stored_and_checked() {
+    let dir = scratch("paired");
+    let mut args = vec![
+        "train",
+        "--epochs",
+        "1",
+        "--paired",
+        "0.1",
+        "--no-pictures",
+        "--out",
+        dir.to_str().unwrap(),
+    ];
+    args.extend(TINY);
+    ok_json(&args);
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(config.contains("paired = 0.1"), "{config}");
+    let bad = scratch("paired_bad");
+    let mut args = vec!["train", "--paired", "1.5", "--out", bad.to_str().unwrap()];
+    args.extend(TINY);
+    let out = mvae(&args);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("paired") && err.contains("1.5"), "{err}");
+}
+
 /// `embed` takes the user's own data: a folder of paired files (rows named by their ids, the
 /// posterior mean the same as from the same values in a CSV table), and a CSV table (row
 /// indices, only the rows that have the given modality).

@@ -51,6 +51,9 @@ pub struct DataConfig {
     pub test_fraction: f64,
     /// Share of training samples from which each named modality is hidden.
     pub missing: BTreeMap<String, f64>,
+    /// Share of training samples that keep every modality (weak supervision); each of the
+    /// others keeps one, chosen at random. None: all paired.
+    pub paired: Option<f64>,
 }
 
 impl Default for DataConfig {
@@ -64,6 +67,7 @@ impl Default for DataConfig {
             test_limit: None,
             test_fraction: 0.2,
             missing: BTreeMap::new(),
+            paired: None,
         }
     }
 }
@@ -289,6 +293,9 @@ impl RunConfig {
             if !(0.0..=1.0).contains(rate) {
                 bail!("missing rate {rate} of {name} must be in [0, 1]");
             }
+        }
+        if let Some(p) = self.data.paired.filter(|p| !(0.0..=1.0).contains(p)) {
+            bail!("paired share {p} must be in [0, 1]");
         }
         let anneal = self.anneal_epochs();
         if !(anneal >= 0.0 && anneal.is_finite()) {

@@ -157,6 +157,10 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared> {
         }
         p.test = p.test.binarized(&names, BINARIZED_TEST_SEED)?;
     }
+    if let Some(share) = d.paired {
+        // Only the modalities unpair (PolyMNIST's class column stays with every sample).
+        p.train = unpaired(&p.train, &p.specs, share, cfg.train.seed ^ 0x7061_6972)?;
+    }
     if !d.missing.is_empty() {
         // Only modalities can be hidden (PolyMNIST's class column is not one).
         let names: Vec<&str> = p.specs.iter().map(|s| s.name()).collect();
@@ -186,6 +190,30 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared> {
         p.train = p.train.make_partial(&rates, cfg.train.seed ^ 0x6d69_7373)?;
     }
     Ok(p)
+}
+
+/// `data` with a `share` of its samples paired and the others keeping one modality of
+/// `specs` ([`MultimodalDataset::with_paired_share`]); other columns (a class kept for
+/// evaluation) stay.
+fn unpaired(
+    data: &MultimodalDataset,
+    specs: &[ModalitySpec],
+    share: f64,
+    seed: u64,
+) -> Result<MultimodalDataset> {
+    let names: Vec<&str> = specs.iter().map(|s| s.name()).collect();
+    let extra: Vec<&str> = data
+        .names()
+        .into_iter()
+        .filter(|n| !names.contains(n))
+        .collect();
+    if extra.is_empty() {
+        return Ok(data.with_paired_share(share, seed)?);
+    }
+    bail!(
+        "--paired needs data whose columns are all modalities; this data also has {}",
+        extra.join(", ")
+    )
 }
 
 /// The seed that binarises a test set once (`--binarize`): fixed, so that runs of any seed

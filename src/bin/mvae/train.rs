@@ -93,6 +93,11 @@ pub struct TrainArgs {
     /// Hide a modality from this share of training samples, e.g. `--missing label=0.5`.
     #[arg(long, value_name = "NAME=RATE", value_parser = config::key_value::<f64>)]
     missing: Vec<(String, f64)>,
+    /// Weak supervision: keep every modality in this share of the training samples (seeded)
+    /// and only one, chosen at random, in each of the others, e.g. `--paired 0.1` (the MVAE
+    /// paper's curve: 0.01 to 1). Applied before --missing.
+    #[arg(long, value_name = "SHARE")]
+    paired: Option<f64>,
     /// Latent size (2, 8, 16, 32, 64 or 128; default 64 for mnist and av-digits, 32 for
     /// polymnist, 8 for csv and for av-digits with --aggregation poe).
     #[arg(long, value_name = "N")]
@@ -216,6 +221,7 @@ impl TrainArgs {
             ("--limit", self.limit.is_some()),
             ("--test-limit", self.test_limit.is_some()),
             ("--missing", !self.missing.is_empty()),
+            ("--paired", self.paired.is_some()),
             ("--latent", self.latent.is_some()),
             ("--encoder-hidden", self.encoder_hidden.is_some()),
             ("--decoder-hidden", self.decoder_hidden.is_some()),
@@ -273,6 +279,7 @@ impl TrainArgs {
         d.limit = self.limit.or(d.limit);
         d.test_limit = self.test_limit.or(d.test_limit);
         d.missing.extend(self.missing.iter().cloned());
+        d.paired = self.paired.or(d.paired);
         let m = &mut cfg.model;
         m.latent = self.latent.or(m.latent);
         if let Some(s) = &self.encoder_hidden {
