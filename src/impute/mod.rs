@@ -6,6 +6,8 @@
 //! every other modality. [`impute`] does this for a whole data set, [`generate`] for one set of
 //! given values, several samples at a time.
 
+pub mod baseline;
+
 use dfdx::prelude::*;
 
 use crate::backend::{Backend, Latent};
