@@ -63,6 +63,28 @@ struct Args {
     /// Training epochs of the VAE per mask
     #[arg(long, default_value_t = 200, value_parser = at_least_one)]
     epochs: usize,
+    /// Also write each scaled table (<table>.csv) and mask (<table>_<rate>_<seed>.csv, 1 =
+    /// visible) into this folder, for outside references on the same masks
+    /// (benches/reference/iterative_impute.py)
+    #[arg(long, value_name = "DIR")]
+    masks_out: Option<std::path::PathBuf>,
+}
+
+/// Writes `rows` of `cols` values as a CSV file with `header`.
+fn write_rows<T: std::fmt::Display>(
+    path: &std::path::Path,
+    header: &[String],
+    values: &[T],
+) -> Result<()> {
+    let mut text = header.join(",");
+    text.push('\n');
+    for row in values.chunks(header.len()) {
+        let cells: Vec<String> = row.iter().map(|v| v.to_string()).collect();
+        text.push_str(&cells.join(","));
+        text.push('\n');
+    }
+    mvae::data::atomic::write_bytes(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// A table's numeric columns, min-max scaled to [0, 1].
@@ -237,12 +259,25 @@ fn main() -> Result<()> {
         let table = read_table(&dir.join(format!("{name}.csv")), name)?;
         let cols = table.header.len();
         let rows = table.cells.len() / cols;
+        if let Some(out) = &args.masks_out {
+            std::fs::create_dir_all(out)?;
+            write_rows(
+                &out.join(format!("{name}.csv")),
+                &table.header,
+                &table.cells,
+            )?;
+        }
         for &rate in &args.rates {
             // Per method: the RMSE of each mask and the seconds in all.
             let mut scores: Vec<(Vec<f64>, f64)> = vec![(Vec::new(), 0.0); 3];
             for m in 0..args.masks {
                 let seed = args.run.seed + m as u64;
                 let visible = mask(rows, cols, rate, seed);
+                if let Some(out) = &args.masks_out {
+                    let flags: Vec<u8> = visible.iter().map(|&v| u8::from(v)).collect();
+                    let file = out.join(format!("{name}_{rate}_{seed}.csv"));
+                    write_rows(&file, &table.header, &flags)?;
+                }
                 let hidden: Vec<bool> = visible.iter().map(|v| !v).collect();
                 let cells = Cells::new(cols, table.cells.clone(), visible)?;
                 let mut time = |i: usize, f: &mut dyn FnMut() -> Result<Vec<f64>>| -> Result<()> {

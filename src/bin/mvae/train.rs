@@ -586,6 +586,12 @@ fn train_on<const L: usize, D: Backend>(
         Vec::new()
     };
     let last = history.last();
+    let warnings: Vec<String> = last.and_then(collapsed).into_iter().collect();
+    if !common.json {
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
+    }
     let summary = serde_json::json!({
         "run": dir,
         "checkpoint": ckpt,
@@ -595,6 +601,7 @@ fn train_on<const L: usize, D: Backend>(
         "contrastive": trainer.model.config().contrastive,
         "contrastive_input": trainer.model.config().contrastive_input.name(),
         "binarize": trainer.config().binarize,
+        "warnings": warnings,
         "test_loss": last.and_then(|h| h.test_loss),
         "best": best.map(|(epoch, test_loss)| serde_json::json!({
             "epoch": epoch,
@@ -640,6 +647,25 @@ pub struct Epoch {
     /// ([`eval::test_loss`]; absent from the metrics of older runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_loss: Option<f64>,
+}
+
+/// The joint posterior's KL to the prior (nats per sample) below which `train` warns that the
+/// posterior has collapsed: it then barely depends on the data.
+const COLLAPSED_KL: f64 = 0.01;
+
+/// A warning where the joint posterior of `epoch` has collapsed onto the prior: every sample
+/// then encodes to about the same latent, and generation and imputation give each
+/// modality's average whatever is given.
+fn collapsed(epoch: &Epoch) -> Option<String> {
+    let joint = epoch.metrics.terms.iter().find(|t| t.name == "joint")?;
+    (joint.kl < COLLAPSED_KL).then(|| {
+        format!(
+            "the posterior has collapsed: its KL to the prior is {:.2e} nats per sample after \
+             epoch {}, so it barely depends on the data and imputation will give each column's \
+             average; try a smaller latent, KL annealing (--anneal-epochs), or more epochs",
+            joint.kl, epoch.metrics.epoch
+        )
+    })
 }
 
 /// The epoch from `first` on with the lowest test loss, and that loss.
@@ -756,6 +782,29 @@ mod tests {
 
     /// Mutated `config.toml` files give an error or a configuration that every later step
     /// (validation, the model and training settings, writing it back) accepts; none panics.
+    /// `train` warns where the joint posterior's KL is near 0 (a collapsed posterior), not
+    /// where it is not, nor without a joint term.
+    #[test]
+    fn a_collapsed_posterior_is_named() {
+        let epoch = |kl: f64, name: &str| Epoch {
+            metrics: EpochMetrics {
+                epoch: 7,
+                terms: vec![mvae::train::TermMetrics {
+                    name: name.into(),
+                    kl,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            test_elbo: 0.0,
+            test_loss: None,
+        };
+        let w = collapsed(&epoch(9e-7, "joint")).unwrap();
+        assert!(w.contains("collapsed") && w.contains("epoch 7"), "{w}");
+        assert!(collapsed(&epoch(2.5, "joint")).is_none());
+        assert!(collapsed(&epoch(0.0, "image")).is_none());
+    }
+
     #[test]
     fn mutated_config_toml_is_an_error_or_a_valid_config() {
         let mut rich = RunConfig::default();
