@@ -27,7 +27,7 @@ impl Cells {
             what: "table".into(),
             reason,
         };
-        if cols == 0 || values.len() != observed.len() || values.len() % cols != 0 {
+        if cols == 0 || values.len() != observed.len() || !values.len().is_multiple_of(cols) {
             return Err(bad(format!(
                 "{} values and {} flags are not whole rows of {cols} columns",
                 values.len(),
