@@ -63,6 +63,12 @@ struct Args {
     /// Training epochs of the VAE per mask
     #[arg(long, default_value_t = 200, value_parser = at_least_one)]
     epochs: usize,
+    /// Hidden layer sizes of each column's encoder and decoder, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "32")]
+    hidden: Vec<usize>,
+    /// Latent samples per data point and term in training (IWAE bound above 1)
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
+    samples: usize,
     /// Also write each scaled table (<table>.csv) and mask (<table>_<rate>_<seed>.csv, 1 =
     /// visible) into this folder, for outside references on the same masks
     /// (benches/reference/iterative_impute.py)
@@ -164,6 +170,8 @@ struct Vae<'a> {
     header: &'a [String],
     cells: &'a Cells,
     epochs: usize,
+    hidden: &'a [usize],
+    samples: usize,
     seed: u64,
     out: &'a mut Vec<f64>,
 }
@@ -209,8 +217,8 @@ impl OnDevice for Vae<'_> {
             builder = builder.column_with_mask(name, 1, values, present);
             specs.push(
                 ModalitySpec::new(Continuous::new(name, 1, Variance::Learned))
-                    .encoder_hidden(&[32])
-                    .decoder_hidden(&[32]),
+                    .encoder_hidden(self.hidden)
+                    .decoder_hidden(self.hidden),
             );
         }
         let data = builder.build()?;
@@ -221,6 +229,10 @@ impl OnDevice for Vae<'_> {
             ..TrainConfig::default()
         };
         cfg.anneal_over_epochs((self.epochs / 4) as f64, rows);
+        if self.samples > 1 {
+            cfg.objective.samples = self.samples;
+            cfg.objective.estimator = mvae::objective::Estimator::Iwae;
+        }
         let mut trainer = Trainer::new(model, cfg)?;
         for _ in 0..self.epochs {
             trainer.fit_epoch(&data, |_| {})?;
@@ -297,6 +309,8 @@ fn main() -> Result<()> {
                         header: &table.header,
                         cells: &cells,
                         epochs: args.epochs,
+                        hidden: &args.hidden,
+                        samples: args.samples,
                         seed,
                         out: &mut out,
                     })?;
