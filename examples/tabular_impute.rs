@@ -6,23 +6,28 @@
 //! MVAE_DATA=../shared/data cargo run --release --example tabular_impute -- --tables wine --rates 0.3 --json
 //! ```
 //!
-//! For each table of `DIR/tabular` (`breast_cancer`, `diabetes`, `wine`; their numeric columns,
-//! a word column such as the class is left out), each missing rate and each seeded mask:
+//! For each table of `DIR/tabular` (`breast_cancer`, `diabetes`, `wine`: their numeric columns
+//! and, where one has it, a class column of words such as `malignant`), each missing rate and
+//! each seeded mask:
 //!
-//! 1. every column is min-max scaled to `[0, 1]` over the whole table;
-//! 2. each cell is hidden with the rate's probability (a row never loses every cell: where the
-//!    draws would hide all of them, one chosen at random stays);
-//! 3. the hidden cells are filled by the column means ([`baseline::mean`]), by the `k = 5`
-//!    nearest rows ([`baseline::knn`], scikit-learn's `KNNImputer`), and by a multimodal VAE
-//!    with one modality per column (a Gaussian of learned variance per column, standardised
-//!    on its visible cells; the product of experts leaves a hidden cell out), trained on the
-//!    masked table and imputing from the posterior mean of each row's visible cells;
-//! 4. each method's score is the root mean squared error of the hidden cells, on the `[0, 1]`
-//!    scale.
+//! 1. every numeric column is min-max scaled to `[0, 1]` over the whole table;
+//! 2. each numeric cell is hidden with the rate's probability (a row never loses every one:
+//!    where the draws would hide all of them, one chosen at random stays), and each class
+//!    cell with the same probability, from a stream of its own;
+//! 3. the hidden cells are filled by the column means and the most frequent visible class
+//!    ([`baseline::mean`]), by the `k = 5` nearest rows ([`baseline::knn`], scikit-learn's
+//!    `KNNImputer`; for the class, the vote of the nearest rows whose class is visible), and
+//!    by a multimodal VAE with one modality per column (a Gaussian of learned variance per
+//!    numeric column, standardised on its visible cells; a categorical one for the class; the
+//!    product of experts leaves a hidden cell out), trained on the masked table and imputing
+//!    from the posterior mean of each row's visible cells;
+//! 4. each method's score is the root mean squared error of the hidden numeric cells, on the
+//!    `[0, 1]` scale, and the accuracy of its hidden classes.
 //!
-//! Prints a table of RMSE (mean over the masks) and seconds per method, or with `--json` one
-//! JSON line per table and rate: `table`, `rows`, `columns`, `rate`, `masks`, and per method
-//! (`mean`, `knn`, `mvae`) its `rmse` (mean), `rmse_per_mask` and `seconds`.
+//! Prints a table of RMSE and class accuracy (means over the masks) and seconds per method, or
+//! with `--json` one JSON line per table and rate: `table`, `rows`, `columns`, `class`, `rate`,
+//! `masks`, and per method (`mean`, `knn`, `mvae`) its `rmse` (mean), `rmse_per_mask`,
+//! `class_accuracy` and `seconds`.
 //!
 //! Data: `--data DIR` or `MVAE_DATA`, a folder with `tabular/` (the repository's sample has
 //! none; see `../shared/data/README`).
@@ -93,12 +98,25 @@ fn write_rows<T: std::fmt::Display>(
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// A table's numeric columns, min-max scaled to [0, 1].
+/// A table's numeric columns, min-max scaled to [0, 1], and its class column, if any.
 struct Scaled {
     name: String,
     header: Vec<String>,
     cells: Vec<f64>,
+    class: Option<Class>,
 }
+
+/// A column of words with few distinct values: a class per row.
+struct Class {
+    name: String,
+    /// The classes, in order of first appearance.
+    names: Vec<String>,
+    /// Each row's class.
+    of_row: Vec<usize>,
+}
+
+/// The most distinct words a column may have to be taken as a class column.
+const MAX_CLASSES: usize = 20;
 
 fn read_table(path: &std::path::Path, name: &str) -> Result<Scaled> {
     let mut reader =
@@ -142,10 +160,34 @@ fn read_table(path: &std::path::Path, name: &str) -> Result<Scaled> {
             cells[i * numeric.len() + j] = (v - lo) / span;
         }
     }
+    // The first other column with few distinct words is the class.
+    let class = (0..header.len())
+        .filter(|c| !numeric.contains(c))
+        .find_map(|c| {
+            let mut names: Vec<String> = Vec::new();
+            let mut of_row = Vec::with_capacity(n);
+            for r in &rows {
+                let w = r.get(c)?.trim().to_string();
+                let i = match names.iter().position(|x| *x == w) {
+                    Some(i) => i,
+                    None => {
+                        names.push(w);
+                        names.len() - 1
+                    }
+                };
+                of_row.push(i);
+            }
+            (names.len() >= 2 && names.len() <= MAX_CLASSES).then(|| Class {
+                name: header[c].clone(),
+                names,
+                of_row,
+            })
+        });
     Ok(Scaled {
         name: name.to_string(),
         header: numeric.iter().map(|&c| header[c].clone()).collect(),
         cells,
+        class,
     })
 }
 
@@ -169,6 +211,10 @@ fn mask(rows: usize, cols: usize, rate: f64, seed: u64) -> Vec<bool> {
 struct Vae<'a> {
     header: &'a [String],
     cells: &'a Cells,
+    /// The class column: its name, class count, each row's class and whether it is visible.
+    class: Option<(&'a str, usize, &'a [usize], &'a [bool])>,
+    /// Where the class of each row goes (the visible ones copied, the hidden ones filled).
+    classes_out: &'a mut Vec<usize>,
     epochs: usize,
     hidden: &'a [usize],
     samples: usize,
@@ -221,6 +267,19 @@ impl OnDevice for Vae<'_> {
                     .decoder_hidden(self.hidden),
             );
         }
+        if let Some((name, k, of_row, visible)) = self.class {
+            let values: Vec<f32> = of_row
+                .iter()
+                .zip(visible)
+                .map(|(&c, &v)| if v { c as f32 } else { 0.0 })
+                .collect();
+            builder = builder.column_with_mask(name, 1, values, visible.to_vec());
+            specs.push(
+                ModalitySpec::new(mvae::Label::new(name, k))
+                    .encoder_hidden(self.hidden)
+                    .decoder_hidden(self.hidden),
+            );
+        }
         let data = builder.build()?;
         let model = Mvae::<8, D>::new(&ModelConfig::new(specs), &dev, self.seed)?;
         let mut cfg = TrainConfig {
@@ -238,6 +297,10 @@ impl OnDevice for Vae<'_> {
             trainer.fit_epoch(&data, |_| {})?;
         }
         let (filled, _) = mvae::impute::impute(&trainer.model, &data)?;
+        if let Some((name, _, _, _)) = self.class {
+            let col = filled.column(name).context("imputed class")?;
+            *self.classes_out = col.values().iter().map(|&v| v as usize).collect();
+        }
         for (c, name) in self.header.iter().enumerate() {
             let col = filled.column(name).context("imputed column")?;
             for r in 0..rows {
@@ -264,8 +327,11 @@ fn main() -> Result<()> {
     }
     let dir = args.run.data_root().join("tabular");
     if !args.run.json {
-        println!("| table | rate | mean RMSE | kNN RMSE | mvae RMSE | mean s | kNN s | mvae s |");
-        println!("|---|---|---|---|---|---|---|---|");
+        println!(
+            "| table | rate | mean RMSE | kNN RMSE | mvae RMSE | mode acc | kNN acc | mvae acc \
+             | mean s | kNN s | mvae s |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
     }
     for name in &args.tables {
         let table = read_table(&dir.join(format!("{name}.csv")), name)?;
@@ -282,6 +348,8 @@ fn main() -> Result<()> {
         for &rate in &args.rates {
             // Per method: the RMSE of each mask and the seconds in all.
             let mut scores: Vec<(Vec<f64>, f64)> = vec![(Vec::new(), 0.0); 3];
+            // Per method: the class accuracy of each mask (tables with a class column).
+            let mut accuracy: Vec<Vec<f64>> = vec![Vec::new(); 3];
             for m in 0..args.masks {
                 let seed = args.run.seed + m as u64;
                 let visible = mask(rows, cols, rate, seed);
@@ -292,37 +360,112 @@ fn main() -> Result<()> {
                 }
                 let hidden: Vec<bool> = visible.iter().map(|v| !v).collect();
                 let cells = Cells::new(cols, table.cells.clone(), visible)?;
-                let mut time = |i: usize, f: &mut dyn FnMut() -> Result<Vec<f64>>| -> Result<()> {
+                // The class hidden at the same rate, from a stream of its own (the numeric
+                // masks stay those of the tables without a class).
+                let class_visible: Vec<bool> = {
+                    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x636c_6173);
+                    (0..rows).map(|_| rng.gen::<f64>() >= rate).collect()
+                };
+                // Each method fills the numbers and, with a class column, the classes.
+                type Filled = (Vec<f64>, Vec<usize>);
+                let mut time = |i: usize, f: &mut dyn FnMut() -> Result<Filled>| -> Result<()> {
                     let t = std::time::Instant::now();
-                    let filled = f()?;
+                    let (filled, classes) = f()?;
                     scores[i].1 += t.elapsed().as_secs_f64();
                     scores[i]
                         .0
                         .push(baseline::rmse(&filled, &table.cells, &hidden));
+                    if let Some(c) = &table.class {
+                        let hits: Vec<bool> = (0..rows)
+                            .filter(|&r| !class_visible[r])
+                            .map(|r| classes[r] == c.of_row[r])
+                            .collect();
+                        if !hits.is_empty() {
+                            let right = hits.iter().filter(|&&h| h).count();
+                            accuracy[i].push(right as f64 / hits.len() as f64);
+                        }
+                    }
                     Ok(())
                 };
-                time(0, &mut || Ok(baseline::mean(&cells)))?;
-                time(1, &mut || Ok(baseline::knn(&cells, args.k)))?;
+                // Baselines for the class: the most frequent visible class, and the vote of
+                // the k nearest rows (by the numbers) whose class is visible.
+                let visible_class = |r: usize| class_visible[r];
+                let mode = || -> Vec<usize> {
+                    let Some(c) = &table.class else {
+                        return Vec::new();
+                    };
+                    let mut counts = vec![0usize; c.names.len()];
+                    for r in (0..rows).filter(|&r| visible_class(r)) {
+                        counts[c.of_row[r]] += 1;
+                    }
+                    let top = (0..counts.len()).max_by_key(|&i| (counts[i], usize::MAX - i));
+                    let top = top.unwrap_or(0);
+                    (0..rows)
+                        .map(|r| if visible_class(r) { c.of_row[r] } else { top })
+                        .collect()
+                };
+                let vote = || -> Vec<usize> {
+                    let Some(c) = &table.class else {
+                        return Vec::new();
+                    };
+                    let fallback = mode();
+                    (0..rows)
+                        .map(|r| {
+                            if visible_class(r) {
+                                return c.of_row[r];
+                            }
+                            let near = baseline::neighbours(&cells, r, args.k, visible_class);
+                            let mut counts = vec![0usize; c.names.len()];
+                            for o in &near {
+                                counts[c.of_row[*o]] += 1;
+                            }
+                            (0..counts.len())
+                                .max_by_key(|&i| (counts[i], usize::MAX - i))
+                                .filter(|_| !near.is_empty())
+                                .unwrap_or(fallback[r])
+                        })
+                        .collect()
+                };
+                time(0, &mut || Ok((baseline::mean(&cells), mode())))?;
+                time(1, &mut || Ok((baseline::knn(&cells, args.k), vote())))?;
                 time(2, &mut || {
                     let mut out = cells.values.clone();
+                    let mut classes = Vec::new();
                     args.run.on_device(Vae {
                         header: &table.header,
                         cells: &cells,
+                        class: table.class.as_ref().map(|c| {
+                            (
+                                c.name.as_str(),
+                                c.names.len(),
+                                c.of_row.as_slice(),
+                                class_visible.as_slice(),
+                            )
+                        }),
+                        classes_out: &mut classes,
                         epochs: args.epochs,
                         hidden: &args.hidden,
                         samples: args.samples,
                         seed,
                         out: &mut out,
                     })?;
-                    Ok(out)
+                    Ok((out, classes))
                 })?;
             }
             let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            let acc = |i: usize| {
+                if accuracy[i].is_empty() {
+                    "-".to_string()
+                } else {
+                    format!("{:.3}", mean(&accuracy[i]))
+                }
+            };
             if args.run.json {
                 let method = |i: usize| {
                     serde_json::json!({
                         "rmse": mean(&scores[i].0),
                         "rmse_per_mask": scores[i].0,
+                        "class_accuracy": (!accuracy[i].is_empty()).then(|| mean(&accuracy[i])),
                         "seconds": scores[i].1,
                     })
                 };
@@ -334,6 +477,7 @@ fn main() -> Result<()> {
                         "columns": cols,
                         "rate": rate,
                         "masks": args.masks,
+                        "class": table.class.as_ref().map(|c| &c.name),
                         "epochs": args.epochs,
                         "mean": method(0),
                         "knn": method(1),
@@ -342,11 +486,14 @@ fn main() -> Result<()> {
                 );
             } else {
                 println!(
-                    "| {} | {rate} | {:.4} | {:.4} | {:.4} | {:.2} | {:.2} | {:.1} |",
+                    "| {} | {rate} | {:.4} | {:.4} | {:.4} | {} | {} | {} | {:.2} | {:.2} | {:.1} |",
                     table.name,
                     mean(&scores[0].0),
                     mean(&scores[1].0),
                     mean(&scores[2].0),
+                    acc(0),
+                    acc(1),
+                    acc(2),
                     scores[0].1,
                     scores[1].1,
                     scores[2].1

@@ -80,38 +80,23 @@ pub fn mean(cells: &Cells) -> Vec<f64> {
 }
 
 /// The table with every missing cell `(r, c)` set to the mean of column `c` over the `k` rows
-/// nearest to `r` among those that observe `c`, by scikit-learn's `nan_euclidean` distance:
-/// the Euclidean distance over the columns both rows observe, scaled by `sqrt(cols / shared)`.
-/// Rows that share no observed column with `r` are not neighbours; a cell without any
-/// neighbour gets its column's mean (as `KNNImputer` does). Observed cells pass through.
+/// nearest to `r` among those that observe `c` ([`neighbours`]); a cell without any
+/// neighbour gets its column's mean (as scikit-learn's `KNNImputer` does). Observed cells pass
+/// through.
 pub fn knn(cells: &Cells, k: usize) -> Vec<f64> {
     let means = cells.column_means();
-    let (rows, cols) = (cells.rows(), cells.cols);
-    // Distances from a row to every other, computed once per row that has a missing cell.
-    let mut dist: Vec<Option<f64>> = vec![None; rows];
-    let mut current = usize::MAX;
-    let mut order: Vec<usize> = Vec::with_capacity(rows);
+    let cols = cells.cols;
     let mut out = cells.values.clone();
-    for r in 0..rows {
-        for c in 0..cols {
-            if cells.observed[r * cols + c] {
-                continue;
-            }
-            if current != r {
-                for (o, d) in dist.iter_mut().enumerate() {
-                    *d = (o != r).then(|| nan_euclidean(cells, r, o)).flatten();
-                }
-                current = r;
-            }
-            order.clear();
-            order.extend((0..rows).filter(|&o| dist[o].is_some() && cells.observed[o * cols + c]));
-            order.sort_by(|&a, &b| {
-                dist[a]
-                    .partial_cmp(&dist[b])
-                    .expect("finite")
-                    .then(a.cmp(&b))
-            });
-            let near = &order[..order.len().min(k)];
+    for r in 0..cells.rows() {
+        let missing: Vec<usize> = (0..cols)
+            .filter(|&c| !cells.observed[r * cols + c])
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let dist = distances(cells, r);
+        for c in missing {
+            let near = nearest(&dist, k, |o| cells.observed[o * cols + c]);
             out[r * cols + c] = if near.is_empty() {
                 means[c]
             } else {
@@ -123,6 +108,33 @@ pub fn knn(cells: &Cells, k: usize) -> Vec<f64> {
         }
     }
     out
+}
+
+/// The `k` rows nearest to row `r` among those `donor` accepts, nearest first (ties to the
+/// earlier row), by scikit-learn's `nan_euclidean` distance: the Euclidean distance over the
+/// columns both rows observe, scaled by `sqrt(cols / shared)`. Rows that share no observed
+/// column with `r` are not neighbours.
+pub fn neighbours(cells: &Cells, r: usize, k: usize, donor: impl Fn(usize) -> bool) -> Vec<usize> {
+    nearest(&distances(cells, r), k, donor)
+}
+
+/// Row `r`'s distance to every other row (`None` to itself and to rows sharing no column).
+fn distances(cells: &Cells, r: usize) -> Vec<Option<f64>> {
+    (0..cells.rows())
+        .map(|o| (o != r).then(|| nan_euclidean(cells, r, o)).flatten())
+        .collect()
+}
+
+/// The `k` nearest of the rows with a distance that `donor` accepts.
+fn nearest(dist: &[Option<f64>], k: usize, donor: impl Fn(usize) -> bool) -> Vec<usize> {
+    let mut order: Vec<(f64, usize)> = dist
+        .iter()
+        .enumerate()
+        .filter_map(|(o, d)| Some((((*d)?), o)))
+        .filter(|&(_, o)| donor(o))
+        .collect();
+    order.sort_by(|a, b| a.0.partial_cmp(&b.0).expect("finite").then(a.1.cmp(&b.1)));
+    order.into_iter().take(k).map(|(_, o)| o).collect()
 }
 
 /// `sqrt(cols / shared * sum over shared columns of (a - b)^2)`, `None` if no column is
@@ -222,6 +234,16 @@ mod tests {
         assert_eq!(nan_euclidean(&none, 0, 1), None);
         // no neighbour sharing a column: the column mean
         assert_eq!(knn(&none, 5), mean(&none));
+    }
+
+    /// Neighbours come nearest first, among the donors only.
+    #[test]
+    fn neighbours_are_ordered_and_filtered() {
+        let cells = small();
+        // From row 3: row 2 (sqrt(200)), row 0 (sqrt(1800)); row 1 shares no column.
+        assert_eq!(neighbours(&cells, 3, 5, |_| true), vec![2, 0]);
+        assert_eq!(neighbours(&cells, 3, 5, |o| o != 2), vec![0]);
+        assert_eq!(neighbours(&cells, 3, 1, |_| true), vec![2]);
     }
 
     #[test]
