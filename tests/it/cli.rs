@@ -2129,11 +2129,11 @@ fn both_spellings_of_av_digits_are_read_from_toml() {
                 "--config",
                 cfg.to_str().unwrap(),
                 "--latent",
-                "20",
+                "24",
                 "--out",
                 dir.join("run").to_str().unwrap(),
             ],
-            "latent size 20 is not built into this tool",
+            "latent size 24 is not built into this tool",
         );
     }
     let text = std::fs::read_to_string(av_run().join("config.toml")).unwrap();

@@ -20,7 +20,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Latent sizes compiled into the tool (the latent size is a compile-time constant of the
 /// library's model type).
-pub const LATENT_SIZES: [usize; 6] = [2, 8, 16, 32, 64, 128];
+pub const LATENT_SIZES: [usize; 7] = [2, 8, 16, 20, 32, 64, 128];
 
 #[derive(Parser)]
 #[command(
@@ -102,6 +102,7 @@ macro_rules! dispatch {
             2 => $f::<2, _>($dev, $($arg),*),
             8 => $f::<8, _>($dev, $($arg),*),
             16 => $f::<16, _>($dev, $($arg),*),
+            20 => $f::<20, _>($dev, $($arg),*),
             32 => $f::<32, _>($dev, $($arg),*),
             64 => $f::<64, _>($dev, $($arg),*),
             128 => $f::<128, _>($dev, $($arg),*),

@@ -98,7 +98,7 @@ pub struct TrainArgs {
     /// paper's curve: 0.01 to 1). Applied before --missing.
     #[arg(long, value_name = "SHARE")]
     paired: Option<f64>,
-    /// Latent size (2, 8, 16, 32, 64 or 128; default 64 for mnist and av-digits, 32 for
+    /// Latent size (2, 8, 16, 20, 32, 64 or 128; default 64 for mnist and av-digits, 32 for
     /// polymnist, 8 for csv and for av-digits with --aggregation poe).
     #[arg(long, value_name = "N")]
     latent: Option<usize>,
