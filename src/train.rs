@@ -18,7 +18,7 @@ use crate::codec::Codecs;
 use crate::data::{BatchOptions, HostBatch, MultimodalDataset};
 use crate::kernels::{PartGradients, WeightFactors};
 use crate::likelihood::Likelihood;
-use crate::modality::Modality;
+use crate::modality::{Modality, ModalitySpec};
 use crate::model::Mvae;
 use crate::objective::contrastive::{self, PartOf, WholeBatch};
 use crate::objective::{self, Objective, ObjectiveConfig, Term, TermPlan, TermStats};
@@ -275,7 +275,7 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
     /// If `cfg` does not validate.
     pub fn new(model: Mvae<L, D>, cfg: TrainConfig) -> Result<Self> {
         cfg.validate()?;
-        if cfg.binarize && bernoulli_modalities(&model).is_empty() {
+        if cfg.binarize && bernoulli_modalities(model.modalities()).is_empty() {
             return Err(Error::config(
                 "binarize",
                 true,
@@ -508,7 +508,7 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
             .collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let binarized = if self.cfg.binarize {
-            bernoulli_modalities(&self.model)
+            bernoulli_modalities(self.model.modalities())
         } else {
             Vec::new()
         };
@@ -549,10 +549,10 @@ impl<const L: usize, D: Backend> Trainer<L, D> {
     }
 }
 
-/// The names of the model's modalities with a Bernoulli likelihood (what `binarize` draws).
-pub fn bernoulli_modalities<const L: usize, D: Backend>(model: &Mvae<L, D>) -> Vec<String> {
-    model
-        .modalities()
+/// The names of the modalities of `specs` with a Bernoulli likelihood (what `binarize` draws,
+/// in training batches and in a test set binarised once).
+pub fn bernoulli_modalities(specs: &[ModalitySpec]) -> Vec<String> {
+    specs
         .iter()
         .filter(|m| matches!(m.kind.likelihood(), Likelihood::Bernoulli { .. }))
         .map(|m| m.name().to_string())

@@ -10,8 +10,7 @@ use mvae::data::{
     read_csv, AvDigits, AvDigitsConfig, DatasetBuilder, Mnist, Normalizer, PolyMnist,
     PolyMnistConfig, Split,
 };
-use mvae::likelihood::{Likelihood, Variance};
-use mvae::Modality;
+use mvae::likelihood::Variance;
 use mvae::{Codec, Codecs, Continuous, Image, Label, ModalitySpec, MultimodalDataset};
 
 use crate::config::{DatasetKind, RunConfig};
@@ -146,15 +145,11 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared> {
     if cfg.train.binarize {
         // The test set once, with a fixed seed: every evaluation of the run scores the same
         // binary images. Training batches are drawn afresh by the trainer.
-        let names: Vec<&str> = p
-            .specs
-            .iter()
-            .filter(|s| matches!(s.kind.likelihood(), Likelihood::Bernoulli { .. }))
-            .map(|s| s.name())
-            .collect();
+        let names = mvae::train::bernoulli_modalities(&p.specs);
         if names.is_empty() {
             bail!("--binarize (or [train] binarize) needs an image modality; this data has none");
         }
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         p.test = p.test.binarized(&names, BINARIZED_TEST_SEED)?;
     }
     if let Some(share) = d.paired {
