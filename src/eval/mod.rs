@@ -20,7 +20,7 @@ pub mod probe;
 mod report;
 
 pub use accuracy::accuracy;
-pub use elbo::{elbo, test_loss};
+pub use elbo::{elbo, test_loss, TestLoss};
 pub use report::{cross_modal_retrieval, evaluate, EvalConfig, EvalReport, RetrievalConfig};
 
 use crate::data::{BatchOptions, HostBatch, HostColumn};

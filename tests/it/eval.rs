@@ -211,8 +211,14 @@ fn test_loss_is_the_sum_of_the_weighted_negative_elbos() {
         .enumerate()
         .map(|(i, s)| -eval::elbo(&unit, &test, s, seed + i as u64).unwrap())
         .sum();
-    let loss = |m: &Mvae<8, Cpu>, beta: f32| eval::test_loss(m, &test, beta, seed).unwrap();
+    let loss = |m: &Mvae<8, Cpu>, beta: f32| eval::test_loss(m, &test, beta, seed).unwrap().loss;
     let l1 = loss(&unit, 1.0);
+    // The joint ELBO it reports is eval::elbo's with the same seed, from the same pass.
+    let joint = eval::test_loss(&unit, &test, 0.5, seed).unwrap().joint_elbo;
+    assert_eq!(
+        joint,
+        eval::elbo(&unit, &test, Subset::all(2), seed).unwrap()
+    );
     assert!(
         (l1 - by_elbo).abs() <= 1e-9 * by_elbo.abs(),
         "{l1} vs {by_elbo}"

@@ -14,8 +14,8 @@ use mvae::objective::Estimator;
 use mvae::similarity::Similarity;
 use mvae::train::EpochMetrics;
 use mvae::{
-    eval, AdamSettings, AggregationKind, Backend, ModelConfig, Mvae, ObjectiveConfig, Subset,
-    TrainConfig, Trainer,
+    eval, AdamSettings, AggregationKind, Backend, ModelConfig, Mvae, ObjectiveConfig, TrainConfig,
+    Trainer,
 };
 
 use crate::config::{self, DatasetKind, RunConfig};
@@ -523,7 +523,6 @@ fn train_on<const L: usize, D: Backend>(
     cfg.write(&dir.join(CONFIG))?;
     let mut history = read_metrics(&dir.join(METRICS))?;
     history.truncate(trainer.epochs_done());
-    let m = trainer.model.modalities().len();
     let start = trainer.epochs_done();
     if start >= cfg.train.epochs && !common.json {
         eprintln!(
@@ -555,8 +554,11 @@ fn train_on<const L: usize, D: Backend>(
             }
         })?;
         pb.finish_and_clear();
-        let test_elbo = eval::elbo(&trainer.model, &prepared.test, Subset::all(m), e as u64)?;
-        let test_loss = eval::test_loss(&trainer.model, &prepared.test, cfg.train.beta, e as u64)?;
+        // The joint ELBO with seed e, from the test loss's own joint pass.
+        let eval::TestLoss {
+            loss: test_loss,
+            joint_elbo: test_elbo,
+        } = eval::test_loss(&trainer.model, &prepared.test, cfg.train.beta, e as u64)?;
         if cfg.train.keep_best && e >= first_best && best.is_none_or(|(_, b)| test_loss < b) {
             trainer.model.save(dir.join(BEST))?;
             best = Some((e, test_loss));
