@@ -191,6 +191,11 @@ fn read_table(path: &std::path::Path, name: &str) -> Result<Scaled> {
     })
 }
 
+/// The class counted most often (ties to the earlier class); `None` without classes.
+fn most_frequent(counts: &[usize]) -> Option<usize> {
+    (0..counts.len()).max_by_key(|&i| (counts[i], usize::MAX - i))
+}
+
 /// Each cell hidden with probability `rate`, at least one cell of a row kept; `true` = visible.
 fn mask(rows: usize, cols: usize, rate: f64, seed: u64) -> Vec<bool> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -398,8 +403,7 @@ fn main() -> Result<()> {
                     for r in (0..rows).filter(|&r| visible_class(r)) {
                         counts[c.of_row[r]] += 1;
                     }
-                    let top = (0..counts.len()).max_by_key(|&i| (counts[i], usize::MAX - i));
-                    let top = top.unwrap_or(0);
+                    let top = most_frequent(&counts).unwrap_or(0);
                     (0..rows)
                         .map(|r| if visible_class(r) { c.of_row[r] } else { top })
                         .collect()
@@ -419,8 +423,7 @@ fn main() -> Result<()> {
                             for o in &near {
                                 counts[c.of_row[*o]] += 1;
                             }
-                            (0..counts.len())
-                                .max_by_key(|&i| (counts[i], usize::MAX - i))
+                            most_frequent(&counts)
                                 .filter(|_| !near.is_empty())
                                 .unwrap_or(fallback[r])
                         })
