@@ -36,10 +36,15 @@ pub enum Codec {
         #[serde(default = "one", skip_serializing_if = "is_one")]
         channels: usize,
     },
-    /// A class index in `0..classes`, given and reported as a number.
+    /// A class index in `0..classes`, given and reported by its name when the codec has names
+    /// (the words of a table's class column, in sorted order), else as a number.
     Label {
         /// Number of classes.
         classes: usize,
+        /// The name of each class, or empty (classes are numbers). Left out of the serialised
+        /// form when empty, so codecs written before names read and write unchanged.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        names: Vec<String>,
     },
     /// Speech as a standardised log-magnitude spectrogram: read from WAV (resampled to the
     /// model's rate), written as WAV through Griffin-Lim phase reconstruction.
@@ -73,6 +78,36 @@ impl Codec {
             width,
             height,
             channels: 1,
+        }
+    }
+
+    /// A label codec whose classes are numbers `0..classes`.
+    pub fn label(classes: usize) -> Self {
+        Codec::Label {
+            classes,
+            names: Vec::new(),
+        }
+    }
+
+    /// A label codec whose classes are `names`, in this order (class `i` is `names[i]`).
+    pub fn named_label(names: Vec<String>) -> Self {
+        Codec::Label {
+            classes: names.len(),
+            names,
+        }
+    }
+
+    /// How a class of this label codec is shown: its name, else its number. `None` for
+    /// another codec or a class out of range.
+    pub fn class_name(&self, class: usize) -> Option<String> {
+        match self {
+            Codec::Label { classes, names } if class < *classes => Some(
+                names
+                    .get(class)
+                    .cloned()
+                    .unwrap_or_else(|| class.to_string()),
+            ),
+            _ => None,
         }
     }
 
@@ -147,26 +182,39 @@ impl Codec {
         }
     }
 
-    /// Reads a class index from text such as `7`.
+    /// Reads a class index from text: a class name such as `benign` (spaces around it
+    /// ignored, letter case kept) when the codec has names, else a number such as `7`.
     ///
     /// # Errors
-    /// [`Error::InvalidData`] if the text is not a class of this codec.
+    /// [`Error::InvalidData`] if the text is not a class of this codec; the reason lists the
+    /// classes (the first 20 names).
     pub fn parse_label(&self, text: &str) -> Result<f32> {
-        let classes = match self {
-            Codec::Label { classes } => *classes,
-            _ => {
-                return Err(Error::InvalidData {
-                    what: format!("label {text:?}"),
-                    reason: "this modality is not a label".into(),
-                })
-            }
+        let bad = |reason: String| Error::InvalidData {
+            what: format!("label {text:?}"),
+            reason,
         };
-        match text.trim().parse::<usize>() {
+        let (classes, names) = match self {
+            Codec::Label { classes, names } => (*classes, names),
+            _ => return Err(bad("this modality is not a label".into())),
+        };
+        let word = text.trim();
+        if !names.is_empty() {
+            return match names.iter().position(|n| n == word) {
+                Some(c) => Ok(c as f32),
+                None => {
+                    let shown: Vec<&str> = names.iter().take(20).map(String::as_str).collect();
+                    let more = if names.len() > 20 { ", ..." } else { "" };
+                    Err(bad(format!(
+                        "expected one of the {} classes: {}{more}",
+                        names.len(),
+                        shown.join(", ")
+                    )))
+                }
+            };
+        }
+        match word.parse::<usize>() {
             Ok(c) if c < classes => Ok(c as f32),
-            _ => Err(Error::InvalidData {
-                what: format!("label {text:?}"),
-                reason: format!("expected a class number in 0..{classes}"),
-            }),
+            _ => Err(bad(format!("expected a class number in 0..{classes}"))),
         }
     }
 
@@ -298,7 +346,7 @@ mod tests {
         ] {
             assert_eq!(image.reads_file(Path::new(name)), yes, "image {name}");
         }
-        assert!(!Codec::Label { classes: 3 }.reads_file(Path::new("a.txt")));
+        assert!(!Codec::label(3).reads_file(Path::new("a.txt")));
     }
 
     #[test]
@@ -410,12 +458,37 @@ mod tests {
         let junk = dir.path().join("junk.png");
         std::fs::write(&junk, b"not a png").unwrap();
         assert!(img.read_file(&junk).is_err());
-        let label = Codec::Label { classes: 10 };
+        let label = Codec::label(10);
         assert_eq!(label.parse_label(" 7 ").unwrap(), 7.0);
+        assert_eq!(label.class_name(7).as_deref(), Some("7"));
+        assert_eq!(label.class_name(10), None);
         assert!(label.parse_label("10").is_err());
         assert!(label.parse_label("seven").is_err());
         assert!(img.parse_label("1").is_err());
         assert!(label.write_file(&[1.0], &dir.path().join("l")).is_err());
         assert!(label.read_file(&junk).is_err());
+    }
+
+    /// A named label codec reads and shows its words; numbers are not its classes; a codec
+    /// without names serialises as before names existed.
+    #[test]
+    fn named_labels_read_and_show_words() {
+        let label = Codec::named_label(vec!["benign".into(), "malignant".into()]);
+        assert_eq!(label.dim(), 1);
+        assert_eq!(label.parse_label(" malignant ").unwrap(), 1.0);
+        assert_eq!(label.class_name(0).as_deref(), Some("benign"));
+        let e = label.parse_label("1").unwrap_err().to_string();
+        assert!(e.contains("benign, malignant"), "{e}");
+        assert!(label.parse_label("Benign").is_err());
+        let text = serde_json::to_string(&label).unwrap();
+        assert_eq!(serde_json::from_str::<Codec>(&text).unwrap(), label);
+        let plain = serde_json::to_string(&Codec::label(10)).unwrap();
+        assert_eq!(plain, r#"{"type":"label","classes":10}"#);
+        let many = Codec::named_label((0..30).map(|i| format!("c{i}")).collect());
+        let e = many.parse_label("x").unwrap_err().to_string();
+        assert!(
+            e.contains("30 classes") && e.contains("c19, ...") && !e.contains("c20"),
+            "{e}"
+        );
     }
 }

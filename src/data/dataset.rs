@@ -234,15 +234,8 @@ impl MultimodalDataset {
         fraction: f64,
         seed: u64,
     ) -> Result<(MultimodalDataset, MultimodalDataset)> {
-        if !(0.0..=1.0).contains(&fraction) {
-            return Err(DataError::Dataset(format!(
-                "split fraction {fraction} is not in [0, 1]"
-            )));
-        }
-        let mut order: Vec<usize> = (0..self.len).collect();
-        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
-        let k = ((self.len as f64) * fraction).round() as usize;
-        Ok((self.subset(&order[..k])?, self.subset(&order[k..])?))
+        let (first, rest) = split_rows(self.len, fraction, seed)?;
+        Ok((self.subset(&first)?, self.subset(&rest)?))
     }
 
     /// A copy whose columns `names` are binarised once ([`crate::data::binarize`]): each
@@ -352,6 +345,25 @@ impl MultimodalDataset {
         }
         Ok(out)
     }
+}
+
+/// The rows of [`MultimodalDataset::split`]: `0..len` shuffled with `seed`, cut into a first
+/// part of `round(len * fraction)` rows and the rest (for callers that split before they
+/// build a data set, such as a manifest whose normalisers are fitted on its training rows).
+///
+/// # Errors
+/// A fraction outside `[0, 1]`.
+pub fn split_rows(len: usize, fraction: f64, seed: u64) -> Result<(Vec<usize>, Vec<usize>)> {
+    if !(0.0..=1.0).contains(&fraction) {
+        return Err(DataError::Dataset(format!(
+            "split fraction {fraction} is not in [0, 1]"
+        )));
+    }
+    let mut order: Vec<usize> = (0..len).collect();
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+    let k = ((len as f64) * fraction).round() as usize;
+    let rest = order.split_off(k);
+    Ok((order, rest))
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ fn train_config() -> TrainConfig {
 fn codecs() -> Codecs {
     Codecs::from([
         ("image".to_string(), Codec::grey_image(2, 2)),
-        ("label".to_string(), Codec::Label { classes: 3 }),
+        ("label".to_string(), Codec::label(3)),
     ])
 }
 

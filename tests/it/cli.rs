@@ -2177,9 +2177,16 @@ fn a_csv_run_stores_its_file_absolute_and_resumes_from_elsewhere() {
     run_in(&dir, &args);
     let cfg: toml::Value =
         toml::from_str(&std::fs::read_to_string(dir.join("run/config.toml")).unwrap()).unwrap();
-    let stored = PathBuf::from(cfg["data"]["csv"].as_str().unwrap());
+    let stored = PathBuf::from(cfg["data"]["manifest"].as_str().unwrap());
     assert!(stored.is_absolute(), "{stored:?}");
     assert_eq!(stored, dir.join("t.csv").canonicalize().unwrap());
+    // A run written when the data set was called `csv` reads and resumes as well.
+    let text = std::fs::read_to_string(dir.join("run/config.toml")).unwrap();
+    let old = text
+        .replace("dataset = \"manifest\"", "dataset = \"csv\"")
+        .replace("manifest = ", "csv = ");
+    assert_ne!(old, text);
+    std::fs::write(dir.join("run/config.toml"), old).unwrap();
     run_in(
         &dir.join("elsewhere"),
         &[
@@ -2390,5 +2397,370 @@ fn search_ranks_a_gallery_and_checks_its_cache() {
         assert_eq!(out.status.code(), Some(1), "{a:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "{err}");
+    }
+}
+
+/// Writes a `w x h` PNG, RGB when `rgb`, whose brightness is `level`.
+fn write_png(path: &Path, w: u32, h: u32, rgb: bool, level: u8) {
+    if rgb {
+        image::RgbImage::from_fn(w, h, |x, _| {
+            image::Rgb([level, (x * 10) as u8, 255 - level])
+        })
+        .save(path)
+        .unwrap();
+    } else {
+        image::GrayImage::from_pixel(w, h, image::Luma([level]))
+            .save(path)
+            .unwrap();
+    }
+}
+
+/// Writes a mono 16-bit WAV of a tone at `hz`, `rate` samples a second, 0.3 s.
+fn write_tone(path: &Path, hz: f32, rate: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..(rate * 3 / 10) {
+        let t = i as f32 / rate as f32;
+        w.write_sample(((2.0 * std::f32::consts::PI * hz * t).sin() * 12000.0) as i16)
+            .unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+/// A manifest of images (RGB, of two sizes), sounds (at two rates), class words, numbers and
+/// an id column, with blanks: `train --manifest` infers and prints each column's kind, trains;
+/// `generate` names the classes; `impute --manifest` fills a class word, a number and an
+/// image (a file beside the output, named in the cell) and copies every other cell.
+#[test]
+fn a_manifest_of_images_sounds_words_and_numbers_trains_and_imputes() {
+    let dir = scratch("manifest_mixed");
+    std::fs::create_dir_all(dir.join("media")).unwrap();
+    let mut text = String::from("id,photo,voice,kind,weight\n");
+    for i in 0..60 {
+        let dog = i % 2 == 1;
+        let photo = format!("media/p{i}.png");
+        // The first image is 12 x 10; later ones are larger and are resized.
+        let (w, h) = if i == 0 { (12, 10) } else { (24, 20) };
+        write_png(&dir.join(&photo), w, h, true, if dog { 220 } else { 40 });
+        let voice = format!("media/v{i}.wav");
+        let rate = if i % 3 == 0 { 16000 } else { 8000 };
+        write_tone(&dir.join(&voice), if dog { 300.0 } else { 900.0 }, rate);
+        let kind = if dog { "dog" } else { "cat" };
+        let weight = if dog {
+            30.0 + i as f32 * 0.1
+        } else {
+            4.0 + i as f32 * 0.05
+        };
+        // Blanks: every fifth row lacks its voice, every seventh its weight.
+        let voice = if i % 5 == 4 { String::new() } else { voice };
+        let weight = if i % 7 == 6 {
+            String::new()
+        } else {
+            weight.to_string()
+        };
+        text.push_str(&format!("s{i:03},{photo},{voice},{kind},{weight}\n"));
+    }
+    let manifest = dir.join("pets.csv");
+    std::fs::write(&manifest, &text).unwrap();
+    let run = dir.join("run");
+    let v = ok_json(&[
+        "train",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--latent",
+        "8",
+        "--encoder-hidden",
+        "16",
+        "--decoder-hidden",
+        "16",
+        "--epochs",
+        "2",
+        "--no-pictures",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let columns: Vec<String> = v["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    let has = |needle: &str| columns.iter().any(|c| c.contains(needle));
+    assert!(has("photo: image, 12 x 10 RGB"), "{columns:?}");
+    assert!(
+        has("voice: audio, 32 frames x 64 bins at 8000 Hz"),
+        "{columns:?}"
+    );
+    assert!(has("kind: label, 2 classes (cat, dog)"), "{columns:?}");
+    assert!(has("weight: continuous"), "{columns:?}");
+    assert!(has("id: skipped"), "{columns:?}");
+    assert_eq!(
+        v["train_samples"].as_u64().unwrap() + v["test_samples"].as_u64().unwrap(),
+        60
+    );
+
+    // generate names the classes, with their probabilities.
+    let gen = dir.join("gen");
+    let g = ok_json(&[
+        "generate",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--given",
+        &format!("photo={}", dir.join("media/p1.png").display()),
+        "--mean",
+        "--out",
+        gen.to_str().unwrap(),
+    ]);
+    let kind = &g["outputs"]["kind"];
+    assert_eq!(
+        kind["class_names"],
+        serde_json::json!(["cat", "dog"]),
+        "{kind}"
+    );
+    let name = kind["names"][0].as_str().unwrap();
+    assert!(name == "cat" || name == "dog", "{kind}");
+    let p = kind["probability"][0].as_f64().unwrap();
+    assert!((0.5..=1.0).contains(&p), "{kind}");
+    // A class given by its word.
+    let g = ok_json(&[
+        "generate",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--given",
+        "kind=dog",
+        "--samples",
+        "2",
+        "--out",
+        dir.join("gen_dog").to_str().unwrap(),
+    ]);
+    assert_eq!(g["outputs"]["photo"]["files"].as_array().unwrap().len(), 2);
+    fails(
+        &[
+            "generate",
+            "--checkpoint",
+            run.to_str().unwrap(),
+            "--given",
+            "kind=horse",
+            "--out",
+            dir.join("gen_horse").to_str().unwrap(),
+        ],
+        "expected one of the 2 classes: cat, dog",
+    );
+
+    // impute: a row without its class, one without its photo, one without its weight.
+    let partial = dir.join("partial.csv");
+    let input = "id,photo,voice,kind,weight,note\n\
+                 a1,media/p3.png,media/v3.wav,,31.5,\"keep, this\"\n\
+                 a2,,media/v4.wav,cat,4.2,x\n\
+                 a3,media/p5.png,,dog,,y\n";
+    std::fs::write(&partial, input).unwrap();
+    let out = dir.join("done.csv");
+    let v = ok_json(&[
+        "impute",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--manifest",
+        partial.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(v["filled"]["kind"], 1);
+    assert_eq!(v["filled"]["photo"], 1);
+    assert_eq!(v["filled"]["weight"], 1);
+    assert_eq!(v["filled"]["voice"], 1);
+    let written = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = written.lines().collect();
+    assert_eq!(lines[0], "id,photo,voice,kind,weight,note");
+    let row1: Vec<&str> = lines[1].split(',').collect();
+    assert!(row1[3] == "cat" || row1[3] == "dog", "{written}");
+    assert!(lines[1].ends_with(",31.5,\"keep, this\""), "{written}");
+    assert!(
+        lines[2].starts_with("a2,done_files/line3_photo.png,media/v4.wav,cat,4.2,x"),
+        "{written}"
+    );
+    assert!(dir.join("done_files/line3_photo.png").is_file());
+    assert!(dir.join("done_files/line4_voice.wav").is_file());
+    let row3: Vec<&str> = lines[3].split(',').collect();
+    assert!(
+        row3[4].parse::<f32>().is_ok_and(f32::is_finite),
+        "{written}"
+    );
+    assert_eq!(row3[5], "y");
+}
+
+/// A JSON Lines manifest with a split column trains on its `train` rows and tests on the
+/// others; `impute` fills its nulls and absent keys, keeps the lines it does not fill byte for
+/// byte and the keys of those it does in their order.
+#[test]
+fn a_json_lines_manifest_with_a_split_trains_and_imputes() {
+    let dir = scratch("manifest_jsonl");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut text = String::new();
+    for i in 0..50 {
+        let x = (i as f32 * 0.3).sin();
+        let class = if x > 0.0 { "up" } else { "down" };
+        let split = if i % 5 == 0 { "test" } else { "train" };
+        text.push_str(&format!(
+            "{{\"x\": {x}, \"y\": {}, \"class\": \"{class}\", \"split\": \"{split}\"}}\n",
+            2.0 * x
+        ));
+    }
+    let manifest = dir.join("rows.jsonl");
+    std::fs::write(&manifest, &text).unwrap();
+    let run = dir.join("run");
+    let v = ok_json(&[
+        "train",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--latent",
+        "8",
+        "--encoder-hidden",
+        "16",
+        "--decoder-hidden",
+        "16",
+        "--epochs",
+        "1",
+        "--no-pictures",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(v["train_samples"], 40);
+    assert_eq!(v["test_samples"], 10);
+    let partial = dir.join("partial.jsonl");
+    let input = "{\"y\":1.5,  \"class\":null,\"x\":0.7}\n\
+                 {\"x\": 0.1, \"y\": 0.2, \"class\": \"up\", \"extra\": [1, 2]}\n\
+                 {\"class\":\"down\",\"id\":\"k\"}\n";
+    std::fs::write(&partial, input).unwrap();
+    // A list is not a cell.
+    fails(
+        &[
+            "impute",
+            "--checkpoint",
+            run.to_str().unwrap(),
+            "--manifest",
+            partial.to_str().unwrap(),
+            "--out",
+            dir.join("bad.jsonl").to_str().unwrap(),
+        ],
+        "partial.jsonl: line 2: key \"extra\": a cell is",
+    );
+    let input = input.replace(", \"extra\": [1, 2]", "");
+    std::fs::write(&partial, &input).unwrap();
+    let out = dir.join("done.jsonl");
+    let v = ok_json(&[
+        "impute",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--manifest",
+        partial.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(v["filled"]["class"], 1);
+    let written = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = written.lines().collect();
+    assert!(lines[0].starts_with("{\"y\":1.5,\"class\":\""), "{written}");
+    assert!(lines[0].ends_with(",\"x\":0.7}"), "{written}");
+    assert_eq!(lines[1], "{\"x\": 0.1, \"y\": 0.2, \"class\": \"up\"}");
+    let third: Value = serde_json::from_str(lines[2]).unwrap();
+    assert!(
+        third["x"].is_number() && third["y"].is_number(),
+        "{written}"
+    );
+    assert_eq!(third["id"], "k");
+}
+
+/// A manifest's bad rows are refused naming the file, the line and the column.
+#[test]
+fn bad_manifest_rows_name_their_line_and_column() {
+    let dir = scratch("manifest_errors");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_png(&dir.join("a.png"), 4, 4, false, 10);
+    let train = |name: &str, text: &str, needle: &str| {
+        let file = dir.join(name);
+        std::fs::write(&file, text).unwrap();
+        fails(
+            &[
+                "train",
+                "--manifest",
+                file.to_str().unwrap(),
+                "--epochs",
+                "1",
+                "--out",
+                dir.join(format!("run_{name}")).to_str().unwrap(),
+            ],
+            needle,
+        );
+    };
+    let mut rows = String::from("pic,w\n");
+    for i in 0..6 {
+        rows.push_str(&format!("a.png,{i}\n"));
+    }
+    train(
+        "missing.csv",
+        &format!("{rows}nothere.png,1\n"),
+        "missing.csv: line 8: column 1 (pic):",
+    );
+    train(
+        "typo.csv",
+        &format!("{rows}a.png,1O\n"),
+        "typo.csv: line 8: column 2 (w): '1O' is not a number, but the column's other cells are numbers",
+    );
+    train(
+        "notimage.csv",
+        &format!("{rows}b.txt,1\n"),
+        "notimage.csv: line 8: column 1 (pic): \"b.txt\" is not an image path",
+    );
+    train(
+        "split.csv",
+        "w,split\n1,train\n2,val\n",
+        "split.csv: line 3: column 2 (split): \"val\" is not train or test",
+    );
+    train(
+        "garbage.png.csv",
+        &format!("{rows}{},2\n", {
+            std::fs::write(dir.join("junk.png"), b"not a png").unwrap();
+            "junk.png"
+        }),
+        "garbage.png.csv: line 8: column 1 (pic):",
+    );
+}
+
+/// A run records the data folder it used (here `$MVAE_DATA`), absolute, so that resuming
+/// without the variable trains on the same data; a resume whose data give another number of
+/// steps an epoch is refused, naming both counts.
+#[test]
+fn a_run_keeps_its_data_folder_and_refuses_other_data() {
+    let dir = scratch("resume_other_data");
+    copy_dir(mnist_run(), &dir);
+    let text = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    let cfg: toml::Value = toml::from_str(&text).unwrap();
+    let stored = PathBuf::from(cfg["data"]["dir"].as_str().unwrap());
+    assert_eq!(stored, bundled().canonicalize().unwrap());
+    // 600 training samples gave 6 steps an epoch; 300 give 3.
+    std::fs::write(
+        dir.join("config.toml"),
+        text.replace("limit = 600", "limit = 300"),
+    )
+    .unwrap();
+    fails(
+        &["train", "--resume", dir.to_str().unwrap(), "--epochs", "2"],
+        "took 6 steps an epoch, but its data now give 3 (300 training samples from",
+    );
+}
+
+/// Copies the files of `from` into a new folder `to` (one level).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
     }
 }

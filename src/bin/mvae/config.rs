@@ -25,8 +25,12 @@ pub enum DatasetKind {
     /// PolyMNIST built from MNIST (`DIR/mnist`): five RGB images m0..m4 of the same digit
     /// on different backgrounds; the class is kept for evaluation only.
     Polymnist,
-    /// A CSV table with a header; empty cells are missing.
-    Csv,
+    /// A manifest (`--manifest`): a CSV or JSON Lines file, one row per sample, one column
+    /// per modality (numbers, class words, paths to images and WAV files); empty cells are
+    /// missing. Written `manifest` in TOML; `csv`, its former name, is read too.
+    #[serde(alias = "csv")]
+    #[value(alias = "csv")]
+    Manifest,
 }
 
 /// `[data]`: where the data comes from and how it is split and thinned.
@@ -38,10 +42,12 @@ pub struct DataConfig {
     /// Folder holding `mnist/` (and `fsdd/`); default `$MVAE_DATA`, else the bundled sample.
     /// Absolute in a run's `config.toml` ([`RunConfig::absolute_paths`]).
     pub dir: Option<PathBuf>,
-    /// The CSV file (dataset `csv`); absolute in a run's `config.toml`.
-    pub csv: Option<PathBuf>,
-    /// CSV columns grouped into modalities (`name = ["col", ...]`); other columns are one
-    /// modality each.
+    /// The manifest file (dataset `manifest`); absolute in a run's `config.toml`. Written
+    /// `manifest`; `csv`, its former name, is read too.
+    #[serde(alias = "csv")]
+    pub manifest: Option<PathBuf>,
+    /// Numeric manifest columns grouped into modalities (`name = ["col", ...]`); other
+    /// columns are one modality each.
     pub groups: BTreeMap<String, Vec<String>>,
     /// Training samples kept (the first N).
     pub limit: Option<usize>,
@@ -61,7 +67,7 @@ impl Default for DataConfig {
         Self {
             dataset: DatasetKind::Mnist,
             dir: None,
-            csv: None,
+            manifest: None,
             groups: BTreeMap::new(),
             limit: None,
             test_limit: None,
@@ -189,6 +195,10 @@ impl Default for TrainSection {
 pub struct RunConfig {
     /// Data.
     pub data: DataConfig,
+    /// How a manifest's columns are read, by modality name, where inference should not
+    /// decide (kind, image size and colour, audio settings, grouped numeric columns).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub modalities: BTreeMap<String, crate::manifest::ModalityDecl>,
     /// Model.
     pub model: ModelSection,
     /// Training.
@@ -227,7 +237,7 @@ impl RunConfig {
             DatasetKind::Mnist => 64,
             DatasetKind::AvDigits if self.aggregation() != AggregationKind::ProductOfExperts => 64,
             DatasetKind::Polymnist => 32,
-            DatasetKind::AvDigits | DatasetKind::Csv => 8,
+            DatasetKind::AvDigits | DatasetKind::Manifest => 8,
         })
     }
 
@@ -237,7 +247,7 @@ impl RunConfig {
     pub fn aggregation(&self) -> AggregationKind {
         self.model.aggregation.unwrap_or(match self.data.dataset {
             DatasetKind::AvDigits => AggregationKind::MmvaePlus,
-            DatasetKind::Mnist | DatasetKind::Csv | DatasetKind::Polymnist => {
+            DatasetKind::Mnist | DatasetKind::Manifest | DatasetKind::Polymnist => {
                 AggregationKind::ProductOfExperts
             }
         })
@@ -248,7 +258,7 @@ impl RunConfig {
     pub fn anneal_epochs(&self) -> f64 {
         self.train.anneal_epochs.unwrap_or(match self.data.dataset {
             DatasetKind::AvDigits => 2.0,
-            DatasetKind::Mnist | DatasetKind::Csv | DatasetKind::Polymnist => 0.0,
+            DatasetKind::Mnist | DatasetKind::Manifest | DatasetKind::Polymnist => 0.0,
         })
     }
 
@@ -256,7 +266,7 @@ impl RunConfig {
     /// `config.toml` finds them from any working folder (`--resume`, `eval`); a path that does
     /// not exist is left as given, for the loader to name.
     pub fn absolute_paths(&mut self) {
-        for path in [&mut self.data.csv, &mut self.data.dir]
+        for path in [&mut self.data.manifest, &mut self.data.dir]
             .into_iter()
             .flatten()
         {
@@ -269,6 +279,12 @@ impl RunConfig {
     /// Writes the data set's defaults into the config, so that the run's `config.toml` is
     /// the resolved configuration (and a resumed run keeps them if defaults change).
     pub fn resolve_defaults(&mut self) {
+        // The data folder too: a run started with `$MVAE_DATA` and resumed without it would
+        // otherwise train on the bundled sample.
+        if self.data.dataset != DatasetKind::Manifest {
+            let dir = self.data_dir();
+            self.data.dir = Some(std::fs::canonicalize(&dir).unwrap_or(dir));
+        }
         self.model.latent = Some(self.latent());
         self.model.aggregation = Some(self.aggregation());
         self.train.anneal_epochs = Some(self.anneal_epochs());
@@ -301,8 +317,8 @@ impl RunConfig {
         if !(anneal >= 0.0 && anneal.is_finite()) {
             bail!("anneal_epochs {anneal} must be >= 0");
         }
-        if self.data.dataset == DatasetKind::Csv && self.data.csv.is_none() {
-            bail!("dataset csv needs a file: --csv FILE or [data] csv = \"FILE\"");
+        if self.data.dataset == DatasetKind::Manifest && self.data.manifest.is_none() {
+            bail!("dataset manifest needs a file: --manifest FILE or [data] manifest = \"FILE\"");
         }
         Ok(())
     }

@@ -1,19 +1,16 @@
 //! Turns a [`DataConfig`] into training and test sets, the model's modalities and the codecs
-//! that read and write their files; also reads CSV tables into data sets for `impute`.
+//! that read and write their files (a manifest through [`crate::manifest`]).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use mvae::data::polymnist;
-use mvae::data::{
-    read_csv, AvDigits, AvDigitsConfig, DatasetBuilder, Mnist, Normalizer, PolyMnist,
-    PolyMnistConfig, Split,
-};
+use mvae::data::{AvDigits, AvDigitsConfig, Mnist, PolyMnist, PolyMnistConfig, Split};
 use mvae::likelihood::Variance;
 use mvae::{Codec, Codecs, Continuous, Image, Label, ModalitySpec, MultimodalDataset};
 
 use crate::config::{DatasetKind, RunConfig};
+use crate::manifest::{self, Layout, Manifest};
 
 /// Data ready for training.
 pub struct Prepared {
@@ -22,6 +19,8 @@ pub struct Prepared {
     /// Modalities with the data set's default weights (before `[model]` overrides).
     pub specs: Vec<ModalitySpec>,
     pub codecs: Codecs,
+    /// How a manifest's columns were read (one line each), for the user.
+    pub notes: Vec<String>,
 }
 
 /// Loads the configured data set, splits it and hides the configured shares of modalities in
@@ -44,6 +43,7 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared> {
                     ModalitySpec::new(Label::digits()).weight(50.0),
                 ],
                 codecs: image_label_codecs(),
+                notes: Vec::new(),
             }
         }
         DatasetKind::AvDigits => {
@@ -76,6 +76,7 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared> {
                     ModalitySpec::new(Label::digits()).weight(50.0),
                 ],
                 codecs,
+                notes: Vec::new(),
             }
         }
         DatasetKind::Polymnist => {
@@ -106,33 +107,15 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared> {
                 test: poly.test.data,
                 specs,
                 codecs,
+                notes: Vec::new(),
             }
         }
-        DatasetKind::Csv => {
-            let path = d.csv.as_ref().context("dataset csv needs a file")?;
-            let table = read_csv(path)?;
-            let codecs =
-                column_codecs(&table, &d.groups).with_context(|| format!("{}", path.display()))?;
-            let all = csv_dataset(path, &table, &codecs)?;
-            let (test, train) = all.split(d.test_fraction, cfg.train.seed)?;
-            let keep = |set: MultimodalDataset, limit: Option<usize>| match limit {
-                Some(n) if n < set.len() => set.subset(&(0..n).collect::<Vec<_>>()),
-                _ => Ok(set),
-            };
-            let train = keep(train, d.limit)?;
-            let test = keep(test, d.test_limit)?;
-            let specs = codecs
-                .iter()
-                .map(|(name, c)| {
-                    ModalitySpec::new(Continuous::new(name, c.dim(), Variance::Learned))
-                })
-                .collect();
-            Prepared {
-                train,
-                test,
-                specs,
-                codecs,
-            }
+        DatasetKind::Manifest => {
+            let path = d
+                .manifest
+                .as_ref()
+                .context("dataset manifest needs a file")?;
+            own_data(path, cfg)?
         }
     };
     if p.train.is_empty() || p.test.is_empty() {
@@ -218,200 +201,59 @@ pub const BINARIZED_TEST_SEED: u64 = 0x6269_6e61;
 fn image_label_codecs() -> Codecs {
     let mut c = Codecs::new();
     c.insert("image".into(), Codec::grey_image(28, 28));
-    c.insert("label".into(), Codec::Label { classes: 10 });
+    c.insert("label".into(), Codec::label(10));
     c
 }
 
-/// One `Columns` codec per group (`groups`) and per remaining column, with per-column
-/// standardisation fitted on the present cells.
-fn column_codecs(
-    table: &mvae::data::Table,
-    groups: &BTreeMap<String, Vec<String>>,
-) -> Result<Codecs> {
-    for (j, h) in table.header.iter().enumerate() {
-        if let Some(i) = table.header[..j].iter().position(|o| o == h) {
-            bail!(
-                "the header names column {h:?} twice (columns {} and {})",
-                i + 1,
-                j + 1
-            );
-        }
-    }
-    let mut used = vec![false; table.header.len()];
-    let mut codecs = Codecs::new();
-    // What made each modality name: `group "x"` or `column "x"`.
-    let mut origin: BTreeMap<String, String> = BTreeMap::new();
-    let mut claim = |name: &str, what: String| -> Result<()> {
-        if let Some(first) = origin.get(name) {
-            let both = match (first.strip_prefix("column "), what.strip_prefix("column ")) {
-                (Some(a), Some(b)) => format!("columns {a} and {b}"),
-                _ => format!("{first} and {what}"),
-            };
-            bail!("{both} would both be modality {name:?}; rename one");
-        }
-        origin.insert(name.to_string(), what);
-        Ok(())
+/// A manifest's rows split, its modalities inferred (or declared in `[modalities]`), its
+/// normalisers fitted on the training rows, and its values read.
+fn own_data(path: &Path, cfg: &RunConfig) -> Result<Prepared> {
+    let d = &cfg.data;
+    let m = Manifest::read(path)?;
+    let (train_rows, test_rows) = m.split(d.test_fraction, cfg.train.seed)?;
+    let Layout { mut codecs, notes } = manifest::infer(&m, &cfg.modalities, &d.groups)
+        .with_context(|| format!("{}", path.display()))?;
+    let all = m.load(&mut codecs, Some(&train_rows))?;
+    let keep = |rows: &[usize], limit: Option<usize>| {
+        let n = limit.unwrap_or(usize::MAX).min(rows.len());
+        all.subset(&rows[..n])
     };
-    let index = |col: &str| {
-        table
-            .header
-            .iter()
-            .position(|h| h == col)
-            .with_context(|| format!("group column {col:?} is not in the CSV header"))
-    };
-    let mut add = |name: String, cols: Vec<usize>, used: &mut Vec<bool>| -> Result<()> {
-        let mut mean = Vec::new();
-        let mut std = Vec::new();
-        for &c in &cols {
-            if used[c] {
-                bail!("column {:?} is in two groups", table.header[c]);
-            }
-            used[c] = true;
-            let vals: Vec<f32> = (0..table.values.nrows())
-                .filter(|&r| table.present[[r, c]])
-                .map(|r| table.values[[r, c]])
-                .collect();
-            if vals.is_empty() {
-                bail!("column {:?} has no values", table.header[c]);
-            }
-            let fitted = Normalizer::fit(&vals, 1)?;
-            mean.push(fitted.mean[0]);
-            std.push(fitted.std[0]);
-        }
-        let columns = cols.iter().map(|&c| table.header[c].clone()).collect();
-        codecs.insert(
-            name,
-            Codec::Columns {
-                columns,
-                normalizer: Normalizer { mean, std },
-            },
-        );
-        Ok(())
-    };
-    for (name, cols) in groups {
-        let idx = cols.iter().map(|c| index(c)).collect::<Result<Vec<_>>>()?;
-        claim(&modality_name(name), format!("group {name:?}"))?;
-        add(modality_name(name), idx, &mut used)?;
-    }
-    for c in 0..table.header.len() {
-        if !used[c] {
-            let h = &table.header[c];
-            claim(&modality_name(h), format!("column {h:?}"))?;
-            add(modality_name(h), vec![c], &mut used)?;
-        }
-    }
-    Ok(codecs)
-}
-
-/// A CSV column name as a modality name: ASCII letters, digits and `_`.
-fn modality_name(col: &str) -> String {
-    col.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
-}
-
-/// Refuses a row of `file` in which no modality of `codecs` is present (a group needs all its
-/// cells), naming the file and the row's line rather than a sample index.
-fn check_rows(file: &Path, table: &mvae::data::Table, codecs: &Codecs) -> Result<()> {
-    let col = |c: &str| table.header.iter().position(|h| h == c);
-    let groups: Vec<Vec<usize>> = codecs
+    let train = keep(&train_rows, d.limit)?;
+    let test = keep(&test_rows, d.test_limit)?;
+    let specs = codecs
         .iter()
-        .filter_map(|(name, codec)| match codec {
-            Codec::Columns { columns, .. } => columns.iter().map(|c| col(c)).collect(),
-            Codec::Label { .. } => col(name).map(|c| vec![c]),
-            Codec::Image { .. } | Codec::Audio { .. } => None,
-        })
-        .collect();
-    if groups.is_empty() {
-        return Ok(());
-    }
-    for r in 0..table.values.nrows() {
-        if groups
-            .iter()
-            .any(|g| g.iter().all(|&c| table.present[[r, c]]))
-        {
-            continue;
-        }
-        let line = table.lines.get(r).copied().unwrap_or(r as u64 + 2);
-        let reason = if table.present.row(r).iter().all(|&p| !p) {
-            "every cell is empty"
-        } else {
-            "no modality of the model has all its cells"
-        };
-        bail!(
-            "{}: line {line}: {reason}, so the row has nothing to encode",
-            file.display()
-        );
-    }
-    Ok(())
+        .map(|(name, c)| spec_of(name, c))
+        .collect::<Result<_>>()?;
+    Ok(Prepared {
+        train,
+        test,
+        specs,
+        codecs,
+        notes,
+    })
 }
 
-/// The table read from `file` as a data set with one standardised column per codec; a group is
-/// present in a row only if all of its cells are. A row with no modality present is an error
-/// naming its line.
-pub fn csv_dataset(
-    file: &Path,
-    table: &mvae::data::Table,
-    codecs: &Codecs,
-) -> Result<MultimodalDataset> {
-    check_rows(file, table, codecs)?;
-    let rows = table.values.nrows();
-    let mut b = DatasetBuilder::new();
-    for (name, codec) in codecs {
-        let Codec::Columns {
-            columns,
-            normalizer,
-        } = codec
-        else {
-            continue;
-        };
-        let idx: Vec<usize> =
-            columns
-                .iter()
-                .map(|c| {
-                    table.header.iter().position(|h| h == c).with_context(|| {
-                        format!("the CSV has no column {c:?}, which the model needs")
-                    })
-                })
-                .collect::<Result<_>>()?;
-        let mut values = Vec::with_capacity(rows * idx.len());
-        let mut present = Vec::with_capacity(rows);
-        for r in 0..rows {
-            let here = idx.iter().all(|&c| table.present[[r, c]]);
-            present.push(here);
-            values.extend(
-                idx.iter()
-                    .map(|&c| if here { table.values[[r, c]] } else { 0.0 }),
-            );
+/// The modality a manifest codec is read into: numbers (Gaussian, learned variance), a class
+/// label, a grey or RGB image (Bernoulli pixels), audio (a standardised spectrogram, unit
+/// variance as for the spoken digits).
+fn spec_of(name: &str, codec: &Codec) -> Result<ModalitySpec> {
+    Ok(match codec {
+        Codec::Columns { columns, .. } => {
+            ModalitySpec::new(Continuous::new(name, columns.len(), Variance::Learned))
         }
-        for (r, row) in values.chunks(idx.len()).enumerate() {
-            if let Some((k, z)) = normalizer.outlier(row).filter(|_| present[r]) {
-                let line = table.lines.get(r).copied().unwrap_or(r as u64 + 2);
-                bail!(
-                    "{}: line {line}: column {}: {}",
-                    file.display(),
-                    columns[k],
-                    outlier_reason(row[k], z)
-                );
-            }
-        }
-        normalizer.apply(&mut values)?;
-        for (v, p) in values.chunks_mut(idx.len()).zip(&present) {
-            if !p {
-                v.fill(0.0);
-            }
-        }
-        b = b.column_with_mask(name, idx.len(), values, present);
-    }
-    Ok(b.build()?)
-}
-
-/// Why a value `v`, `z` standard deviations from its column's mean in the training data, is
-/// refused ([`mvae::data::normalizer::MAX_STANDARD`]).
-pub fn outlier_reason(v: f32, z: f64) -> String {
-    format!(
-        "{v} lies {z:.1e} standard deviations from the column's mean in the training data (at \
-         most {:e}); the model cannot encode it",
-        mvae::data::normalizer::MAX_STANDARD
-    )
+        Codec::Label { classes, .. } => ModalitySpec::new(Label::new(name, *classes)),
+        Codec::Image {
+            width,
+            height,
+            channels,
+        } => match channels {
+            3 => ModalitySpec::new(Image::rgb(name, *width, *height)),
+            _ => ModalitySpec::new(Image::new(name, *width, *height)),
+        },
+        Codec::Audio { spectrogram, .. } => ModalitySpec::new(Continuous::new(
+            name,
+            spectrogram.dim(),
+            Variance::Fixed(1.0),
+        )),
+    })
 }

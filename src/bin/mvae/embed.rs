@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use mvae::embed::{embed, EmbedOptions, Embeddings};
-use mvae::{Backend, Mvae};
+use mvae::{Backend, Codec, Mvae};
 
 use crate::config::RunConfig;
 use crate::output::{refuse_existing, refuse_input, report};
@@ -18,8 +18,8 @@ use mvae::data::MultimodalDataset;
     after_help = "Embeds each row that has every modality of --given: the mean of the posterior \
 the model forms from them (its aggregation's), one row per data row. The rows come from the run's \
 data set (config.toml beside the checkpoint; --split test or train), or from your own data: \
---csv FILE (a table with the model's columns, as `impute --csv` reads it; row 0 is the first \
-line after the header) or --folder DIR (files named <id>_<modality>.<ext>, as `impute --folder` \
+--manifest FILE (a CSV or JSON Lines table with the model's columns, as `impute --manifest` \
+reads it; row 0 is the first row after the header; --csv is another name) or --folder DIR (files named <id>_<modality>.<ext>, as `impute --folder` \
 reads them). --out FILE.csv writes a table with the row's index (or, for --folder, its id), its \
 class where the data have a label, and z0..z{L-1} (and var0.. with --variances); --out \
 FILE.safetensors writes the tensors `rows` (I64), `means` (F32, rows x L) and `variances`, with \
@@ -36,9 +36,9 @@ pub struct EmbedArgs {
     /// Which part of the run's data set: `test` or `train`.
     #[arg(long, value_name = "SPLIT", default_value = "test")]
     split: String,
-    /// Embed the rows of this CSV table instead of the run's data set.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["folder", "data"])]
-    csv: Option<PathBuf>,
+    /// Embed the rows of this manifest (CSV or JSON Lines) instead of the run's data set.
+    #[arg(long, value_name = "FILE", alias = "csv", conflicts_with_all = ["folder", "data"])]
+    manifest: Option<PathBuf>,
     /// Embed the samples of this folder of paired files instead of the run's data set.
     #[arg(long, value_name = "DIR", conflicts_with = "data")]
     folder: Option<PathBuf>,
@@ -91,17 +91,17 @@ pub fn run(common: &Common, args: EmbedArgs) -> Result<()> {
     let config = ckpt.with_file_name(crate::train::CONFIG);
     let mut inputs = vec![("--checkpoint", ckpt.as_path()), ("--checkpoint", &config)];
     inputs.extend(args.data.as_deref().map(|p| ("--data", p)));
-    inputs.extend(args.csv.as_deref().map(|p| ("--csv", p)));
+    inputs.extend(args.manifest.as_deref().map(|p| ("--manifest", p)));
     inputs.extend(args.folder.as_deref().map(|p| ("--folder", p)));
     refuse_input(&args.out, &inputs)?;
     refuse_existing(&args.out, args.force)?;
     // Own data (read with the checkpoint's codecs, as impute reads it) or the run's split.
-    let source = match (&args.csv, &args.folder) {
+    let source = match (&args.manifest, &args.folder) {
         (Some(csv), _) => {
-            let (_, codecs) = crate::generate::codecs_of(&ckpt)?;
-            let raw = crate::impute::read_raw_csv(csv, &codecs)?;
+            let (_, mut codecs) = crate::generate::codecs_of(&ckpt)?;
+            let m = crate::manifest::Manifest::read(csv)?;
             Source::Own {
-                data: crate::impute::csv_data(csv, &raw.table, &codecs)?,
+                data: m.load(&mut codecs, None)?,
                 ids: None,
             }
         }
@@ -121,7 +121,14 @@ pub fn run(common: &Common, args: EmbedArgs) -> Result<()> {
     crate::dispatch!(
         common,
         info.latent_size,
-        embed_on(common, &source, &ckpt, &args, format)
+        embed_on(
+            common,
+            &source,
+            &ckpt,
+            info.codecs.get("label"),
+            &args,
+            format
+        )
     )
 }
 
@@ -141,6 +148,7 @@ fn embed_on<const L: usize, D: Backend>(
     common: &Common,
     source: &Source,
     ckpt: &Path,
+    label_codec: Option<&Codec>,
     args: &EmbedArgs,
     format: Format,
 ) -> Result<()> {
@@ -157,9 +165,9 @@ fn embed_on<const L: usize, D: Backend>(
             (split, None, args.split.clone())
         }
         Source::Own { data, ids } => {
-            let from = match (&args.csv, &args.folder) {
+            let from = match (&args.manifest, &args.folder) {
                 (Some(p), _) | (None, Some(p)) => p.display().to_string(),
-                (None, None) => unreachable!("own data come from --csv or --folder"),
+                (None, None) => unreachable!("own data come from --manifest or --folder"),
             };
             (data, ids.as_deref(), from)
         }
@@ -171,13 +179,16 @@ fn embed_on<const L: usize, D: Backend>(
     };
     let e = embed(&model, split, &given, &opts)?;
     let label = split.column("label");
-    // Classes are numbers (a label codec reads and writes them as such).
+    // Classes by name where the label codec has names, else as numbers.
     let classes: Option<Vec<String>> = label.map(|c| {
         e.rows
             .iter()
             .map(|&r| {
                 if c.present()[r] {
-                    format!("{}", c.values()[r])
+                    let k = c.values()[r];
+                    label_codec
+                        .and_then(|codec| codec.class_name(k as usize))
+                        .unwrap_or_else(|| format!("{k}"))
                 } else {
                     String::new()
                 }

@@ -239,7 +239,7 @@ pub fn given_values(codecs: &Codecs, name: &str, text: &str) -> Result<Vec<f32>>
                 bail!(
                     "{name}: column {}: {}",
                     columns[k],
-                    crate::data::outlier_reason(v[k], z)
+                    crate::manifest::outlier_reason(v[k], z)
                 );
             }
             normalizer.apply(&mut v)?;
@@ -433,10 +433,17 @@ pub fn write_outputs(
         let draws = g.mean.len() / g.params.max(1);
         let rows = || g.mean.chunks(g.params.max(1));
         let value = match codecs.get(&g.name) {
-            Some(Codec::Label { .. }) => serde_json::json!({
-                "classes": rows().map(argmax).collect::<Vec<_>>(),
-                "probabilities": rows().map(<[f32]>::to_vec).collect::<Vec<_>>(),
-            }),
+            Some(codec @ Codec::Label { .. }) => {
+                let classes: Vec<usize> = rows().map(argmax).collect();
+                let name = |k: usize| codec.class_name(k).unwrap_or_else(|| k.to_string());
+                serde_json::json!({
+                    "classes": classes,
+                    "names": classes.iter().map(|&k| name(k)).collect::<Vec<_>>(),
+                    "probability": rows().zip(&classes).map(|(r, &k)| r[k]).collect::<Vec<_>>(),
+                    "class_names": (0..g.params).map(name).collect::<Vec<_>>(),
+                    "probabilities": rows().map(<[f32]>::to_vec).collect::<Vec<_>>(),
+                })
+            }
             Some(Codec::Columns {
                 columns,
                 normalizer,
@@ -476,18 +483,36 @@ fn print_outputs(outputs: &serde_json::Value, out: &Path) {
     for (name, v) in map {
         if let Some(c) = v.get("classes").and_then(|c| c.as_array()) {
             let probs = v["probabilities"].as_array().cloned().unwrap_or_default();
-            let p = |draw: usize, class: &serde_json::Value| -> f64 {
-                let k = class.as_u64().unwrap_or(0) as usize;
-                probs
-                    .get(draw)
-                    .and_then(|row| row.get(k))
-                    .and_then(serde_json::Value::as_f64)
-                    .unwrap_or(f64::NAN)
+            let text = |x: &serde_json::Value| match x.as_str() {
+                Some(s) => s.to_string(),
+                None => x.to_string(),
             };
-            let classes: Vec<String> = c
-                .iter()
-                .enumerate()
-                .map(|(i, class)| format!("{class} (p {:.2})", p(i, class)))
+            let names: Vec<String> = v["names"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect();
+            let all_names: Vec<String> = v["class_names"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect();
+            let chosen: Vec<f64> = v["probability"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| p.as_f64().unwrap_or(f64::NAN))
+                .collect();
+            let classes: Vec<String> = (0..c.len())
+                .map(|i| {
+                    let shown = names.get(i).cloned().unwrap_or_else(|| c[i].to_string());
+                    format!(
+                        "{shown} (p {:.2})",
+                        chosen.get(i).copied().unwrap_or(f64::NAN)
+                    )
+                })
                 .collect();
             println!("{name}: {}", classes.join(", "));
             if let [row] = probs.as_slice() {
@@ -496,7 +521,10 @@ fn print_outputs(outputs: &serde_json::Value, out: &Path) {
                     .into_iter()
                     .flatten()
                     .enumerate()
-                    .map(|(k, x)| format!("{k}: {:.2}", x.as_f64().unwrap_or(f64::NAN)))
+                    .map(|(k, x)| {
+                        let shown = all_names.get(k).cloned().unwrap_or_else(|| k.to_string());
+                        format!("{shown}: {:.2}", x.as_f64().unwrap_or(f64::NAN))
+                    })
                     .collect();
                 println!("  probabilities {}", all.join(", "));
             }
@@ -547,7 +575,7 @@ mod tests {
     fn outputs_are_only_the_files_generate_writes() {
         let mut codecs = Codecs::new();
         codecs.insert("image".into(), Codec::grey_image(2, 2));
-        codecs.insert("label".into(), Codec::Label { classes: 10 });
+        codecs.insert("label".into(), Codec::label(10));
         for name in ["image_0.png", "image_12.png", "image_grid.png"] {
             assert!(is_output(&codecs, name), "{name}");
         }

@@ -1,24 +1,29 @@
-//! `mvae impute`: fills the missing modalities of a CSV table or of a folder of paired files
-//! from the posterior of what each sample has, into a new output (never the input).
+//! `mvae impute`: fills the missing modalities of a manifest (a CSV or JSON Lines table) or of
+//! a folder of paired files from the posterior of what each sample has, into a new output
+//! (never the input).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use mvae::data::{DatasetBuilder, Table};
+use mvae::data::DatasetBuilder;
 use mvae::{Backend, Codec, Codecs, MultimodalDataset, Mvae};
 
 use crate::generate::{codecs_of, given_values};
+use crate::manifest::Manifest;
 use crate::output::{output_dir, refuse_existing, refuse_input, report};
-use crate::{checkpoint_file, data, Common};
+use crate::{checkpoint_file, Common};
 
 #[derive(clap::Args)]
 #[command(
-    group(clap::ArgGroup::new("input").required(true).args(["csv", "folder"])),
-    after_help = "Inputs:\n  --csv FILE     a table with the model's columns (and a `label` column if the model \
-has one); empty or NaN cells are missing. The output CSV has the same header, rows and order: every \
-missing cell of a model column is filled and every other cell is copied as written (other \
-columns may hold anything: ids, names, text).\n  --folder DIR   paired samples as files <id>_<modality>.png (images), \
+    group(clap::ArgGroup::new("input").required(true).args(["manifest", "folder"])),
+    after_help = "Inputs:\n  --manifest FILE  a table (CSV, or JSON Lines for .jsonl) with the model's columns, \
+as it was trained on: numbers, class words, paths to images and WAV files (relative to the \
+file's folder); empty (or NaN) cells are missing. The output has the same header, rows and \
+order: every missing cell of a model column is filled (a class by its name; an image or a sound \
+as a file written to <out stem>_files/ beside the output, named in the cell relative to the \
+output's folder) and every other cell is copied as written (other columns may hold anything: \
+ids, names, text). --csv is another name for --manifest.\n  --folder DIR   paired samples as files <id>_<modality>.png (images), \
 <id>_<modality>.wav (audio) and <id>_<modality>.txt (a class number, or comma-separated column \
 values); a missing file is a missing modality. The output folder gets every input file plus the \
 filled ones.\n\nThe input is never modified; an existing output is refused unless --force."
@@ -27,13 +32,13 @@ pub struct ImputeArgs {
     /// A run directory or its checkpoint file.
     #[arg(long, value_name = "PATH")]
     checkpoint: PathBuf,
-    /// A CSV table with missing cells.
-    #[arg(long, value_name = "FILE")]
-    csv: Option<PathBuf>,
+    /// A manifest (CSV or JSON Lines) with missing cells.
+    #[arg(long, value_name = "FILE", alias = "csv")]
+    manifest: Option<PathBuf>,
     /// A folder of paired files with some missing.
     #[arg(long, value_name = "DIR")]
     folder: Option<PathBuf>,
-    /// The output: a CSV file for --csv, a folder for --folder.
+    /// The output: a file for --manifest (of the input's format), a folder for --folder.
     #[arg(long, short, value_name = "PATH")]
     out: PathBuf,
     /// Replace an existing output.
@@ -46,33 +51,33 @@ pub fn run(common: &Common, args: ImputeArgs) -> Result<()> {
     let ckpt = checkpoint_file(&args.checkpoint);
     let (latent, codecs) = codecs_of(&ckpt)?;
     let input = args
-        .csv
+        .manifest
         .as_ref()
         .or(args.folder.as_ref())
         .expect("required");
     if !input.exists() {
         bail!("no such input {}", input.display());
     }
-    let flag = if args.csv.is_some() {
-        "--csv"
+    let flag = if args.manifest.is_some() {
+        "--manifest"
     } else {
         "--folder"
     };
     refuse_input(&args.out, &[(flag, input), ("--checkpoint", &ckpt)])?;
-    let source = match (&args.csv, &args.folder) {
-        (Some(csv), _) => {
+    let (source, data) = match (&args.manifest, &args.folder) {
+        (Some(file), _) => {
             refuse_existing(&args.out, args.force)?;
-            Source::Csv(read_raw_csv(csv, &codecs)?)
+            let m = Manifest::read(file)?;
+            let data = m.load(&mut codecs.clone(), None)?;
+            (Source::Manifest(m), data)
         }
         (None, Some(dir)) => {
             output_dir(&args.out, args.force)?;
-            Source::Folder(read_folder(dir, &codecs)?)
+            let f = read_folder(dir, &codecs)?;
+            let data = f.data.clone();
+            (Source::Folder(f), data)
         }
         (None, None) => unreachable!("clap requires one"),
-    };
-    let data = match &source {
-        Source::Csv(raw) => csv_data(args.csv.as_deref().expect("a CSV"), &raw.table, &codecs)?,
-        Source::Folder(f) => f.data.clone(),
     };
     crate::dispatch!(
         common,
@@ -82,7 +87,7 @@ pub fn run(common: &Common, args: ImputeArgs) -> Result<()> {
 }
 
 enum Source {
-    Csv(RawCsv),
+    Manifest(Manifest),
     Folder(Folder),
 }
 
@@ -98,9 +103,10 @@ fn impute_on<const L: usize, D: Backend>(
     let model = Mvae::<L, D>::load(ckpt, &dev)?;
     let (filled, counts) = mvae::impute::impute(&model, data)?;
     let written = match source {
-        Source::Csv(raw) => {
-            write_csv_filled(raw, codecs, data, &filled, out)?;
-            vec![out.to_path_buf()]
+        Source::Manifest(m) => {
+            let mut written = m.write_filled(codecs, data, &filled, out)?.files;
+            written.insert(0, out.to_path_buf());
+            written
         }
         Source::Folder(f) => write_folder(f, codecs, data, &filled, out)?,
     };
@@ -121,239 +127,6 @@ fn impute_on<const L: usize, D: Backend>(
             out.display()
         );
     });
-    Ok(())
-}
-
-/// The table as a data set: `Columns` modalities standardised, a `Label` modality from the
-/// column of its name.
-pub(crate) fn csv_data(file: &Path, table: &Table, codecs: &Codecs) -> Result<MultimodalDataset> {
-    let columns = data::csv_dataset(file, table, codecs)?;
-    let mut b = DatasetBuilder::new();
-    for c in columns.columns() {
-        b = b.column_with_mask(c.name(), c.dim(), c.values().to_vec(), c.present().to_vec());
-    }
-    for (name, codec) in codecs {
-        match codec {
-            Codec::Columns { .. } => {}
-            Codec::Label { classes } => {
-                let c = table
-                    .header
-                    .iter()
-                    .position(|h| h == name)
-                    .with_context(|| {
-                        format!("the CSV has no column {name:?}, which the model needs")
-                    })?;
-                let mut values = Vec::new();
-                let mut present = Vec::new();
-                for r in 0..table.values.nrows() {
-                    let here = table.present[[r, c]];
-                    let v = table.values[[r, c]];
-                    if here && !(v >= 0.0 && v.fract() == 0.0 && (v as usize) < *classes) {
-                        bail!(
-                            "row {} column {name}: {v} is not a class in 0..{classes}",
-                            r + 1
-                        );
-                    }
-                    values.push(if here { v } else { 0.0 });
-                    present.push(here);
-                }
-                b = b.column_with_mask(name, 1, values, present);
-            }
-            Codec::Image { .. } | Codec::Audio { .. } => {
-                bail!("modality {name} holds files, not table cells: impute it with --folder")
-            }
-        }
-    }
-    Ok(b.build()?)
-}
-
-/// A CSV input as written, with the model's columns parsed.
-pub(crate) struct RawCsv {
-    /// Every record after the header, cells as their bytes in the file (quotes removed).
-    rows: Vec<csv::ByteRecord>,
-    /// The header record as written.
-    header: csv::ByteRecord,
-    /// Whether the file ends its lines with CR LF.
-    crlf: bool,
-    /// For each column of `table`, its index in the records.
-    at: Vec<usize>,
-    /// The columns the model reads (its column groups and its label), parsed as numbers.
-    pub(crate) table: Table,
-}
-
-/// The names of the CSV columns the model reads.
-fn model_columns(codecs: &Codecs) -> Vec<&str> {
-    let mut names = Vec::new();
-    for (name, codec) in codecs {
-        match codec {
-            Codec::Columns { columns, .. } => names.extend(columns.iter().map(String::as_str)),
-            Codec::Label { .. } => names.push(name.as_str()),
-            Codec::Image { .. } | Codec::Audio { .. } => {}
-        }
-    }
-    names
-}
-
-/// Reads `path` keeping every record as written; only the model's columns are parsed (empty or
-/// NaN is missing, anything else must be a finite number), so other columns may hold text.
-pub(crate) fn read_raw_csv(path: &Path, codecs: &Codecs) -> Result<RawCsv> {
-    let file = path.display();
-    let bytes = std::fs::read(path).with_context(|| format!("reading {file}"))?;
-    let crlf = bytes
-        .iter()
-        .position(|&b| b == b'\n')
-        .is_some_and(|i| i > 0 && bytes[i - 1] == b'\r');
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(bytes.as_slice());
-    let line_of = |e: &csv::Error| e.position().map_or(0, |p| p.line());
-    let mut records = reader.byte_records();
-    let header = match records.next() {
-        None => bail!("{file}: line 1: file is empty, expected a header row"),
-        Some(r) => {
-            r.map_err(|e| anyhow::anyhow!("{file}: line {}: cannot read header: {e}", line_of(&e)))?
-        }
-    };
-    let names: Vec<String> = header
-        .iter()
-        .map(|h| String::from_utf8_lossy(h).trim().to_string())
-        .collect();
-    let mut at = Vec::new();
-    let mut wanted = Vec::new();
-    for name in model_columns(codecs) {
-        let mut hits = names.iter().enumerate().filter(|(_, h)| *h == name);
-        if let Some((i, _)) = hits.next() {
-            if let Some((j, _)) = hits.next() {
-                bail!(
-                    "{file}: columns {} and {} are both named {name:?}, which the model reads",
-                    i + 1,
-                    j + 1
-                );
-            }
-            at.push(i);
-            wanted.push(name.to_string());
-        }
-    }
-    let mut rows = Vec::new();
-    let mut values = Vec::new();
-    let mut present = Vec::new();
-    let mut lines = Vec::new();
-    for record in records {
-        let record = record
-            .map_err(|e| anyhow::anyhow!("{file}: line {}: cannot read row: {e}", line_of(&e)))?;
-        let line = record.position().map_or(0, |p| p.line());
-        if record.len() != names.len() {
-            bail!(
-                "{file}: line {line}: row has {} cells but the header has {}",
-                record.len(),
-                names.len()
-            );
-        }
-        for &c in &at {
-            let cell = String::from_utf8_lossy(&record[c]);
-            let v = mvae::data::cell_value(&cell).map_err(|reason| {
-                anyhow::anyhow!(
-                    "{file}: line {line}: column {} ({}): {reason}",
-                    c + 1,
-                    names[c]
-                )
-            })?;
-            values.push(v.unwrap_or(0.0));
-            present.push(v.is_some());
-        }
-        lines.push(line);
-        rows.push(record);
-    }
-    let shape = (rows.len(), at.len());
-    let table = Table {
-        header: wanted,
-        values: ndarray::Array2::from_shape_vec(shape, values)?,
-        present: ndarray::Array2::from_shape_vec(shape, present)?,
-        lines,
-    };
-    Ok(RawCsv {
-        rows,
-        header,
-        crlf,
-        at,
-        table,
-    })
-}
-
-/// Writes `raw` to `out` with the empty cells of the model's columns filled from `filled`;
-/// every other cell, the header and the row order are as in the input.
-fn write_csv_filled(
-    raw: &RawCsv,
-    codecs: &Codecs,
-    data: &MultimodalDataset,
-    filled: &MultimodalDataset,
-    out: &Path,
-) -> Result<()> {
-    let table = &raw.table;
-    // (row, record column) -> the new text of a cell that was empty.
-    let mut fills: BTreeMap<(usize, usize), String> = BTreeMap::new();
-    for (name, codec) in codecs {
-        let col = data.column(name).expect("built from the codecs");
-        let new = filled.column(name).expect("impute keeps columns");
-        let (cols, values): (Vec<&String>, Vec<f32>) = match codec {
-            Codec::Columns {
-                columns,
-                normalizer,
-            } => {
-                let mut v = new.values().to_vec();
-                normalizer.invert(&mut v)?;
-                (columns.iter().collect(), v)
-            }
-            Codec::Label { .. } => (vec![name], new.values().to_vec()),
-            _ => continue,
-        };
-        let idx: Vec<usize> = cols
-            .iter()
-            .map(|c| table.header.iter().position(|h| h == *c).expect("checked"))
-            .collect();
-        for r in 0..table.values.nrows() {
-            if col.present()[r] {
-                continue;
-            }
-            for (j, &c) in idx.iter().enumerate() {
-                if !table.present[[r, c]] {
-                    let v = values[r * idx.len() + j];
-                    if !v.is_finite() {
-                        bail!(
-                            "line {}: the model gave a non-finite value for column {}",
-                            table.lines[r],
-                            table.header[c]
-                        );
-                    }
-                    fills.insert((r, raw.at[c]), v.to_string());
-                }
-            }
-        }
-    }
-    let terminator = if raw.crlf {
-        csv::Terminator::CRLF
-    } else {
-        csv::Terminator::Any(b'\n')
-    };
-    let mut w = csv::WriterBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .terminator(terminator)
-        .from_writer(Vec::new());
-    w.write_byte_record(&raw.header)?;
-    for (r, record) in raw.rows.iter().enumerate() {
-        for (c, cell) in record.iter().enumerate() {
-            match fills.get(&(r, c)) {
-                Some(text) => w.write_field(text.as_bytes())?,
-                None => w.write_field(cell)?,
-            }
-        }
-        w.write_record(None::<&[u8]>)?;
-    }
-    let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
-    mvae::data::atomic::write_bytes(out, &bytes)
-        .with_context(|| format!("writing {}", out.display()))?;
     Ok(())
 }
 
@@ -538,7 +311,7 @@ mod tests {
         let width = spectrogram.dim();
         let mut codecs = Codecs::new();
         codecs.insert("image".into(), Codec::grey_image(4, 4));
-        codecs.insert("label".into(), Codec::Label { classes: 10 });
+        codecs.insert("label".into(), Codec::label(10));
         codecs.insert(
             "audio".into(),
             Codec::Audio {

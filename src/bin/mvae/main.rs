@@ -9,6 +9,7 @@ mod embed;
 mod eval;
 mod generate;
 mod impute;
+mod manifest;
 mod output;
 mod pictures;
 mod search;

@@ -22,6 +22,12 @@ pub fn bar(common: &Common, len: u64, prefix: String) -> ProgressBar {
     if common.json {
         return ProgressBar::hidden();
     }
+    progress(len, prefix)
+}
+
+/// A progress bar of `len` steps on stderr, drawn when stderr is a terminal (for steps that
+/// run before the command's options are at hand, such as reading a manifest's files).
+pub fn progress(len: u64, prefix: String) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
         ProgressStyle::with_template("{prefix} [{bar:28}] {pos}/{len} {msg} ({elapsed}<{eta})")

@@ -45,12 +45,13 @@ impl std::str::FromStr for Sizes {
 #[derive(clap::Args)]
 #[command(
     after_help = "Flags override the --config file, which overrides the defaults (the MVAE \
-paper's MNIST recipe: latent 64 (32 for polymnist, 8 for av-digits and csv), encoders 512-512, decoders 512-512-512, Swish, label weight 50, \
+paper's MNIST recipe: latent 64 (32 for polymnist, 8 for av-digits and manifests), encoders 512-512, decoders 512-512-512, Swish, label weight 50, \
 Adam 1e-3, batch 100). Example config:\n\n  [data]\n  dataset = \"mnist\"\n  missing = { label = 0.5 }\n  \
 [model]\n  latent = 32\n  [train]\n  epochs = 20\n  anneal_epochs = 5\n\n\
 Data sets: mnist (image + label), av-digits (image + spoken digit + label), polymnist (five \
 RGB images m0..m4 of one digit, each on its own background texture, built from MNIST; the class \
-is kept for evaluation only), csv (a table).\n\n\
+is kept for evaluation only), manifest (your own data: --manifest FILE; csv is its former \
+name).\n\n\
 Resume an interrupted or finished run with more epochs: mvae train --resume RUN --epochs 30 \
 (the run keeps its own settings: other flags are refused). A run directory is locked while a \
 process writes it (a second train into it is refused; the lock of a killed process is taken \
@@ -77,11 +78,15 @@ pub struct TrainArgs {
     /// absolute in the run's config.toml.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
-    /// CSV file for --dataset csv (header row; empty cells are missing); stored absolute in the
-    /// run's config.toml, so that --resume and eval work from any folder.
-    #[arg(long, value_name = "FILE")]
-    csv: Option<PathBuf>,
-    /// Group CSV columns into one modality, e.g. `--group xy=x,y` (repeatable).
+    /// Your own data: a manifest, a CSV file with a header (or JSON Lines, `.jsonl`), one row
+    /// per sample and one column per modality: numbers, class words, or paths to images and
+    /// WAV files relative to the file's folder; an empty cell is a missing modality; an
+    /// optional `split` column (train/test). Each column's kind is inferred and printed
+    /// (declare it in the config's [modalities] table). Stored absolute in the run's
+    /// config.toml, so that --resume and eval work from any folder.
+    #[arg(long, value_name = "FILE", alias = "csv")]
+    manifest: Option<PathBuf>,
+    /// Group numeric manifest columns into one modality, e.g. `--group xy=x,y` (repeatable).
     #[arg(long, value_name = "NAME=COL,COL", value_parser = config::group)]
     group: Vec<(String, Vec<String>)>,
     /// Keep only the first N training samples.
@@ -216,7 +221,7 @@ impl TrainArgs {
             ("--out", self.out.is_some()),
             ("--force", self.force),
             ("--dataset", self.dataset.is_some()),
-            ("--csv", self.csv.is_some()),
+            ("--manifest", self.manifest.is_some()),
             ("--group", !self.group.is_empty()),
             ("--limit", self.limit.is_some()),
             ("--test-limit", self.test_limit.is_some()),
@@ -269,10 +274,10 @@ impl TrainArgs {
         if let Some(v) = &self.data {
             d.dir = Some(v.clone());
         }
-        if let Some(v) = &self.csv {
-            d.csv = Some(v.clone());
+        if let Some(v) = &self.manifest {
+            d.manifest = Some(v.clone());
             if self.dataset.is_none() {
-                d.dataset = DatasetKind::Csv;
+                d.dataset = DatasetKind::Manifest;
             }
         }
         d.groups.extend(self.group.iter().cloned());
@@ -393,7 +398,7 @@ pub fn run(common: &Common, args: TrainArgs) -> Result<()> {
             });
             let mut inputs: Vec<(&str, &Path)> = Vec::new();
             inputs.extend(args.config.as_deref().map(|p| ("--config", p)));
-            inputs.extend(cfg.data.csv.as_deref().map(|p| ("--csv", p)));
+            inputs.extend(cfg.data.manifest.as_deref().map(|p| ("--manifest", p)));
             inputs.extend(cfg.data.dir.as_deref().map(|p| ("--data", p)));
             crate::output::refuse_input(&dir, &inputs)?;
             crate::output::output_dir(&dir, args.force)?;
@@ -508,6 +513,20 @@ fn train_on<const L: usize, D: Backend>(
                 ckpt.display()
             );
         }
+        // Every epoch takes the same number of steps; another number means other data.
+        let batch = t.config().batch_size.max(1);
+        let now = prepared.train.len().div_ceil(batch);
+        if let Some(before) = (t.epochs_done() > 0).then(|| t.steps() / t.epochs_done()) {
+            if before != now {
+                bail!(
+                    "{} took {before} steps an epoch, but its data now give {now} ({} training \
+                     samples from {}): the data differ from those it was trained on",
+                    ckpt.display(),
+                    prepared.train.len(),
+                    cfg.data_dir().display()
+                );
+            }
+        }
         t
     } else {
         let mc = model_config(cfg, prepared.specs.clone())?;
@@ -517,6 +536,13 @@ fn train_on<const L: usize, D: Backend>(
         tr.codecs = prepared.codecs.clone();
         tr
     };
+    if !resume && !prepared.notes.is_empty() {
+        // Once the model is built: an error before this is one line on its own.
+        eprintln!("the manifest's columns (declare others in the config's [modalities]):");
+        for note in &prepared.notes {
+            eprintln!("  {note}");
+        }
+    }
     // The data, the model (and a resumed checkpoint) are known good: record the resolved
     // configuration (for a resumed run, the new --epochs and --data) as the run's. A run that
     // fails before this leaves no config.toml that would block the corrected rerun.
@@ -604,6 +630,7 @@ fn train_on<const L: usize, D: Backend>(
         "contrastive_input": trainer.model.config().contrastive_input.name(),
         "binarize": trainer.config().binarize,
         "warnings": warnings,
+        "columns": prepared.notes,
         "test_loss": last.and_then(|h| h.test_loss),
         "best": best.map(|(epoch, test_loss)| serde_json::json!({
             "epoch": epoch,
@@ -814,7 +841,7 @@ mod tests {
         rich.data
             .groups
             .insert("xy".into(), vec!["x".into(), "y".into()]);
-        rich.data.csv = Some("data.csv".into());
+        rich.data.manifest = Some("data.csv".into());
         rich.data.limit = Some(100);
         rich.model.weights.insert("label".into(), 50.0);
         rich.model.private = Some(2);
