@@ -106,21 +106,84 @@ pub fn training_curves(path: &Path, metrics: &[EpochMetrics]) -> Result<()> {
         panel(
             &top,
             "loss per sample (negative ELBO)",
+            "epoch",
             "loss",
             &losses,
             true,
         )?;
-        panel(&left, "KL to the prior, per term", "KL", &kls, true)?;
-        panel(&right, "KL weight", "beta", &beta, false)?;
+        panel(
+            &left,
+            "KL to the prior, per term",
+            "epoch",
+            "KL",
+            &kls,
+            true,
+        )?;
+        panel(&right, "KL weight", "epoch", "beta", &beta, false)?;
         root.present().map_err(&err)?;
     }
     canvas.save(path)
 }
 
-/// One chart with a caption, axes, lines with point markers and, if `legend`, a legend.
+/// A line chart of named series of `(x, y)` points (each with point markers and its own
+/// colour, in order) to the PNG at `path`, `title` above, the axes described by `x_desc` and
+/// `y_desc`: for results such as an accuracy against a share of paired samples, with a
+/// published curve beside a measured one.
+///
+/// # Errors
+/// No series, a series without points, or a value that is not finite.
+pub fn line_chart(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> Result<()> {
+    if series.is_empty() {
+        return Err(invalid("line chart", "no series"));
+    }
+    for (name, points) in series {
+        if points.is_empty() {
+            return Err(invalid(
+                "line chart",
+                format!("series {name:?} has no points"),
+            ));
+        }
+        if let Some((x, y)) = points
+            .iter()
+            .find(|(x, y)| !x.is_finite() || !y.is_finite())
+        {
+            return Err(invalid(
+                "line chart",
+                format!("series {name:?}: the point ({x}, {y}) is not finite"),
+            ));
+        }
+    }
+    let lines: Vec<Line> = series
+        .iter()
+        .enumerate()
+        .map(|(i, (name, points))| Line {
+            name: name.clone(),
+            colour: rgb(class_colour(i)),
+            width: 2,
+            points: points.clone(),
+        })
+        .collect();
+    let mut canvas = Canvas::new("line chart", 900, 600)?;
+    {
+        let root = canvas.titled_area("line chart", title, 22)?;
+        panel(&root, "", x_desc, y_desc, &lines, true)?;
+        root.present().map_err(drawing("line chart"))?;
+    }
+    canvas.save(path)
+}
+
+/// One chart with a caption, axes, lines with point markers and, if `legend`, a legend; the x
+/// axis is labelled `x_desc` ("epoch" labels whole numbers only).
 fn panel(
     area: &DrawingArea<BitMapBackend<'_>, Shift>,
     caption: &str,
+    x_desc: &str,
     y_desc: &str,
     lines: &[Line],
     legend: bool,
@@ -153,7 +216,9 @@ fn panel(
         .map_err(&err)?;
     // Epochs are whole numbers: label only whole ticks.
     let whole = |x: &f64| {
-        if (x - x.round()).abs() < 1e-6 {
+        if x_desc != "epoch" {
+            tick(x)
+        } else if (x - x.round()).abs() < 1e-6 {
             format!("{}", x.round())
         } else {
             String::new()
@@ -163,7 +228,7 @@ fn panel(
         .configure_mesh()
         .light_line_style(WHITE)
         .bold_line_style(BLACK.mix(0.08))
-        .x_desc("epoch")
+        .x_desc(x_desc)
         .y_desc(y_desc)
         .x_label_formatter(&whole)
         .y_label_formatter(&tick)
@@ -273,5 +338,42 @@ mod tests {
             Err(Error::InvalidData { .. })
         ));
         assert!(!path.exists());
+    }
+
+    /// A line chart draws its series (the picture is not blank) and refuses bad input
+    /// without writing anything.
+    #[test]
+    fn line_chart_draws_series_and_refuses_bad_input() {
+        let dir = out_dir(concat!(module_path!(), "-", line!()));
+        let path = dir.path().join("line_chart.png");
+        let ours = (
+            "measured".to_string(),
+            vec![(1.0, 0.68), (2.0, 0.7), (5.0, 0.8), (100.0, 0.95)],
+        );
+        let theirs = ("published".to_string(), vec![(1.0, 0.33), (100.0, 0.92)]);
+        line_chart(
+            &path,
+            "accuracy",
+            "% paired",
+            "accuracy",
+            &[ours.clone(), theirs],
+        )
+        .unwrap();
+        let img = decode(&path, Some((900, 600)));
+        assert!(variance(&img) > 10.0);
+        for i in 0..2 {
+            let c = class_colour(i);
+            assert!(img.pixels().any(|p| p.0 == c), "series {i} colour missing");
+        }
+        let bad = dir.path().join("line_chart_bad.png");
+        let nan = ("x".to_string(), vec![(1.0, f64::NAN)]);
+        let empty = ("y".to_string(), vec![]);
+        for series in [vec![], vec![nan], vec![ours, empty]] {
+            assert!(matches!(
+                line_chart(&bad, "t", "x", "y", &series),
+                Err(Error::InvalidData { .. })
+            ));
+        }
+        assert!(!bad.exists());
     }
 }

@@ -24,7 +24,7 @@ pub mod scatter;
 pub mod spectrogram;
 
 pub use colour::Colormap;
-pub use curves::training_curves;
+pub use curves::{line_chart, training_curves};
 pub use grid::{image_grid, image_grid_channels, GridOptions};
 pub use pca::{pca2, Pca2};
 pub use scatter::{grouped_scatter, latent_scatter, latent_scatter_with, ScatterOptions};

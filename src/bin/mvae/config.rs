@@ -87,10 +87,12 @@ pub struct ModelSection {
     /// otherwise (with a wide latent, the experts of two rich modalities such as images and
     /// sound keep their content in separate dimensions and cross-generation fails).
     pub latent: Option<usize>,
-    /// Encoder hidden sizes, input side first.
-    pub encoder_hidden: Vec<usize>,
-    /// Decoder hidden sizes, latent side first.
-    pub decoder_hidden: Vec<usize>,
+    /// Encoder hidden sizes, input side first; by default `[512, 512]` (the paper's), and
+    /// `[64, 64]` for a table (a manifest of numbers and classes only).
+    pub encoder_hidden: Option<Vec<usize>>,
+    /// Decoder hidden sizes, latent side first; by default `[512, 512, 512]`, and `[64, 64]`
+    /// for a table.
+    pub decoder_hidden: Option<Vec<usize>>,
     /// Hidden activation.
     pub activation: Activation,
     /// How the experts of the present modalities are combined; by default `"poe"`, and
@@ -125,8 +127,8 @@ impl Default for ModelSection {
     fn default() -> Self {
         Self {
             latent: None,
-            encoder_hidden: vec![512, 512],
-            decoder_hidden: vec![512, 512, 512],
+            encoder_hidden: None,
+            decoder_hidden: None,
             activation: Activation::Swish,
             aggregation: None,
             private: None,
@@ -147,8 +149,9 @@ impl Default for ModelSection {
 pub struct TrainSection {
     /// Passes over the training set (in total, counting resumed epochs).
     pub epochs: usize,
-    /// Samples per step.
-    pub batch_size: usize,
+    /// Samples per step; by default 100, and 16 for a table (a few hundred rows still make
+    /// many steps an epoch).
+    pub batch_size: Option<usize>,
     /// Adam's learning rate.
     pub lr: f64,
     /// Final KL weight.
@@ -175,7 +178,7 @@ impl Default for TrainSection {
     fn default() -> Self {
         Self {
             epochs: 10,
-            batch_size: 100,
+            batch_size: None,
             lr: 1e-3,
             beta: 1.0,
             anneal_epochs: None,
@@ -243,10 +246,12 @@ impl RunConfig {
 
     /// How experts are combined: the configured way, else the data set's default (`av_digits`:
     /// MMVAE+, whose cross-modal coherence at latent 64 meets the goals the product of experts
-    /// misses; the product of experts otherwise).
+    /// misses; a table: MoPoE, which decodes every column from every subset of the others, as
+    /// imputation does; the product of experts otherwise).
     pub fn aggregation(&self) -> AggregationKind {
         self.model.aggregation.unwrap_or(match self.data.dataset {
             DatasetKind::AvDigits => AggregationKind::MmvaePlus,
+            DatasetKind::Manifest if self.is_table() => AggregationKind::MixtureOfProductsOfExperts,
             DatasetKind::Mnist | DatasetKind::Manifest | DatasetKind::Polymnist => {
                 AggregationKind::ProductOfExperts
             }
@@ -254,12 +259,66 @@ impl RunConfig {
     }
 
     /// Epochs of KL annealing: the configured number, else the data set's default
-    /// (`av_digits`: 2, the measured recipe; 0 otherwise).
+    /// (`av_digits`: 2, the measured recipe; a table: half the epochs; 0 otherwise).
     pub fn anneal_epochs(&self) -> f64 {
         self.train.anneal_epochs.unwrap_or(match self.data.dataset {
             DatasetKind::AvDigits => 2.0,
+            DatasetKind::Manifest if self.is_table() => self.train.epochs as f64 / 2.0,
             DatasetKind::Mnist | DatasetKind::Manifest | DatasetKind::Polymnist => 0.0,
         })
+    }
+
+    /// Encoder hidden sizes: the configured ones, else `[64, 64]` for a table and
+    /// `[512, 512]` otherwise.
+    pub fn encoder_hidden(&self) -> Vec<usize> {
+        self.model.encoder_hidden.clone().unwrap_or_else(|| {
+            if self.is_table() {
+                vec![64, 64]
+            } else {
+                vec![512, 512]
+            }
+        })
+    }
+
+    /// Decoder hidden sizes: the configured ones, else `[64, 64]` for a table and
+    /// `[512, 512, 512]` otherwise.
+    pub fn decoder_hidden(&self) -> Vec<usize> {
+        self.model.decoder_hidden.clone().unwrap_or_else(|| {
+            if self.is_table() {
+                vec![64, 64]
+            } else {
+                vec![512, 512, 512]
+            }
+        })
+    }
+
+    /// Samples per step: the configured number, else 16 for a table and 100 otherwise.
+    pub fn batch_size(&self) -> usize {
+        self.train
+            .batch_size
+            .unwrap_or(if self.is_table() { 16 } else { 100 })
+    }
+
+    /// Whether the run trains on a table: a manifest whose modalities are all numbers or
+    /// classes (the table recipe: MoPoE, small layers, small batches, KL annealed over half
+    /// the epochs, which keeps the posterior from collapsing on a few hundred rows). A manifest
+    /// that cannot be read counts as no table; loading it reports why.
+    pub fn is_table(&self) -> bool {
+        use crate::manifest::{infer, Manifest};
+        if self.data.dataset != DatasetKind::Manifest {
+            return false;
+        }
+        self.data
+            .manifest
+            .as_deref()
+            .and_then(|p| Manifest::read(p).ok())
+            .and_then(|m| infer(&m, &self.modalities, &self.data.groups).ok())
+            .is_some_and(|layout| {
+                layout
+                    .codecs
+                    .values()
+                    .all(|c| matches!(c, mvae::Codec::Columns { .. } | mvae::Codec::Label { .. }))
+            })
     }
 
     /// Makes the CSV file and the data folder absolute (resolving links), so that the run's
@@ -285,6 +344,9 @@ impl RunConfig {
             let dir = self.data_dir();
             self.data.dir = Some(std::fs::canonicalize(&dir).unwrap_or(dir));
         }
+        self.model.encoder_hidden = Some(self.encoder_hidden());
+        self.model.decoder_hidden = Some(self.decoder_hidden());
+        self.train.batch_size = Some(self.batch_size());
         self.model.latent = Some(self.latent());
         self.model.aggregation = Some(self.aggregation());
         self.train.anneal_epochs = Some(self.anneal_epochs());

@@ -288,10 +288,10 @@ impl TrainArgs {
         let m = &mut cfg.model;
         m.latent = self.latent.or(m.latent);
         if let Some(s) = &self.encoder_hidden {
-            m.encoder_hidden = s.0.clone();
+            m.encoder_hidden = Some(s.0.clone());
         }
         if let Some(s) = &self.decoder_hidden {
-            m.decoder_hidden = s.0.clone();
+            m.decoder_hidden = Some(s.0.clone());
         }
         m.aggregation = self.aggregation.or(m.aggregation);
         m.private = self.private.or(m.private);
@@ -304,7 +304,7 @@ impl TrainArgs {
         m.weights.extend(self.weight.iter().cloned());
         let t = &mut cfg.train;
         t.epochs = self.epochs.unwrap_or(t.epochs);
-        t.batch_size = self.batch_size.unwrap_or(t.batch_size);
+        t.batch_size = self.batch_size.or(t.batch_size);
         t.lr = self.lr.unwrap_or(t.lr);
         t.beta = self.beta.unwrap_or(t.beta);
         t.anneal_epochs = self.anneal_epochs.or(t.anneal_epochs);
@@ -436,8 +436,8 @@ fn model_config(cfg: &RunConfig, specs: Vec<mvae::ModalitySpec>) -> Result<Model
         .into_iter()
         .map(|s| {
             let w = cfg.model.weights.get(s.name()).copied().unwrap_or(s.weight);
-            s.encoder_hidden(&cfg.model.encoder_hidden)
-                .decoder_hidden(&cfg.model.decoder_hidden)
+            s.encoder_hidden(&cfg.encoder_hidden())
+                .decoder_hidden(&cfg.decoder_hidden())
                 .weight(w)
         })
         .collect();
@@ -474,7 +474,7 @@ fn train_config(cfg: &RunConfig, samples: usize) -> TrainConfig {
     let t = &cfg.train;
     let mut tc = TrainConfig {
         epochs: t.epochs,
-        batch_size: t.batch_size,
+        batch_size: cfg.batch_size(),
         adam: AdamSettings {
             lr: t.lr,
             ..AdamSettings::default()
@@ -562,7 +562,7 @@ fn train_on<const L: usize, D: Backend>(
     let mut best = best_epoch(&history, first_best);
     while trainer.epochs_done() < cfg.train.epochs {
         let e = trainer.epochs_done() + 1;
-        let steps = prepared.train.len().div_ceil(cfg.train.batch_size.max(1));
+        let steps = prepared.train.len().div_ceil(cfg.batch_size().max(1));
         let pb = bar(
             common,
             steps as u64,
