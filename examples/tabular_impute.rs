@@ -74,6 +74,12 @@ struct Args {
     /// Latent samples per data point and term in training (IWAE bound above 1)
     #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     samples: usize,
+    /// How the columns' experts are combined: poe, moe, mopoe or mmvae-plus
+    #[arg(long, default_value = "poe")]
+    aggregation: mvae::AggregationKind,
+    /// Rows per training step
+    #[arg(long, default_value_t = 100, value_parser = at_least_one)]
+    batch_size: usize,
     /// Also write each scaled table (<table>.csv) and mask (<table>_<rate>_<seed>.csv, 1 =
     /// visible) into this folder, for outside references on the same masks
     /// (benches/reference/iterative_impute.py)
@@ -223,6 +229,8 @@ struct Vae<'a> {
     epochs: usize,
     hidden: &'a [usize],
     samples: usize,
+    aggregation: mvae::AggregationKind,
+    batch_size: usize,
     seed: u64,
     out: &'a mut Vec<f64>,
 }
@@ -286,9 +294,12 @@ impl OnDevice for Vae<'_> {
             );
         }
         let data = builder.build()?;
-        let model = Mvae::<8, D>::new(&ModelConfig::new(specs), &dev, self.seed)?;
+        let mut mc = ModelConfig::new(specs);
+        mc.aggregation = self.aggregation;
+        let model = Mvae::<8, D>::new(&mc, &dev, self.seed)?;
         let mut cfg = TrainConfig {
             epochs: self.epochs,
+            batch_size: self.batch_size,
             seed: self.seed,
             ..TrainConfig::default()
         };
@@ -449,6 +460,8 @@ fn main() -> Result<()> {
                         epochs: args.epochs,
                         hidden: &args.hidden,
                         samples: args.samples,
+                        aggregation: args.aggregation,
+                        batch_size: args.batch_size,
                         seed,
                         out: &mut out,
                     })?;
