@@ -2631,6 +2631,17 @@ fn a_json_lines_manifest_with_a_split_trains_and_imputes() {
     ]);
     assert_eq!(v["train_samples"], 40);
     assert_eq!(v["test_samples"], 10);
+    // eval finds the class column by its kind, whatever its name.
+    let e = ok_json(&[
+        "eval",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--k",
+        "2",
+        "--samples",
+        "10",
+    ]);
+    assert_eq!(e["coherence"]["label"], "class", "{e}");
     let partial = dir.join("partial.jsonl");
     let input = "{\"y\":1.5,  \"class\":null,\"x\":0.7}\n\
                  {\"x\": 0.1, \"y\": 0.2, \"class\": \"up\", \"extra\": [1, 2]}\n\
