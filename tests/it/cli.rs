@@ -2642,6 +2642,22 @@ fn a_json_lines_manifest_with_a_split_trains_and_imputes() {
         "10",
     ]);
     assert_eq!(e["coherence"]["label"], "class", "{e}");
+    // embed names the class column and writes the classes' words.
+    let emb = dir.join("z.csv");
+    ok_json(&[
+        "embed",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--given",
+        "x",
+        "--out",
+        emb.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&emb).unwrap();
+    assert!(text.starts_with("row,class,z0,"), "{text}");
+    let second = text.lines().nth(1).unwrap();
+    let word = second.split(',').nth(1).unwrap();
+    assert!(word == "up" || word == "down", "{second}");
     let partial = dir.join("partial.jsonl");
     let input = "{\"y\":1.5,  \"class\":null,\"x\":0.7}\n\
                  {\"x\": 0.1, \"y\": 0.2, \"class\": \"up\", \"extra\": [1, 2]}\n\

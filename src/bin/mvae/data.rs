@@ -194,6 +194,24 @@ fn unpaired(
     )
 }
 
+/// The class column of a data set read with `codecs`: `label` where the data have it (a label
+/// modality, or PolyMNIST's class kept beside its images), else the only class modality of
+/// the codecs (a manifest's, whatever its name); `None` when there is none, or several.
+pub fn class_column(codecs: &Codecs, data: &MultimodalDataset) -> Option<String> {
+    if data.column("label").is_some() {
+        return Some("label".into());
+    }
+    let labels: Vec<&String> = codecs
+        .iter()
+        .filter(|(_, c)| matches!(c, Codec::Label { .. }))
+        .map(|(name, _)| name)
+        .collect();
+    match labels.as_slice() {
+        [only] if data.column(only).is_some() => Some((*only).clone()),
+        _ => None,
+    }
+}
+
 /// The seed that binarises a test set once (`--binarize`): fixed, so that runs of any seed
 /// are scored on the same binary images.
 pub const BINARIZED_TEST_SEED: u64 = 0x6269_6e61;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use mvae::embed::{embed, EmbedOptions, Embeddings};
-use mvae::{Backend, Codec, Mvae};
+use mvae::{Backend, Codecs, Mvae};
 
 use crate::config::RunConfig;
 use crate::output::{refuse_existing, refuse_input, report};
@@ -21,7 +21,8 @@ data set (config.toml beside the checkpoint; --split test or train), or from you
 --manifest FILE (a CSV or JSON Lines table with the model's columns, as `impute --manifest` \
 reads it; row 0 is the first row after the header; --csv is another name) or --folder DIR (files named <id>_<modality>.<ext>, as `impute --folder` \
 reads them). --out FILE.csv writes a table with the row's index (or, for --folder, its id), its \
-class where the data have a label, and z0..z{L-1} (and var0.. with --variances); --out \
+class where the data have one (a column named after the class modality, `label` or a manifest's; \
+classes by name where they have names), and z0..z{L-1} (and var0.. with --variances); --out \
 FILE.safetensors writes the tensors `rows` (I64), `means` (F32, rows x L) and `variances`, with \
 the folder's ids in the metadata (`ids`, JSON). The file is written atomically; an existing one \
 is replaced only with --force."
@@ -121,14 +122,7 @@ pub fn run(common: &Common, args: EmbedArgs) -> Result<()> {
     crate::dispatch!(
         common,
         info.latent_size,
-        embed_on(
-            common,
-            &source,
-            &ckpt,
-            info.codecs.get("label"),
-            &args,
-            format
-        )
+        embed_on(common, &source, &ckpt, &info.codecs, &args, format)
     )
 }
 
@@ -148,7 +142,7 @@ fn embed_on<const L: usize, D: Backend>(
     common: &Common,
     source: &Source,
     ckpt: &Path,
-    label_codec: Option<&Codec>,
+    codecs: &Codecs,
     args: &EmbedArgs,
     format: Format,
 ) -> Result<()> {
@@ -178,8 +172,11 @@ fn embed_on<const L: usize, D: Backend>(
         limit: args.limit,
     };
     let e = embed(&model, split, &given, &opts)?;
-    let label = split.column("label");
-    // Classes by name where the label codec has names, else as numbers.
+    // The class column (`label`, or a manifest's only class modality): by name where its
+    // codec has names, else as numbers.
+    let class = data::class_column(codecs, split);
+    let label_codec = class.as_deref().and_then(|c| codecs.get(c));
+    let label = class.as_deref().and_then(|c| split.column(c));
     let classes: Option<Vec<String>> = label.map(|c| {
         e.rows
             .iter()
@@ -198,7 +195,9 @@ fn embed_on<const L: usize, D: Backend>(
     // The folder's sample ids, in the rows' order.
     let ids: Option<Vec<&str>> = ids.map(|ids| e.rows.iter().map(|&r| ids[r].as_str()).collect());
     let bytes = match format {
-        Format::Csv => csv(&e, classes.as_deref(), ids.as_deref()).into_bytes(),
+        Format::Csv => {
+            csv(&e, class.as_deref().zip(classes.as_deref()), ids.as_deref()).into_bytes()
+        }
         Format::Safetensors => safetensors(&e, ids.as_deref())?,
     };
     mvae::data::atomic::write_bytes(&args.out, &bytes)
@@ -227,11 +226,13 @@ fn embed_on<const L: usize, D: Backend>(
 
 /// The CSV table: `row` (or `id`, given the rows' ids), `label` where known, `z0..`, then
 /// `var0..` if present.
-fn csv(e: &Embeddings, classes: Option<&[String]>, ids: Option<&[&str]>) -> String {
+fn csv(e: &Embeddings, classes: Option<(&str, &[String])>, ids: Option<&[&str]>) -> String {
     let mut s = String::from(if ids.is_some() { "id" } else { "row" });
-    if classes.is_some() {
-        s.push_str(",label");
+    if let Some((name, _)) = classes {
+        s.push(',');
+        s.push_str(name);
     }
+    let classes = classes.map(|(_, c)| c);
     for j in 0..e.dim {
         let _ = write!(s, ",z{j}");
     }

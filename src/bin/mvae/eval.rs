@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use mvae::eval::likelihood::{conditional_log_likelihood, log_likelihood, IwaeConfig};
 use mvae::eval::{cross_modal_retrieval, evaluate, EvalConfig, RetrievalConfig};
-use mvae::{Backend, Codec, Mvae, Subset};
+use mvae::{Backend, Mvae, Subset};
 
 use crate::config::RunConfig;
 use crate::output::{report, write_json};
@@ -127,21 +127,8 @@ fn eval_on<const L: usize, D: Backend>(
         ..IwaeConfig::default()
     };
     let started = std::time::Instant::now();
-    // The class column: `label` (a label modality, or PolyMNIST's class kept beside its
-    // images), else a manifest's only class modality, whatever its name.
-    let class = if prepared.test.column("label").is_some() {
-        Some("label".to_string())
-    } else {
-        let labels: Vec<&String> = prepared
-            .codecs
-            .iter()
-            .filter(|(_, c)| matches!(c, Codec::Label { .. }))
-            .map(|(name, _)| name)
-            .collect();
-        (labels.len() == 1).then(|| labels[0].clone())
-    };
-    let class =
-        class.filter(|c| prepared.test.column(c).is_some() && prepared.train.column(c).is_some());
+    let class = data::class_column(&prepared.codecs, &prepared.test)
+        .filter(|c| prepared.train.column(c).is_some());
     let value = if let Some(class) = class {
         let mut ec = EvalConfig {
             iwae,
