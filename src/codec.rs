@@ -426,10 +426,7 @@ mod tests {
         let raw = Stft::new(&spectrogram).unwrap().log_spectrogram(&tone);
         assert_eq!(raw.len(), spectrogram.dim());
         // An identity normaliser, so the values compared below are log magnitudes.
-        let normalizer = Normalizer {
-            mean: vec![0.0; spectrogram.bins],
-            std: vec![1.0; spectrogram.bins],
-        };
+        let normalizer = Normalizer::identity(spectrogram.bins);
         let codec = Codec::Audio {
             spectrogram,
             normalizer,

@@ -28,6 +28,15 @@ pub struct Normalizer {
 }
 
 impl Normalizer {
+    /// The normaliser that leaves `width` features as they are (mean 0, std 1): the
+    /// placeholder of a codec whose normaliser is fitted later.
+    pub fn identity(width: usize) -> Self {
+        Normalizer {
+            mean: vec![0.0; width],
+            std: vec![1.0; width],
+        }
+    }
+
     /// Fits mean and std on `values`, read as rows of `width` features.
     pub fn fit(values: &[f32], width: usize) -> Result<Self> {
         if width == 0 || values.is_empty() || !values.len().is_multiple_of(width) {

@@ -249,54 +249,60 @@ impl RunConfig {
     /// misses; a table: MoPoE, which decodes every column from every subset of the others, as
     /// imputation does; the product of experts otherwise).
     pub fn aggregation(&self) -> AggregationKind {
-        self.model.aggregation.unwrap_or(match self.data.dataset {
+        self.model
+            .aggregation
+            .unwrap_or_else(|| self.default_aggregation(self.is_table()))
+    }
+
+    fn default_aggregation(&self, table: bool) -> AggregationKind {
+        match self.data.dataset {
             DatasetKind::AvDigits => AggregationKind::MmvaePlus,
-            DatasetKind::Manifest if self.is_table() => AggregationKind::MixtureOfProductsOfExperts,
+            DatasetKind::Manifest if table => AggregationKind::MixtureOfProductsOfExperts,
             DatasetKind::Mnist | DatasetKind::Manifest | DatasetKind::Polymnist => {
                 AggregationKind::ProductOfExperts
             }
-        })
+        }
     }
 
     /// Epochs of KL annealing: the configured number, else the data set's default
     /// (`av_digits`: 2, the measured recipe; a table: half the epochs; 0 otherwise).
     pub fn anneal_epochs(&self) -> f64 {
-        self.train.anneal_epochs.unwrap_or(match self.data.dataset {
+        self.train
+            .anneal_epochs
+            .unwrap_or_else(|| self.default_anneal_epochs(self.is_table()))
+    }
+
+    fn default_anneal_epochs(&self, table: bool) -> f64 {
+        match self.data.dataset {
             DatasetKind::AvDigits => 2.0,
-            DatasetKind::Manifest if self.is_table() => self.train.epochs as f64 / 2.0,
+            DatasetKind::Manifest if table => self.train.epochs as f64 / 2.0,
             DatasetKind::Mnist | DatasetKind::Manifest | DatasetKind::Polymnist => 0.0,
-        })
+        }
     }
 
     /// Encoder hidden sizes: the configured ones, else `[64, 64]` for a table and
     /// `[512, 512]` otherwise.
     pub fn encoder_hidden(&self) -> Vec<usize> {
-        self.model.encoder_hidden.clone().unwrap_or_else(|| {
-            if self.is_table() {
-                vec![64, 64]
-            } else {
-                vec![512, 512]
-            }
-        })
+        self.model
+            .encoder_hidden
+            .clone()
+            .unwrap_or_else(|| default_encoder_hidden(self.is_table()))
     }
 
     /// Decoder hidden sizes: the configured ones, else `[64, 64]` for a table and
     /// `[512, 512, 512]` otherwise.
     pub fn decoder_hidden(&self) -> Vec<usize> {
-        self.model.decoder_hidden.clone().unwrap_or_else(|| {
-            if self.is_table() {
-                vec![64, 64]
-            } else {
-                vec![512, 512, 512]
-            }
-        })
+        self.model
+            .decoder_hidden
+            .clone()
+            .unwrap_or_else(|| default_decoder_hidden(self.is_table()))
     }
 
     /// Samples per step: the configured number, else 16 for a table and 100 otherwise.
     pub fn batch_size(&self) -> usize {
         self.train
             .batch_size
-            .unwrap_or(if self.is_table() { 16 } else { 100 })
+            .unwrap_or_else(|| default_batch_size(self.is_table()))
     }
 
     /// Whether the run trains on a table: a manifest whose modalities are all numbers or
@@ -344,12 +350,26 @@ impl RunConfig {
             let dir = self.data_dir();
             self.data.dir = Some(std::fs::canonicalize(&dir).unwrap_or(dir));
         }
-        self.model.encoder_hidden = Some(self.encoder_hidden());
-        self.model.decoder_hidden = Some(self.decoder_hidden());
-        self.train.batch_size = Some(self.batch_size());
+        // Whether this is a table reads the manifest: once, for every default that asks.
+        let table = self.is_table();
+        let (m, t) = (&mut self.model, &mut self.train);
+        m.encoder_hidden
+            .get_or_insert_with(|| default_encoder_hidden(table));
+        m.decoder_hidden
+            .get_or_insert_with(|| default_decoder_hidden(table));
+        t.batch_size
+            .get_or_insert_with(|| default_batch_size(table));
+        self.model.aggregation = Some(
+            self.model
+                .aggregation
+                .unwrap_or_else(|| self.default_aggregation(table)),
+        );
+        self.train.anneal_epochs = Some(
+            self.train
+                .anneal_epochs
+                .unwrap_or_else(|| self.default_anneal_epochs(table)),
+        );
         self.model.latent = Some(self.latent());
-        self.model.aggregation = Some(self.aggregation());
-        self.train.anneal_epochs = Some(self.anneal_epochs());
     }
 
     /// Checks what the library does not check itself.
@@ -383,6 +403,32 @@ impl RunConfig {
             bail!("dataset manifest needs a file: --manifest FILE or [data] manifest = \"FILE\"");
         }
         Ok(())
+    }
+}
+
+/// The table recipe's layer sizes and batch size against the others' (see
+/// [`RunConfig::is_table`]).
+fn default_encoder_hidden(table: bool) -> Vec<usize> {
+    if table {
+        vec![64, 64]
+    } else {
+        vec![512, 512]
+    }
+}
+
+fn default_decoder_hidden(table: bool) -> Vec<usize> {
+    if table {
+        vec![64, 64]
+    } else {
+        vec![512, 512, 512]
+    }
+}
+
+fn default_batch_size(table: bool) -> usize {
+    if table {
+        16
+    } else {
+        100
     }
 }
 

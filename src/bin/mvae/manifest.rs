@@ -408,6 +408,11 @@ pub fn infer(
         let modality = modality_name(&m.header[c]);
         claim(&modality, format!("column {:?}", m.header[c]))?;
         let kind = match d.kind {
+            // Inference checks a column of numbers as it reads it; a declared one here.
+            Some(Kind::Continuous) => {
+                numbers(m, c)?;
+                Kind::Continuous
+            }
             Some(k) => k,
             None => sniff(m, c)?.with_context(|| {
                 format!("column {:?} has no values to infer its kind", m.header[c])
@@ -511,24 +516,19 @@ fn numbers(m: &Manifest, c: usize) -> Result<()> {
 }
 
 fn columns_codec(columns: Vec<String>) -> Codec {
-    let n = columns.len();
+    let normalizer = Normalizer::identity(columns.len());
     Codec::Columns {
         columns,
-        normalizer: Normalizer {
-            mean: vec![0.0; n],
-            std: vec![1.0; n],
-        },
+        normalizer,
     }
 }
 
-/// The codec of column `c` read as `kind`, with a note saying what was found.
+/// The codec of column `c` read as `kind` (a continuous column's cells already checked to be
+/// numbers), with a note saying what was found.
 fn codec_for(m: &Manifest, c: usize, kind: Kind, d: &ModalityDecl) -> Result<(Codec, String)> {
     let h = &m.header[c];
     Ok(match kind {
-        Kind::Continuous => {
-            numbers(m, c)?;
-            (columns_codec(vec![h.clone()]), "continuous".into())
-        }
+        Kind::Continuous => (columns_codec(vec![h.clone()]), "continuous".into()),
         Kind::Label => {
             let mut words: Vec<String> = (0..m.len())
                 .filter_map(|r| m.cell(r, c).map(str::to_string))
@@ -607,14 +607,11 @@ fn codec_for(m: &Manifest, c: usize, kind: Kind, d: &ModalityDecl) -> Result<(Co
                 "audio, {} frames x {} bins at {} Hz (WAV files at other rates are resampled)",
                 spectrogram.frames, spectrogram.bins, spectrogram.sample_rate
             );
-            let bins = spectrogram.bins;
+            let normalizer = Normalizer::identity(spectrogram.bins);
             (
                 Codec::Audio {
                     spectrogram,
-                    normalizer: Normalizer {
-                        mean: vec![0.0; bins],
-                        std: vec![1.0; bins],
-                    },
+                    normalizer,
                 },
                 note,
             )
@@ -776,11 +773,7 @@ impl Manifest {
         // Audio being fitted is read raw (an identity normaliser), then standardised.
         let fitting_audio = match (&mut *codec, fit) {
             (Codec::Audio { normalizer, .. }, Some(_)) => {
-                let bins = normalizer.mean.len();
-                *normalizer = Normalizer {
-                    mean: vec![0.0; bins],
-                    std: vec![1.0; bins],
-                };
+                *normalizer = Normalizer::identity(normalizer.width());
                 true
             }
             _ => false,
