@@ -2400,6 +2400,40 @@ fn search_ranks_a_gallery_and_checks_its_cache() {
     }
 }
 
+/// Trains a small model (latent 8, layers of 16) on `manifest` into `run` for `epochs`.
+fn train_manifest(manifest: &Path, run: &Path, epochs: usize) -> Value {
+    let epochs = epochs.to_string();
+    ok_json(&[
+        "train",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--latent",
+        "8",
+        "--encoder-hidden",
+        "16",
+        "--decoder-hidden",
+        "16",
+        "--epochs",
+        &epochs,
+        "--no-pictures",
+        "--out",
+        run.to_str().unwrap(),
+    ])
+}
+
+/// Imputes the manifest `input` with the model of `run` into `out`.
+fn impute_manifest(run: &Path, input: &Path, out: &Path) -> Value {
+    ok_json(&[
+        "impute",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--manifest",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
 /// Writes a `w x h` PNG, RGB when `rgb`, whose brightness is `level`.
 fn write_png(path: &Path, w: u32, h: u32, rgb: bool, level: u8) {
     if rgb {
@@ -2468,22 +2502,7 @@ fn a_manifest_of_images_sounds_words_and_numbers_trains_and_imputes() {
     let manifest = dir.join("pets.csv");
     std::fs::write(&manifest, &text).unwrap();
     let run = dir.join("run");
-    let v = ok_json(&[
-        "train",
-        "--manifest",
-        manifest.to_str().unwrap(),
-        "--latent",
-        "8",
-        "--encoder-hidden",
-        "16",
-        "--decoder-hidden",
-        "16",
-        "--epochs",
-        "2",
-        "--no-pictures",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
+    let v = train_manifest(&manifest, &run, 2);
     let columns: Vec<String> = v["columns"]
         .as_array()
         .unwrap()
@@ -2560,15 +2579,7 @@ fn a_manifest_of_images_sounds_words_and_numbers_trains_and_imputes() {
                  a3,media/p5.png,,dog,,y\n";
     std::fs::write(&partial, input).unwrap();
     let out = dir.join("done.csv");
-    let v = ok_json(&[
-        "impute",
-        "--checkpoint",
-        run.to_str().unwrap(),
-        "--manifest",
-        partial.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let v = impute_manifest(&run, &partial, &out);
     assert_eq!(v["filled"]["kind"], 1);
     assert_eq!(v["filled"]["photo"], 1);
     assert_eq!(v["filled"]["weight"], 1);
@@ -2613,22 +2624,7 @@ fn a_json_lines_manifest_with_a_split_trains_and_imputes() {
     let manifest = dir.join("rows.jsonl");
     std::fs::write(&manifest, &text).unwrap();
     let run = dir.join("run");
-    let v = ok_json(&[
-        "train",
-        "--manifest",
-        manifest.to_str().unwrap(),
-        "--latent",
-        "8",
-        "--encoder-hidden",
-        "16",
-        "--decoder-hidden",
-        "16",
-        "--epochs",
-        "1",
-        "--no-pictures",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
+    let v = train_manifest(&manifest, &run, 1);
     assert_eq!(v["train_samples"], 40);
     assert_eq!(v["test_samples"], 10);
     // eval finds the class column by its kind, whatever its name.
@@ -2679,15 +2675,7 @@ fn a_json_lines_manifest_with_a_split_trains_and_imputes() {
     let input = input.replace(", \"extra\": [1, 2]", "");
     std::fs::write(&partial, &input).unwrap();
     let out = dir.join("done.jsonl");
-    let v = ok_json(&[
-        "impute",
-        "--checkpoint",
-        run.to_str().unwrap(),
-        "--manifest",
-        partial.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let v = impute_manifest(&run, &partial, &out);
     assert_eq!(v["filled"]["class"], 1);
     let written = std::fs::read_to_string(&out).unwrap();
     let lines: Vec<&str> = written.lines().collect();
@@ -2852,15 +2840,7 @@ fn a_table_trains_with_the_table_recipe_and_imputes_better_than_the_mean() {
     }
     std::fs::write(dir.join("probe.csv"), probe).unwrap();
     let out = dir.join("filled.csv");
-    ok_json(&[
-        "impute",
-        "--checkpoint",
-        run.to_str().unwrap(),
-        "--manifest",
-        dir.join("probe.csv").to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    impute_manifest(&run, &dir.join("probe.csv"), &out);
     let filled: Vec<f32> = std::fs::read_to_string(&out)
         .unwrap()
         .lines()
